@@ -1,0 +1,318 @@
+//! One duet client's session after the WebSocket upgrade: decodes its frames into room
+//! commands, writes what the room sends back, keeps the heartbeat, and closes with a code that
+//! says why.
+
+use crate::Shared;
+use crate::room::{Kick, Out, RoomCmd, RoomHandle};
+use bytes::Bytes;
+use duet_protocol::{ClientMsg, ErrorCode, Role, RoomName, ServerMsg, close};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+/// How often the server pings an idle connection.
+pub const PING_EVERY: Duration = Duration::from_secs(20);
+/// Silence after which a connection is considered dead.
+pub const DEAD_AFTER: Duration = Duration::from_secs(40);
+/// How many queued frames are written before one flush.
+const WRITE_BATCH: usize = 64;
+
+enum End {
+    /// The client closed or vanished; nothing more to send.
+    Gone,
+    /// Close with this code and reason.
+    Close(u16, String),
+}
+
+pub async fn run<S>(
+    mut ws: WebSocketStream<S>,
+    shared: Arc<Shared>,
+    room_name: RoomName,
+    role: Role,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let peer_id = shared.next_peer_id();
+    let (tx, mut out_rx) = mpsc::channel(shared.config.room.send_queue);
+    let (kick_tx, mut kick_rx) = oneshot::channel::<Kick>();
+
+    let welcome = ServerMsg::Welcome {
+        peer_id,
+        role,
+        room: room_name.to_string(),
+        server: concat!("duet-server ", env!("CARGO_PKG_VERSION")).into(),
+    };
+    if send(
+        &mut ws,
+        &shared,
+        duet_protocol::encode_server(&welcome).into(),
+    )
+    .await
+    .is_err()
+    {
+        return;
+    }
+    let Some(room) = join(&shared, &room_name, peer_id, role, tx, kick_tx).await else {
+        finish(
+            ws,
+            &shared,
+            End::Close(close::GOING_AWAY, "room unavailable, reconnect".into()),
+        )
+        .await;
+        return;
+    };
+
+    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    let mut last_seen = Instant::now();
+    let end = loop {
+        tokio::select! {
+            biased;
+            () = shared.shutdown.cancelled() => break End::Close(close::GOING_AWAY, "server shutting down".into()),
+            kick = &mut kick_rx => break match kick {
+                Ok(k) => End::Close(k.code, k.reason),
+                Err(_) => End::Close(close::GOING_AWAY, "room closed, reconnect".into()),
+            },
+            out = out_rx.recv() => {
+                let Some(out) = out else { break End::Close(close::GOING_AWAY, "room closed, reconnect".into()) };
+                if write_batch(&mut ws, &shared, out, &mut out_rx).await.is_err() {
+                    break End::Gone;
+                }
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() >= DEAD_AFTER {
+                    tracing::debug!(peer_id, "no heartbeat, dropping connection");
+                    break End::Close(close::GOING_AWAY, "no heartbeat".into());
+                }
+                if ws.send(Message::Ping(Bytes::new())).await.is_err() {
+                    break End::Gone;
+                }
+            }
+            msg = ws.next() => {
+                last_seen = Instant::now();
+                match msg {
+                    None => break End::Gone,
+                    Some(Ok(Message::Binary(bytes))) => {
+                        shared.metrics.bytes_in.inc_by(bytes.len() as u64);
+                        if let Err(end) = handle_frame(&room, &shared, peer_id, &bytes, &mut ws).await {
+                            break end;
+                        }
+                    }
+                    Some(Ok(Message::Text(_))) => break End::Close(close::PROTOCOL_ERROR, "duet speaks binary frames only".into()),
+                    Some(Ok(Message::Close(_))) => break End::Gone,
+                    Some(Ok(_)) => {} // ping, pong: tungstenite answers pings itself
+                    Some(Err(e)) => break read_error(e),
+                }
+            }
+        }
+    };
+    let _ = room.send(RoomCmd::Leave { peer_id }).await;
+    finish(ws, &shared, end).await;
+}
+
+/// Joins the room, asking the registry for a fresh instance if the one found is unloading.
+async fn join(
+    shared: &Arc<Shared>,
+    room_name: &RoomName,
+    peer_id: u64,
+    role: Role,
+    tx: mpsc::Sender<Out>,
+    kick: oneshot::Sender<Kick>,
+) -> Option<RoomHandle> {
+    let (mut tx, mut kick) = (tx, kick);
+    for _ in 0..3 {
+        let room = shared.registry.get_or_load(room_name);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let cmd = RoomCmd::Join {
+            peer_id,
+            role,
+            tx,
+            kick,
+            reply: reply_tx,
+        };
+        match room.send_returning(cmd).await {
+            Ok(()) => {
+                if reply_rx.await.is_ok() {
+                    return Some(room);
+                }
+                return None;
+            }
+            Err(RoomCmd::Join { tx: t, kick: k, .. }) => {
+                tx = t;
+                kick = k;
+            }
+            Err(_) => return None,
+        }
+        tokio::task::yield_now().await;
+    }
+    None
+}
+
+async fn handle_frame<S>(
+    room: &RoomHandle,
+    shared: &Shared,
+    peer_id: u64,
+    bytes: &[u8],
+    ws: &mut WebSocketStream<S>,
+) -> Result<(), End>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let msg = match duet_protocol::decode_client(bytes) {
+        Ok(msg) => msg,
+        Err(e) => {
+            let error = ServerMsg::Error {
+                code: ErrorCode::BAD_MESSAGE,
+                message: format!("could not decode your message: {e}"),
+            };
+            let _ = send(ws, shared, duet_protocol::encode_server(&error).into()).await;
+            return Err(End::Close(
+                close::INVALID_PAYLOAD,
+                "undecodable message".into(),
+            ));
+        }
+    };
+    let cmd = match msg {
+        ClientMsg::SyncStep1 { state_vector } => RoomCmd::SyncStep1 {
+            peer_id,
+            state_vector: state_vector.0,
+        },
+        ClientMsg::SyncStep2 { seq, update } | ClientMsg::Update { seq, update } => {
+            shared.metrics.updates_received.inc();
+            RoomCmd::Update {
+                peer_id,
+                seq: Some(seq),
+                update: update.0,
+            }
+        }
+        ClientMsg::Awareness { client_id, state } => RoomCmd::Awareness {
+            peer_id,
+            client_id,
+            state,
+        },
+    };
+    room.send(cmd)
+        .await
+        .map_err(|_| End::Close(close::GOING_AWAY, "room closed, reconnect".into()))
+}
+
+fn encode_out(out: Out) -> Bytes {
+    let msg = match out {
+        Out::Update(shared) => return shared.duet_frame(),
+        Out::SyncStep1(sv) => ServerMsg::SyncStep1 {
+            state_vector: sv.into(),
+        },
+        Out::SyncStep2(update) => ServerMsg::SyncStep2 {
+            update: update.into(),
+        },
+        Out::Awareness(entries) => ServerMsg::Awareness {
+            entries: entries.to_vec(),
+        },
+        Out::Ack(seq) => ServerMsg::Ack { seq },
+        Out::Error(code, message) => ServerMsg::Error { code, message },
+    };
+    duet_protocol::encode_server(&msg).into()
+}
+
+/// Writes `first` and whatever else is already queued, then flushes once.
+async fn write_batch<S>(
+    ws: &mut WebSocketStream<S>,
+    shared: &Shared,
+    first: Out,
+    rx: &mut mpsc::Receiver<Out>,
+) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut next = Some(first);
+    let mut n = 0;
+    while let Some(out) = next {
+        let frame = encode_out(out);
+        shared.metrics.bytes_out.inc_by(frame.len() as u64);
+        ws.feed(Message::Binary(frame)).await?;
+        n += 1;
+        next = if n < WRITE_BATCH {
+            rx.try_recv().ok()
+        } else {
+            None
+        };
+    }
+    ws.flush().await
+}
+
+async fn send<S>(ws: &mut WebSocketStream<S>, shared: &Shared, frame: Bytes) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    shared.metrics.bytes_out.inc_by(frame.len() as u64);
+    ws.send(Message::Binary(frame)).await
+}
+
+/// Maps a read error to the close code the client should see. tungstenite drops the socket
+/// without a close frame on these errors, so we send it ourselves.
+fn read_error(e: WsError) -> End {
+    match e {
+        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => End::Close(
+            close::TOO_BIG,
+            format!("message of {size} bytes exceeds the {max_size}-byte limit"),
+        ),
+        WsError::Capacity(e) => End::Close(close::TOO_BIG, e.to_string()),
+        WsError::Utf8(_) => End::Close(
+            close::INVALID_PAYLOAD,
+            "invalid UTF-8 in a text frame".into(),
+        ),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+        | WsError::ConnectionClosed
+        | WsError::AlreadyClosed
+        | WsError::Io(_) => End::Gone,
+        WsError::Protocol(e) => End::Close(close::PROTOCOL_ERROR, e.to_string()),
+        other => {
+            tracing::debug!(error = %other, "websocket read error");
+            End::Gone
+        }
+    }
+}
+
+/// Sends the close frame (if any) and waits briefly for the client's reply.
+async fn finish<S>(mut ws: WebSocketStream<S>, shared: &Shared, end: End)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let End::Close(code, reason) = end else {
+        return;
+    };
+    shared.metrics.count_close(code);
+    let mut reason = reason;
+    // A close frame's reason must fit in 123 bytes.
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.clone().into(),
+    };
+    if ws.close(Some(frame)).await.is_err() {
+        // tungstenite refuses to write once it has failed a read (oversized or bad frames):
+        // write the close frame straight to the socket.
+        let mut raw = vec![0x88, (2 + reason.len()) as u8];
+        raw.extend_from_slice(&code.to_be_bytes());
+        raw.extend_from_slice(reason.as_bytes());
+        let stream = ws.get_mut();
+        let _ = stream.write_all(&raw).await;
+        let _ = stream.flush().await;
+        let _ = stream.shutdown().await;
+        return;
+    }
+    // Let the client answer the close; don't wait for a dead one.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}

@@ -1,0 +1,164 @@
+//! Built-in metrics, served as Prometheus text at `GET /metrics`.
+//!
+//! Plain atomics: every counter is bumped on hot paths (per update, per connection), so no
+//! locks and no allocation there.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.inc_by(1);
+    }
+    pub fn inc_by(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Close codes counted by value; anything else lands in `other`.
+const CLOSE_CODES: [u16; 11] = [
+    1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 4401, 4403,
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    pub connections: Gauge,
+    pub connections_total: Counter,
+    pub rooms_loaded: Gauge,
+    pub updates_received: Counter,
+    pub updates_relayed: Counter,
+    pub updates_stored: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    closes: [Counter; CLOSE_CODES.len()],
+    closes_other: Counter,
+}
+
+impl Metrics {
+    pub fn count_close(&self, code: u16) {
+        match CLOSE_CODES.iter().position(|c| *c == code) {
+            Some(i) => self.closes[i].inc(),
+            None => self.closes_other.inc(),
+        }
+    }
+
+    /// Renders every metric in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        metric(
+            "duet_connections",
+            "gauge",
+            "Open WebSocket connections.",
+            self.connections.get().to_string(),
+        );
+        metric(
+            "duet_connections_total",
+            "counter",
+            "WebSocket connections accepted.",
+            self.connections_total.get().to_string(),
+        );
+        metric(
+            "duet_rooms_loaded",
+            "gauge",
+            "Rooms held in memory.",
+            self.rooms_loaded.get().to_string(),
+        );
+        metric(
+            "duet_updates_received_total",
+            "counter",
+            "Document updates received from clients.",
+            self.updates_received.get().to_string(),
+        );
+        metric(
+            "duet_updates_relayed_total",
+            "counter",
+            "Document updates queued to other members.",
+            self.updates_relayed.get().to_string(),
+        );
+        metric(
+            "duet_updates_stored_total",
+            "counter",
+            "Document updates the store confirmed.",
+            self.updates_stored.get().to_string(),
+        );
+        metric(
+            "duet_bytes_in_total",
+            "counter",
+            "WebSocket payload bytes received.",
+            self.bytes_in.get().to_string(),
+        );
+        metric(
+            "duet_bytes_out_total",
+            "counter",
+            "WebSocket payload bytes sent.",
+            self.bytes_out.get().to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP duet_closes_total Connections the server closed, by close code.\n# TYPE duet_closes_total counter"
+        );
+        for (code, counter) in CLOSE_CODES.iter().zip(&self.closes) {
+            let _ = writeln!(
+                out,
+                "duet_closes_total{{code=\"{code}\"}} {}",
+                counter.get()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "duet_closes_total{{code=\"other\"}} {}",
+            self.closes_other.get()
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.connections.inc();
+        m.count_close(1013);
+        m.count_close(4999);
+        let text = m.render();
+        assert!(text.contains("duet_connections 1\n"), "{text}");
+        assert!(
+            text.contains("duet_closes_total{code=\"1013\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("duet_closes_total{code=\"other\"} 1\n"),
+            "{text}"
+        );
+    }
+}

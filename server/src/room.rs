@@ -1,0 +1,607 @@
+//! A room: one task owns one yrs document and its awareness; connections reach it through a
+//! bounded channel ([`RoomHandle`]) and hear back through their own bounded queue ([`Out`]).
+//!
+//! ```text
+//!   conn A ──RoomCmd──┐                       ┌──Out──> conn A
+//!   conn B ──RoomCmd──┼──> RoomTask (Doc) ────┼──Out──> conn B
+//!   conn C ──RoomCmd──┘        │              └──Out──> conn C
+//!                              └── Store::append ──> Ack to the author once stored
+//! ```
+//!
+//! Invariants:
+//! - The room loads its stored document before it handles any command, so no joiner ever
+//!   sees an empty or partial document.
+//! - Every update the room integrates reaches every other member, in the order integrated,
+//!   or that member is closed (1013) and resyncs on reconnect. Updates are never dropped for a
+//!   member that stays connected.
+//! - Relay does not wait for storage; acknowledgements do.
+//! - An awareness entry belongs to the connection that first set it; it is removed when that
+//!   connection leaves, or after 30 s without renewal.
+
+use crate::metrics::Metrics;
+use crate::store::{BoxFuture, Store, StoreError};
+use bytes::Bytes;
+use duet_protocol::{AwarenessEntry, ErrorCode, PeerState, Role, RoomName, ServerMsg, close};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{Doc, OffsetKind, Options, ReadTxn, StateVector, Transact, Update};
+
+/// The one root text every duet and Yjs client edits.
+pub const ROOT_TEXT: &str = "content";
+
+/// How long an awareness entry lives without renewal.
+pub const AWARENESS_TTL: Duration = Duration::from_secs(30);
+
+/// An update shared by every member it is relayed to; each wire format is encoded once.
+pub struct SharedUpdate {
+    raw: Vec<u8>,
+    duet_frame: OnceLock<Bytes>,
+}
+
+impl SharedUpdate {
+    pub fn new(raw: Vec<u8>) -> Arc<Self> {
+        Arc::new(Self {
+            raw,
+            duet_frame: OnceLock::new(),
+        })
+    }
+
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// The `ServerMsg::Update` frame for duet clients, encoded on first use.
+    pub fn duet_frame(&self) -> Bytes {
+        self.duet_frame
+            .get_or_init(|| {
+                Bytes::from(duet_protocol::encode_server(&ServerMsg::Update {
+                    update: self.raw.clone().into(),
+                }))
+            })
+            .clone()
+    }
+}
+
+/// What a room sends a member.
+pub enum Out {
+    SyncStep1(Vec<u8>),
+    SyncStep2(Vec<u8>),
+    Update(Arc<SharedUpdate>),
+    Awareness(Arc<[AwarenessEntry]>),
+    Ack(u64),
+    Error(ErrorCode, String),
+}
+
+/// Why a room closed a member.
+#[derive(Debug, Clone)]
+pub struct Kick {
+    pub code: u16,
+    pub reason: String,
+}
+
+/// What a connection asks of its room.
+pub enum RoomCmd {
+    Join {
+        peer_id: u64,
+        role: Role,
+        tx: mpsc::Sender<Out>,
+        kick: oneshot::Sender<Kick>,
+        reply: oneshot::Sender<()>,
+    },
+    SyncStep1 {
+        peer_id: u64,
+        state_vector: Vec<u8>,
+    },
+    Update {
+        peer_id: u64,
+        seq: Option<u64>,
+        update: Vec<u8>,
+    },
+    Awareness {
+        peer_id: u64,
+        client_id: u64,
+        state: Option<PeerState>,
+    },
+    Leave {
+        peer_id: u64,
+    },
+}
+
+/// The room is gone (unloading or shut down); ask the registry for a fresh one.
+#[derive(Debug, thiserror::Error)]
+#[error("room is unloading")]
+pub struct RoomGone;
+
+/// A cloneable way to reach a room's task.
+#[derive(Clone)]
+pub struct RoomHandle {
+    pub(crate) id: u64,
+    tx: mpsc::Sender<RoomCmd>,
+}
+
+impl RoomHandle {
+    /// Sends a command, waiting while the room's inbox is full (back-pressure on the socket).
+    pub async fn send(&self, cmd: RoomCmd) -> Result<(), RoomGone> {
+        self.tx.send(cmd).await.map_err(|_| RoomGone)
+    }
+
+    /// Like [`send`](Self::send), but hands the command back if the room is gone.
+    pub async fn send_returning(&self, cmd: RoomCmd) -> Result<(), RoomCmd> {
+        self.tx.send(cmd).await.map_err(|e| e.0)
+    }
+}
+
+/// Tunables for rooms.
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    /// Inbox capacity of a room.
+    pub inbox: usize,
+    /// Send-queue capacity per member; a member whose queue is full is closed with 1013.
+    pub send_queue: usize,
+    /// How long a room with no members stays loaded.
+    pub idle_unload: Duration,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        Self {
+            inbox: 256,
+            send_queue: 1024,
+            idle_unload: Duration::from_secs(60),
+        }
+    }
+}
+
+struct Member {
+    role: Role,
+    tx: mpsc::Sender<Out>,
+    kick: Option<oneshot::Sender<Kick>>,
+}
+
+struct Slot {
+    owner: u64,
+    clock: u32,
+    role: Role,
+    state: Option<PeerState>,
+    updated: Instant,
+}
+
+type StoreResult = (u64, Option<u64>, Result<(), StoreError>);
+
+/// The state a room task owns.
+struct Room {
+    name: RoomName,
+    doc: Doc,
+    members: HashMap<u64, Member>,
+    awareness: HashMap<u64, Slot>,
+    store: Arc<dyn Store>,
+    pending: FuturesOrdered<BoxFuture<'static, StoreResult>>,
+    /// Set when the store failed to load this room: it refuses every member.
+    broken: Option<String>,
+    metrics: Arc<Metrics>,
+}
+
+fn new_doc() -> Doc {
+    let doc = Doc::with_options(Options {
+        offset_kind: OffsetKind::Utf16,
+        ..Options::default()
+    });
+    doc.get_or_insert_text(ROOT_TEXT);
+    doc
+}
+
+/// Decodes and applies an update, containing any panic inside yrs.
+fn apply_update(doc: &Doc, bytes: &[u8]) -> Result<bool, String> {
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<bool, String> {
+        let update = Update::decode_v1(bytes).map_err(|e| e.to_string())?;
+        if update.is_empty() {
+            return Ok(false);
+        }
+        let mut txn = doc.transact_mut();
+        txn.apply_update(update).map_err(|e| e.to_string())?;
+        Ok(true)
+    }));
+    outcome.unwrap_or_else(|_| Err("yrs panicked while applying the update".into()))
+}
+
+fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, String> {
+    catch_unwind(|| StateVector::decode_v1(bytes).map_err(|e| e.to_string()))
+        .unwrap_or_else(|_| Err("yrs panicked while decoding the state vector".into()))
+}
+
+impl Room {
+    async fn load(name: RoomName, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+        let doc = new_doc();
+        let mut broken = None;
+        match store.load(&name).await {
+            Ok(updates) => {
+                for (i, update) in updates.iter().enumerate() {
+                    if let Err(e) = apply_update(&doc, update) {
+                        tracing::error!(room = %name, index = i, error = %e, "stored update does not apply");
+                        broken = Some(format!("stored document is damaged: {e}"));
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(room = %name, error = %e, "loading room failed");
+                broken = Some(e.to_string());
+            }
+        }
+        Self {
+            name,
+            doc,
+            members: HashMap::new(),
+            awareness: HashMap::new(),
+            store,
+            pending: FuturesOrdered::new(),
+            broken,
+            metrics,
+        }
+    }
+
+    fn handle(&mut self, cmd: RoomCmd) {
+        match cmd {
+            RoomCmd::Join {
+                peer_id,
+                role,
+                tx,
+                kick,
+                reply,
+            } => self.join(peer_id, role, tx, kick, reply),
+            RoomCmd::SyncStep1 {
+                peer_id,
+                state_vector,
+            } => self.sync_step1(peer_id, &state_vector),
+            RoomCmd::Update {
+                peer_id,
+                seq,
+                update,
+            } => self.update(peer_id, seq, update),
+            RoomCmd::Awareness {
+                peer_id,
+                client_id,
+                state,
+            } => self.set_awareness(peer_id, client_id, state),
+            RoomCmd::Leave { peer_id } => self.leave(peer_id),
+        }
+    }
+
+    fn join(
+        &mut self,
+        peer_id: u64,
+        role: Role,
+        tx: mpsc::Sender<Out>,
+        kick: oneshot::Sender<Kick>,
+        reply: oneshot::Sender<()>,
+    ) {
+        if let Some(reason) = &self.broken {
+            let _ = tx.try_send(Out::Error(
+                ErrorCode::ROOM_UNAVAILABLE,
+                format!("room {} cannot be opened: {reason}", self.name),
+            ));
+            let _ = kick.send(Kick {
+                code: close::INTERNAL,
+                reason: "room unavailable".into(),
+            });
+            let _ = reply.send(());
+            return;
+        }
+        let sv = self.doc.transact().state_vector().encode_v1();
+        self.members.insert(
+            peer_id,
+            Member {
+                role,
+                tx,
+                kick: Some(kick),
+            },
+        );
+        self.send(peer_id, Out::SyncStep1(sv));
+        let entries: Vec<AwarenessEntry> = self
+            .awareness
+            .iter()
+            .filter(|(_, slot)| slot.state.is_some())
+            .map(|(client_id, slot)| entry(*client_id, slot))
+            .collect();
+        if !entries.is_empty() {
+            self.send(peer_id, Out::Awareness(entries.into()));
+        }
+        let _ = reply.send(());
+        tracing::debug!(room = %self.name, peer_id, members = self.members.len(), "joined");
+    }
+
+    fn sync_step1(&mut self, peer_id: u64, state_vector: &[u8]) {
+        match decode_state_vector(state_vector) {
+            Ok(sv) => {
+                let diff = self.doc.transact().encode_diff_v1(&sv);
+                self.send(peer_id, Out::SyncStep2(diff));
+            }
+            Err(e) => self.reject(
+                peer_id,
+                ErrorCode::BAD_UPDATE,
+                close::INVALID_PAYLOAD,
+                format!("malformed state vector: {e}"),
+            ),
+        }
+    }
+
+    fn update(&mut self, peer_id: u64, seq: Option<u64>, update: Vec<u8>) {
+        let Some(member) = self.members.get(&peer_id) else {
+            return;
+        };
+        if member.role == Role::Viewer {
+            self.send(
+                peer_id,
+                Out::Error(
+                    ErrorCode::READ_ONLY,
+                    "you joined as a viewer: your edits are not applied".into(),
+                ),
+            );
+            return;
+        }
+        match apply_update(&self.doc, &update) {
+            Ok(changed) => {
+                let shared = SharedUpdate::new(update);
+                if changed {
+                    self.metrics
+                        .updates_relayed
+                        .inc_by(self.members.len() as u64 - 1);
+                    self.broadcast(Some(peer_id), |_| Out::Update(shared.clone()));
+                }
+                let store = self.store.append(&self.name, shared.raw().to_vec());
+                self.pending
+                    .push_back(Box::pin(async move { (peer_id, seq, store.await) }));
+            }
+            Err(e) => self.reject(
+                peer_id,
+                ErrorCode::BAD_UPDATE,
+                close::INVALID_PAYLOAD,
+                format!("malformed update, nothing applied: {e}"),
+            ),
+        }
+    }
+
+    fn stored(&mut self, (peer_id, seq, result): StoreResult) {
+        match result {
+            Ok(()) => {
+                self.metrics.updates_stored.inc();
+                if let Some(seq) = seq {
+                    self.send(peer_id, Out::Ack(seq));
+                }
+            }
+            Err(e) => {
+                tracing::error!(room = %self.name, error = %e, "storing an update failed");
+                self.send(
+                    peer_id,
+                    Out::Error(
+                        ErrorCode::STORAGE_UNAVAILABLE,
+                        format!("the server could not store your edit ({e}); it is kept in your editor and sent again on reconnect"),
+                    ),
+                );
+            }
+        }
+    }
+
+    fn set_awareness(&mut self, peer_id: u64, client_id: u64, state: Option<PeerState>) {
+        let Some(role) = self.members.get(&peer_id).map(|m| m.role) else {
+            return;
+        };
+        let now = Instant::now();
+        let slot = self.awareness.entry(client_id).or_insert(Slot {
+            owner: peer_id,
+            clock: 0,
+            role,
+            state: None,
+            updated: now,
+        });
+        if slot.owner != peer_id {
+            self.send(
+                peer_id,
+                Out::Error(
+                    ErrorCode::NOT_OWNER,
+                    format!("awareness entry {client_id} belongs to another connection"),
+                ),
+            );
+            return;
+        }
+        slot.clock = slot.clock.wrapping_add(1);
+        slot.state = state;
+        slot.updated = now;
+        let e = entry(client_id, slot);
+        if e.state.is_none() {
+            self.awareness.remove(&client_id);
+        }
+        let entries: Arc<[AwarenessEntry]> = vec![e].into();
+        self.broadcast(Some(peer_id), |_| Out::Awareness(entries.clone()));
+    }
+
+    fn leave(&mut self, peer_id: u64) {
+        if self.members.remove(&peer_id).is_none() {
+            return;
+        }
+        self.drop_awareness_of(peer_id);
+        tracing::debug!(room = %self.name, peer_id, members = self.members.len(), "left");
+    }
+
+    fn drop_awareness_of(&mut self, peer_id: u64) {
+        let gone: Vec<u64> = self
+            .awareness
+            .iter()
+            .filter(|(_, slot)| slot.owner == peer_id)
+            .map(|(id, _)| *id)
+            .collect();
+        self.remove_entries(&gone);
+    }
+
+    fn remove_entries(&mut self, client_ids: &[u64]) {
+        if client_ids.is_empty() {
+            return;
+        }
+        let entries: Arc<[AwarenessEntry]> = client_ids
+            .iter()
+            .filter_map(|id| {
+                self.awareness.remove(id).map(|mut slot| {
+                    slot.clock = slot.clock.wrapping_add(1);
+                    slot.state = None;
+                    entry(*id, &slot)
+                })
+            })
+            .collect::<Vec<_>>()
+            .into();
+        self.broadcast(None, |_| Out::Awareness(entries.clone()));
+    }
+
+    /// Drops awareness entries that were not renewed within [`AWARENESS_TTL`].
+    fn expire_awareness(&mut self, now: Instant) {
+        let stale: Vec<u64> = self
+            .awareness
+            .iter()
+            .filter(|(_, slot)| now.duration_since(slot.updated) >= AWARENESS_TTL)
+            .map(|(id, _)| *id)
+            .collect();
+        self.remove_entries(&stale);
+    }
+
+    /// Queues `out` for one member; a member whose queue is full is closed (1013).
+    fn send(&mut self, peer_id: u64, out: Out) {
+        let full = match self.members.get(&peer_id) {
+            Some(member) => member.tx.try_send(out).is_err(),
+            None => false,
+        };
+        if full {
+            self.kick_slow(peer_id);
+        }
+    }
+
+    fn broadcast(&mut self, except: Option<u64>, mut out: impl FnMut(u64) -> Out) {
+        let mut slow = Vec::new();
+        for (&peer_id, member) in &self.members {
+            if Some(peer_id) == except {
+                continue;
+            }
+            if member.tx.try_send(out(peer_id)).is_err() {
+                slow.push(peer_id);
+            }
+        }
+        for peer_id in slow {
+            self.kick_slow(peer_id);
+        }
+    }
+
+    fn kick_slow(&mut self, peer_id: u64) {
+        tracing::info!(room = %self.name, peer_id, "closing a member that cannot keep up (1013)");
+        self.kick(
+            peer_id,
+            close::TRY_AGAIN_LATER,
+            "you fell behind; reconnect to resync".into(),
+        );
+    }
+
+    /// Sends an error, closes the member with `code` and forgets it.
+    fn reject(&mut self, peer_id: u64, error: ErrorCode, code: u16, message: String) {
+        tracing::debug!(room = %self.name, peer_id, %message, "rejecting a member's message");
+        if let Some(member) = self.members.get(&peer_id) {
+            let _ = member.tx.try_send(Out::Error(error, message.clone()));
+        }
+        self.kick(peer_id, code, message);
+    }
+
+    fn kick(&mut self, peer_id: u64, code: u16, reason: String) {
+        if let Some(mut member) = self.members.remove(&peer_id) {
+            if let Some(kick) = member.kick.take() {
+                let _ = kick.send(Kick { code, reason });
+            }
+            self.metrics.count_close(code);
+        }
+        self.drop_awareness_of(peer_id);
+    }
+}
+
+fn entry(client_id: u64, slot: &Slot) -> AwarenessEntry {
+    AwarenessEntry {
+        client_id,
+        peer_id: slot.owner,
+        clock: slot.clock,
+        role: slot.role,
+        state: slot.state.clone(),
+    }
+}
+
+/// Starts a room's task. `on_exit` runs once the task has stopped taking commands.
+pub(crate) fn spawn(
+    id: u64,
+    name: RoomName,
+    store: Arc<dyn Store>,
+    config: RoomConfig,
+    shutdown: CancellationToken,
+    tracker: &tokio_util::task::TaskTracker,
+    metrics: Arc<Metrics>,
+    on_exit: impl FnOnce() + Send + 'static,
+) -> RoomHandle {
+    let (tx, rx) = mpsc::channel(config.inbox);
+    tracker.spawn(run(name, store, config, rx, shutdown, metrics, on_exit));
+    RoomHandle { id, tx }
+}
+
+async fn run(
+    name: RoomName,
+    store: Arc<dyn Store>,
+    config: RoomConfig,
+    mut rx: mpsc::Receiver<RoomCmd>,
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+    on_exit: impl FnOnce(),
+) {
+    metrics.rooms_loaded.inc();
+    let mut room = Room::load(name, store, metrics.clone()).await;
+    let mut expiry = tokio::time::interval(Duration::from_secs(5));
+    expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let idle = tokio::time::sleep(config.idle_unload);
+    tokio::pin!(idle);
+    let mut idle_armed = false;
+    loop {
+        let is_idle = room.members.is_empty() && room.pending.is_empty();
+        if is_idle && !idle_armed {
+            idle.as_mut()
+                .reset(tokio::time::Instant::now() + config.idle_unload);
+        }
+        idle_armed = is_idle;
+        tokio::select! {
+            cmd = rx.recv() => match cmd {
+                Some(cmd) => room.handle(cmd),
+                None => break,
+            },
+            Some(done) = room.pending.next(), if !room.pending.is_empty() => room.stored(done),
+            _ = expiry.tick(), if !room.awareness.is_empty() => room.expire_awareness(Instant::now()),
+            () = &mut idle, if idle_armed => {
+                tracing::debug!(room = %room.name, "unloading idle room");
+                break;
+            }
+            () = shutdown.cancelled() => break,
+        }
+    }
+    // Stop taking commands, then finish what was taken: commands already queued are handled
+    // (their updates stored), and joins that raced the unload are turned away so the
+    // connection asks the registry for a fresh room.
+    rx.close();
+    on_exit();
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            RoomCmd::Join { reply, .. } => drop(reply),
+            cmd => room.handle(cmd),
+        }
+    }
+    while let Some(done) = room.pending.next().await {
+        room.stored(done);
+    }
+    metrics.rooms_loaded.dec();
+    tracing::debug!(room = %room.name, "room task finished");
+}
