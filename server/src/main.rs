@@ -26,6 +26,9 @@ struct Args {
     /// Seconds a room with no members stays in memory.
     #[arg(long, default_value_t = 60)]
     idle_unload_secs: u64,
+    /// Seconds a new connection has to finish its WebSocket handshake.
+    #[arg(long, default_value_t = 10)]
+    handshake_timeout_secs: u64,
     /// Per-member send queue, in messages; a member whose queue fills is closed with 1013.
     #[arg(long, default_value_t = 1024)]
     send_queue: usize,
@@ -51,6 +54,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut config = ServerConfig {
         listen: args.listen,
         max_message_bytes: args.max_message_bytes,
+        handshake_timeout: Duration::from_secs(args.handshake_timeout_secs.max(1)),
         ..ServerConfig::default()
     };
     config.room.idle_unload = Duration::from_secs(args.idle_unload_secs);
