@@ -1,9 +1,11 @@
-//! One duet client's session after the WebSocket upgrade: decodes its frames into room
-//! commands, writes what the room sends back, keeps the heartbeat, and closes with a code that
-//! says why.
+//! One client's session after the WebSocket upgrade: decodes its frames into room commands,
+//! writes what the room sends back, keeps the heartbeat, and closes with a code that says why.
+//!
+//! The session loop is the same for every protocol; a [`Wire`] says how frames map to room
+//! commands and back: [`DuetWire`] here, `YjsWire` in `conn_yjs.rs` for y-websocket clients.
 
 use crate::Shared;
-use crate::room::{Kick, Out, RoomCmd, RoomHandle};
+use crate::room::{AwarenessSource, Kick, Out, RoomCmd, RoomHandle};
 use bytes::Bytes;
 use duet_protocol::{ClientMsg, ErrorCode, Role, RoomName, ServerMsg, close};
 use futures_util::{SinkExt, StreamExt};
@@ -25,6 +27,50 @@ pub const DEAD_AFTER: Duration = Duration::from_secs(40);
 /// How many queued frames are written before one flush.
 const WRITE_BATCH: usize = 64;
 
+/// How one protocol's frames map to room commands and back.
+pub(crate) trait Wire: Send {
+    /// Yjs clients expect their own awareness echoed; duet clients do not.
+    const ECHO_AWARENESS: bool;
+    /// The first frame of a session, if the protocol has one.
+    fn welcome(&self, peer_id: u64, role: Role, room: &RoomName) -> Option<Bytes>;
+    /// The frame for a room's message; `None` when this protocol has no such message.
+    fn encode(&self, out: Out) -> Option<Bytes>;
+    /// The room commands one binary frame carries, or why it is refused.
+    fn decode(&self, peer_id: u64, frame: &[u8], shared: &Shared) -> Result<Vec<RoomCmd>, Refusal>;
+}
+
+/// A frame that cannot be accepted: what to tell the client, and the close code.
+pub(crate) struct Refusal {
+    pub reply: Option<Bytes>,
+    pub code: u16,
+    pub reason: String,
+}
+
+/// duet's own protocol (`duet.v1`, bincode frames).
+pub(crate) struct DuetWire;
+
+impl Wire for DuetWire {
+    const ECHO_AWARENESS: bool = false;
+
+    fn welcome(&self, peer_id: u64, role: Role, room: &RoomName) -> Option<Bytes> {
+        let welcome = ServerMsg::Welcome {
+            peer_id,
+            role,
+            room: room.to_string(),
+            server: concat!("duet-server ", env!("CARGO_PKG_VERSION")).into(),
+        };
+        Some(duet_protocol::encode_server(&welcome).into())
+    }
+
+    fn encode(&self, out: Out) -> Option<Bytes> {
+        Some(encode_out(out))
+    }
+
+    fn decode(&self, peer_id: u64, frame: &[u8], shared: &Shared) -> Result<Vec<RoomCmd>, Refusal> {
+        decode_duet(peer_id, frame, shared).map(|cmd| vec![cmd])
+    }
+}
+
 enum End {
     /// The client closed or vanished; nothing more to send.
     Gone,
@@ -32,41 +78,29 @@ enum End {
     Close(u16, String),
 }
 
-pub async fn run<S>(
+pub(crate) async fn run<S, W>(
     mut ws: WebSocketStream<S>,
+    wire: W,
     shared: Arc<Shared>,
     room_name: RoomName,
     role: Role,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
+    W: Wire,
 {
     let peer_id = shared.next_peer_id();
     let (tx, mut out_rx) = mpsc::channel(shared.config.room.send_queue);
     let (kick_tx, mut kick_rx) = oneshot::channel::<Kick>();
 
-    let welcome = ServerMsg::Welcome {
-        peer_id,
-        role,
-        room: room_name.to_string(),
-        server: concat!("duet-server ", env!("CARGO_PKG_VERSION")).into(),
-    };
-    if send(
-        &mut ws,
-        &shared,
-        duet_protocol::encode_server(&welcome).into(),
-    )
-    .await
-    .is_err()
-    {
-        return;
+    if let Some(welcome) = wire.welcome(peer_id, role, &room_name) {
+        if send(&mut ws, &shared, welcome).await.is_err() {
+            return;
+        }
     }
-    let Some(room) = join(&shared, &room_name, peer_id, role, tx, kick_tx).await else {
-        finish(
-            ws,
-            &shared,
-            End::Close(close::GOING_AWAY, "room unavailable, reconnect".into()),
-        )
-        .await;
+    let joined = join(&shared, &room_name, peer_id, role, W::ECHO_AWARENESS, tx, kick_tx).await;
+    let Some(room) = joined else {
+        let end = End::Close(close::GOING_AWAY, "room unavailable, reconnect".into());
+        finish(ws, &shared, end).await;
         return;
     };
 
@@ -82,7 +116,7 @@ pub async fn run<S>(
             },
             out = out_rx.recv() => {
                 let Some(out) = out else { break End::Close(close::GOING_AWAY, "room closed, reconnect".into()) };
-                if write_batch(&mut ws, &shared, out, &mut out_rx).await.is_err() {
+                if write_batch(&mut ws, &wire, &shared, out, &mut out_rx).await.is_err() {
                     break End::Gone;
                 }
             }
@@ -101,11 +135,21 @@ pub async fn run<S>(
                     None => break End::Gone,
                     Some(Ok(Message::Binary(bytes))) => {
                         shared.metrics.bytes_in.inc_by(bytes.len() as u64);
-                        if let Err(end) = handle_frame(&room, &shared, peer_id, &bytes, &mut ws).await {
-                            break end;
+                        match wire.decode(peer_id, &bytes, &shared) {
+                            Ok(cmds) => {
+                                if forward(&room, cmds).await.is_err() {
+                                    break End::Close(close::GOING_AWAY, "room closed, reconnect".into());
+                                }
+                            }
+                            Err(refusal) => {
+                                if let Some(reply) = refusal.reply {
+                                    let _ = send(&mut ws, &shared, reply).await;
+                                }
+                                break End::Close(refusal.code, refusal.reason);
+                            }
                         }
                     }
-                    Some(Ok(Message::Text(_))) => break End::Close(close::PROTOCOL_ERROR, "duet speaks binary frames only".into()),
+                    Some(Ok(Message::Text(_))) => break End::Close(close::PROTOCOL_ERROR, "this server speaks binary frames only".into()),
                     Some(Ok(Message::Close(_))) => break End::Gone,
                     Some(Ok(_)) => {} // ping, pong: tungstenite answers pings itself
                     Some(Err(e)) => break read_error(e),
@@ -117,12 +161,20 @@ pub async fn run<S>(
     finish(ws, &shared, end).await;
 }
 
+async fn forward(room: &RoomHandle, cmds: Vec<RoomCmd>) -> Result<(), crate::room::RoomGone> {
+    for cmd in cmds {
+        room.send(cmd).await?;
+    }
+    Ok(())
+}
+
 /// Joins the room, asking the registry for a fresh instance if the one found is unloading.
 async fn join(
     shared: &Arc<Shared>,
     room_name: &RoomName,
     peer_id: u64,
     role: Role,
+    echo_awareness: bool,
     tx: mpsc::Sender<Out>,
     kick: oneshot::Sender<Kick>,
 ) -> Option<RoomHandle> {
@@ -133,6 +185,7 @@ async fn join(
         let cmd = RoomCmd::Join {
             peer_id,
             role,
+            echo_awareness,
             tx,
             kick,
             reply: reply_tx,
@@ -155,31 +208,19 @@ async fn join(
     None
 }
 
-async fn handle_frame<S>(
-    room: &RoomHandle,
-    shared: &Shared,
-    peer_id: u64,
-    bytes: &[u8],
-    ws: &mut WebSocketStream<S>,
-) -> Result<(), End>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let msg = match duet_protocol::decode_client(bytes) {
-        Ok(msg) => msg,
-        Err(e) => {
-            let error = ServerMsg::Error {
-                code: ErrorCode::BAD_MESSAGE,
-                message: format!("could not decode your message: {e}"),
-            };
-            let _ = send(ws, shared, duet_protocol::encode_server(&error).into()).await;
-            return Err(End::Close(
-                close::INVALID_PAYLOAD,
-                "undecodable message".into(),
-            ));
+fn decode_duet(peer_id: u64, bytes: &[u8], shared: &Shared) -> Result<RoomCmd, Refusal> {
+    let msg = duet_protocol::decode_client(bytes).map_err(|e| {
+        let error = ServerMsg::Error {
+            code: ErrorCode::BAD_MESSAGE,
+            message: format!("could not decode your message: {e}"),
+        };
+        Refusal {
+            reply: Some(duet_protocol::encode_server(&error).into()),
+            code: close::INVALID_PAYLOAD,
+            reason: "undecodable message".into(),
         }
-    };
-    let cmd = match msg {
+    })?;
+    Ok(match msg {
         ClientMsg::SyncStep1 { state_vector } => RoomCmd::SyncStep1 {
             peer_id,
             state_vector: state_vector.0,
@@ -195,12 +236,9 @@ where
         ClientMsg::Awareness { client_id, state } => RoomCmd::Awareness {
             peer_id,
             client_id,
-            state,
+            source: AwarenessSource::Duet(state),
         },
-    };
-    room.send(cmd)
-        .await
-        .map_err(|_| End::Close(close::GOING_AWAY, "room closed, reconnect".into()))
+    })
 }
 
 fn encode_out(out: Out) -> Bytes {
@@ -213,7 +251,7 @@ fn encode_out(out: Out) -> Bytes {
             update: update.into(),
         },
         Out::Awareness(entries) => ServerMsg::Awareness {
-            entries: entries.to_vec(),
+            entries: entries.iter().map(|e| e.entry.clone()).collect(),
         },
         Out::Ack(seq) => ServerMsg::Ack { seq },
         Out::Error(code, message) => ServerMsg::Error { code, message },
@@ -222,8 +260,9 @@ fn encode_out(out: Out) -> Bytes {
 }
 
 /// Writes `first` and whatever else is already queued, then flushes once.
-async fn write_batch<S>(
+async fn write_batch<S, W: Wire>(
     ws: &mut WebSocketStream<S>,
+    wire: &W,
     shared: &Shared,
     first: Out,
     rx: &mut mpsc::Receiver<Out>,
@@ -234,9 +273,10 @@ where
     let mut next = Some(first);
     let mut n = 0;
     while let Some(out) = next {
-        let frame = encode_out(out);
-        shared.metrics.bytes_out.inc_by(frame.len() as u64);
-        ws.feed(Message::Binary(frame)).await?;
+        if let Some(frame) = wire.encode(out) {
+            shared.metrics.bytes_out.inc_by(frame.len() as u64);
+            ws.feed(Message::Binary(frame)).await?;
+        }
         n += 1;
         next = if n < WRITE_BATCH {
             rx.try_recv().ok()

@@ -166,6 +166,8 @@ fn reason(status: u16) -> &'static str {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
     Duet(&'static str),
+    /// The standard y-websocket protocol (no duet subprotocol offered).
+    Yjs,
 }
 
 /// A request that may become a WebSocket session.
@@ -238,15 +240,7 @@ pub fn route(head: &RequestHead, metrics: impl FnOnce() -> String) -> Route {
                 ),
             ));
         }
-        SubprotocolChoice::NotDuet => {
-            return Route::Respond(Response::text(
-                400,
-                format!(
-                    "no supported subprotocol offered; duet clients offer {}",
-                    supported_list()
-                ),
-            ));
-        }
+        SubprotocolChoice::NotDuet => Flavor::Yjs,
     };
     Route::Upgrade(Upgrade {
         room,
@@ -260,9 +254,12 @@ pub async fn accept<S: AsyncWrite + Unpin>(
     stream: &mut S,
     upgrade: &Upgrade,
 ) -> std::io::Result<()> {
-    let Flavor::Duet(protocol) = upgrade.flavor;
+    let protocol_header = match upgrade.flavor {
+        Flavor::Duet(protocol) => format!("Sec-WebSocket-Protocol: {protocol}\r\n"),
+        Flavor::Yjs => String::new(),
+    };
     let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{protocol_header}\r\n",
         upgrade.accept_key
     );
     stream.write_all(response.as_bytes()).await?;

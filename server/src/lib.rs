@@ -8,12 +8,17 @@
 //! ([`room`]); connections ([`conn`]) reach it through bounded channels. `GET /healthz` and
 //! `GET /metrics` answer on the same port.
 
+pub mod admin;
 mod conn;
+mod conn_yjs;
+pub mod data_dir;
 pub mod http;
 pub mod metrics;
 mod registry;
 pub mod room;
+pub mod sqlite;
 pub mod store;
+pub mod yjs;
 
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -237,15 +242,13 @@ async fn handle_tcp(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     shared.metrics.connections.inc();
     shared.metrics.connections_total.inc();
     tracing::debug!(%peer, room = %upgrade.room, "session started");
+    let role = duet_protocol::Role::Editor;
     match upgrade.flavor {
         http::Flavor::Duet(_) => {
-            conn::run(
-                ws,
-                shared.clone(),
-                upgrade.room,
-                duet_protocol::Role::Editor,
-            )
-            .await;
+            conn::run(ws, conn::DuetWire, shared.clone(), upgrade.room, role).await;
+        }
+        http::Flavor::Yjs => {
+            conn::run(ws, conn_yjs::YjsWire, shared.clone(), upgrade.room, role).await;
         }
     }
     shared.metrics.connections.dec();

@@ -44,6 +44,7 @@ pub const AWARENESS_TTL: Duration = Duration::from_secs(30);
 pub struct SharedUpdate {
     raw: Vec<u8>,
     duet_frame: OnceLock<Bytes>,
+    yjs_frame: OnceLock<Bytes>,
 }
 
 impl SharedUpdate {
@@ -51,6 +52,7 @@ impl SharedUpdate {
         Arc::new(Self {
             raw,
             duet_frame: OnceLock::new(),
+            yjs_frame: OnceLock::new(),
         })
     }
 
@@ -68,6 +70,29 @@ impl SharedUpdate {
             })
             .clone()
     }
+
+    /// The y-websocket sync-update frame, encoded on first use.
+    pub fn yjs_frame(&self) -> Bytes {
+        self.yjs_frame
+            .get_or_init(|| Bytes::from(crate::yjs::encode_sync(crate::yjs::SYNC_UPDATE, &self.raw)))
+            .clone()
+    }
+}
+
+/// One awareness entry as sent to members: duet's typed form, and the JSON Yjs clients read
+/// (the original JSON when a Yjs client set it, so custom fields pass through untouched).
+#[derive(Debug, Clone)]
+pub struct AwarenessOut {
+    pub entry: AwarenessEntry,
+    pub json: Option<Arc<str>>,
+}
+
+/// Who sets an awareness entry, in which form.
+pub enum AwarenessSource {
+    /// A duet client: typed state; the server counts the clock.
+    Duet(Option<PeerState>),
+    /// A Yjs client: its JSON state (`None` = removed) and its own clock.
+    Yjs { json: Option<Arc<str>>, clock: u32 },
 }
 
 /// What a room sends a member.
@@ -75,7 +100,7 @@ pub enum Out {
     SyncStep1(Vec<u8>),
     SyncStep2(Vec<u8>),
     Update(Arc<SharedUpdate>),
-    Awareness(Arc<[AwarenessEntry]>),
+    Awareness(Arc<[AwarenessOut]>),
     Ack(u64),
     Error(ErrorCode, String),
 }
@@ -92,6 +117,8 @@ pub enum RoomCmd {
     Join {
         peer_id: u64,
         role: Role,
+        /// Yjs clients expect their own awareness echoed back, as the y-websocket server does.
+        echo_awareness: bool,
         tx: mpsc::Sender<Out>,
         kick: oneshot::Sender<Kick>,
         reply: oneshot::Sender<()>,
@@ -108,7 +135,11 @@ pub enum RoomCmd {
     Awareness {
         peer_id: u64,
         client_id: u64,
-        state: Option<PeerState>,
+        source: AwarenessSource,
+    },
+    /// Send this member every current awareness entry.
+    QueryAwareness {
+        peer_id: u64,
     },
     Leave {
         peer_id: u64,
@@ -162,6 +193,7 @@ impl Default for RoomConfig {
 
 struct Member {
     role: Role,
+    echo_awareness: bool,
     tx: mpsc::Sender<Out>,
     kick: Option<oneshot::Sender<Kick>>,
 }
@@ -171,6 +203,7 @@ struct Slot {
     clock: u32,
     role: Role,
     state: Option<PeerState>,
+    json: Option<Arc<str>>,
     updated: Instant,
 }
 
@@ -189,7 +222,7 @@ struct Room {
     metrics: Arc<Metrics>,
 }
 
-fn new_doc() -> Doc {
+pub(crate) fn new_doc() -> Doc {
     let doc = Doc::with_options(Options {
         offset_kind: OffsetKind::Utf16,
         ..Options::default()
@@ -199,7 +232,7 @@ fn new_doc() -> Doc {
 }
 
 /// Decodes and applies an update, containing any panic inside yrs.
-fn apply_update(doc: &Doc, bytes: &[u8]) -> Result<bool, String> {
+pub(crate) fn apply_update(doc: &Doc, bytes: &[u8]) -> Result<bool, String> {
     let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<bool, String> {
         let update = Update::decode_v1(bytes).map_err(|e| e.to_string())?;
         if update.is_empty() {
@@ -253,10 +286,11 @@ impl Room {
             RoomCmd::Join {
                 peer_id,
                 role,
+                echo_awareness,
                 tx,
                 kick,
                 reply,
-            } => self.join(peer_id, role, tx, kick, reply),
+            } => self.join(peer_id, role, echo_awareness, tx, kick, reply),
             RoomCmd::SyncStep1 {
                 peer_id,
                 state_vector,
@@ -269,8 +303,9 @@ impl Room {
             RoomCmd::Awareness {
                 peer_id,
                 client_id,
-                state,
-            } => self.set_awareness(peer_id, client_id, state),
+                source,
+            } => self.set_awareness(peer_id, client_id, source),
+            RoomCmd::QueryAwareness { peer_id } => self.send_all_awareness(peer_id),
             RoomCmd::Leave { peer_id } => self.leave(peer_id),
         }
     }
@@ -279,6 +314,7 @@ impl Room {
         &mut self,
         peer_id: u64,
         role: Role,
+        echo_awareness: bool,
         tx: mpsc::Sender<Out>,
         kick: oneshot::Sender<Kick>,
         reply: oneshot::Sender<()>,
@@ -300,19 +336,14 @@ impl Room {
             peer_id,
             Member {
                 role,
+                echo_awareness,
                 tx,
                 kick: Some(kick),
             },
         );
         self.send(peer_id, Out::SyncStep1(sv));
-        let entries: Vec<AwarenessEntry> = self
-            .awareness
-            .iter()
-            .filter(|(_, slot)| slot.state.is_some())
-            .map(|(client_id, slot)| entry(*client_id, slot))
-            .collect();
-        if !entries.is_empty() {
-            self.send(peer_id, Out::Awareness(entries.into()));
+        if !self.awareness.is_empty() {
+            self.send_all_awareness(peer_id);
         }
         let _ = reply.send(());
         tracing::debug!(room = %self.name, peer_id, members = self.members.len(), "joined");
@@ -390,7 +421,7 @@ impl Room {
         }
     }
 
-    fn set_awareness(&mut self, peer_id: u64, client_id: u64, state: Option<PeerState>) {
+    fn set_awareness(&mut self, peer_id: u64, client_id: u64, source: AwarenessSource) {
         let Some(role) = self.members.get(&peer_id).map(|m| m.role) else {
             return;
         };
@@ -400,6 +431,7 @@ impl Room {
             clock: 0,
             role,
             state: None,
+            json: None,
             updated: now,
         });
         if slot.owner != peer_id {
@@ -412,15 +444,50 @@ impl Room {
             );
             return;
         }
-        slot.clock = slot.clock.wrapping_add(1);
-        slot.state = state;
+        // Translate once here, so each member gets the form it speaks without more work.
+        match source {
+            AwarenessSource::Duet(state) => {
+                slot.clock = slot.clock.wrapping_add(1);
+                slot.json = state.as_ref().map(|s| Arc::from(crate::yjs::peer_state_to_json(s)));
+                slot.state = state;
+            }
+            AwarenessSource::Yjs { json, clock } => {
+                // As y-protocols does: an older clock is stale, unless it clears the state.
+                let is_new = slot.state.is_none() && slot.clock == 0;
+                if !is_new && clock < slot.clock && json.is_some() {
+                    return;
+                }
+                slot.clock = clock;
+                slot.state = json.as_deref().map(crate::yjs::peer_state_from_json);
+                slot.json = json;
+            }
+        }
         slot.updated = now;
-        let e = entry(client_id, slot);
-        if e.state.is_none() {
+        let out = awareness_out(client_id, slot);
+        if out.entry.state.is_none() {
             self.awareness.remove(&client_id);
         }
-        let entries: Arc<[AwarenessEntry]> = vec![e].into();
-        self.broadcast(Some(peer_id), |_| Out::Awareness(entries.clone()));
+        let entries: Arc<[AwarenessOut]> = vec![out].into();
+        self.broadcast_awareness(peer_id, entries);
+    }
+
+    fn send_all_awareness(&mut self, peer_id: u64) {
+        let entries: Arc<[AwarenessOut]> = self
+            .awareness
+            .iter()
+            .filter(|(_, slot)| slot.state.is_some())
+            .map(|(client_id, slot)| awareness_out(*client_id, slot))
+            .collect::<Vec<_>>()
+            .into();
+        self.send(peer_id, Out::Awareness(entries));
+    }
+
+    /// Sends an awareness change to every member but its author, and to its author too when
+    /// that member wants echoes (Yjs clients).
+    fn broadcast_awareness(&mut self, author: u64, entries: Arc<[AwarenessOut]>) {
+        let echo = self.members.get(&author).is_some_and(|m| m.echo_awareness);
+        let except = (!echo).then_some(author);
+        self.broadcast(except, |_| Out::Awareness(entries.clone()));
     }
 
     fn leave(&mut self, peer_id: u64) {
@@ -445,13 +512,14 @@ impl Room {
         if client_ids.is_empty() {
             return;
         }
-        let entries: Arc<[AwarenessEntry]> = client_ids
+        let entries: Arc<[AwarenessOut]> = client_ids
             .iter()
             .filter_map(|id| {
                 self.awareness.remove(id).map(|mut slot| {
                     slot.clock = slot.clock.wrapping_add(1);
                     slot.state = None;
-                    entry(*id, &slot)
+                    slot.json = None;
+                    awareness_out(*id, &slot)
                 })
             })
             .collect::<Vec<_>>()
@@ -525,13 +593,16 @@ impl Room {
     }
 }
 
-fn entry(client_id: u64, slot: &Slot) -> AwarenessEntry {
-    AwarenessEntry {
-        client_id,
-        peer_id: slot.owner,
-        clock: slot.clock,
-        role: slot.role,
-        state: slot.state.clone(),
+fn awareness_out(client_id: u64, slot: &Slot) -> AwarenessOut {
+    AwarenessOut {
+        entry: AwarenessEntry {
+            client_id,
+            peer_id: slot.owner,
+            clock: slot.clock,
+            role: slot.role,
+            state: slot.state.clone(),
+        },
+        json: slot.json.clone(),
     }
 }
 

@@ -3,8 +3,8 @@
 //! A room loads its document from the store before it answers anyone, and hands every
 //! integrated update to [`Store::append`]; the author is acknowledged only once that future
 //! resolves, so "acknowledged" means exactly what the store promises. The in-memory store
-//! promises survival until the process exits; the durable SQLite store (a later change) plugs
-//! in behind the same trait.
+//! promises survival until the process exits; the durable store is
+//! [`crate::sqlite::SqliteStore`].
 
 use duet_protocol::RoomName;
 use std::collections::HashMap;

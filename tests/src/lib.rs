@@ -2,6 +2,8 @@
 //! proxy that can cut connections, a raw protocol client for poking the server directly, the
 //! editing-trace loader, and polling waits with deadlines (never fixed sleeps).
 
+pub mod clients;
+pub mod node;
 pub mod proxy;
 pub mod raw;
 pub mod server;

@@ -1,0 +1,86 @@
+//! The y-websocket wire: how frames from any Yjs application (y-websocket's `WebsocketProvider`)
+//! map to room commands, and room messages to y-protocols frames.
+//!
+//! Behaviour matched from the y-websocket server: the server sends sync step 1 at once, answers
+//! a client's step 1 with step 2, relays updates, echoes awareness to its sender too, answers
+//! query-awareness with every known state, and sends one message per frame (the JS client reads
+//! only the first message of a frame), while accepting several messages in one frame.
+
+use crate::Shared;
+use crate::conn::{Refusal, Wire};
+use crate::room::{AwarenessSource, Out, RoomCmd};
+use crate::yjs::{self, YMsg};
+use bytes::Bytes;
+use duet_protocol::{Role, RoomName, close};
+use std::sync::Arc;
+
+pub(crate) struct YjsWire;
+
+impl Wire for YjsWire {
+    const ECHO_AWARENESS: bool = true;
+
+    fn welcome(&self, _peer_id: u64, _role: Role, _room: &RoomName) -> Option<Bytes> {
+        None
+    }
+
+    fn encode(&self, out: Out) -> Option<Bytes> {
+        Some(match out {
+            Out::SyncStep1(sv) => yjs::encode_sync(yjs::SYNC_STEP1, &sv).into(),
+            Out::SyncStep2(update) => yjs::encode_sync(yjs::SYNC_STEP2, &update).into(),
+            Out::Update(shared) => shared.yjs_frame(),
+            Out::Awareness(entries) => yjs::encode_awareness(entries.iter().map(|e| {
+                (e.entry.client_id, e.entry.clock, e.entry.state.as_ref().and(e.json.as_deref()))
+            }))
+            .into(),
+            // y-websocket has no acknowledgements and no error messages.
+            Out::Ack(_) => return None,
+            Out::Error(code, message) => {
+                tracing::debug!(code = code.0, %message, "error not expressible to a Yjs client");
+                return None;
+            }
+        })
+    }
+
+    fn decode(&self, peer_id: u64, frame: &[u8], shared: &Shared) -> Result<Vec<RoomCmd>, Refusal> {
+        let refuse = |reason: String| Refusal {
+            reply: None,
+            code: close::INVALID_PAYLOAD,
+            reason,
+        };
+        let messages = yjs::parse_frame(frame).map_err(|e| refuse(format!("malformed y-protocols message: {e}")))?;
+        let mut cmds = Vec::with_capacity(messages.len());
+        for msg in messages {
+            match msg {
+                YMsg::SyncStep1(sv) => cmds.push(RoomCmd::SyncStep1 {
+                    peer_id,
+                    state_vector: sv.to_vec(),
+                }),
+                YMsg::SyncStep2(update) | YMsg::Update(update) => {
+                    shared.metrics.updates_received.inc();
+                    cmds.push(RoomCmd::Update {
+                        peer_id,
+                        seq: None,
+                        update: update.to_vec(),
+                    });
+                }
+                YMsg::Awareness(body) => {
+                    let entries = yjs::decode_awareness(body)
+                        .map_err(|e| refuse(format!("malformed awareness update: {e}")))?;
+                    for e in entries {
+                        cmds.push(RoomCmd::Awareness {
+                            peer_id,
+                            client_id: e.client_id,
+                            source: AwarenessSource::Yjs {
+                                json: e.json.map(Arc::from),
+                                clock: e.clock,
+                            },
+                        });
+                    }
+                }
+                YMsg::QueryAwareness => cmds.push(RoomCmd::QueryAwareness { peer_id }),
+                YMsg::Auth => {}
+            }
+        }
+        Ok(cmds)
+    }
+}
