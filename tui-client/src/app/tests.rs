@@ -1,0 +1,136 @@
+//! The app driven headlessly: a real client whose server never answers (so everything
+//! happens offline), scripted keys, and frames drawn into a `TestBackend`.
+
+use std::time::{Duration, Instant};
+
+use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
+use duet_client::{Backoff, Client, ClientConfig, Document, RoomName};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use super::*;
+
+fn app(file_text: Option<&str>, read_only: bool) -> App {
+    let mut config = ClientConfig::new("ws://127.0.0.1:9", RoomName::new("t").unwrap(), "carol");
+    config.backoff = Backoff {
+        initial: Duration::from_secs(60),
+        max: Duration::from_secs(60),
+    };
+    let (client, _events) = Client::spawn(config, Document::new());
+    let opts = Options {
+        file: file_text.map(|_| std::env::temp_dir().join("duet-app-test-never-written.txt")),
+        file_text: file_text.map(str::to_owned),
+        server: "ws://127.0.0.1:9".into(),
+        room: "t".into(),
+        name: "carol".into(),
+        read_only,
+        hosting: false,
+        join_command: String::new(),
+        depth: Depth::TrueColor,
+    };
+    let mut app = App::new(client, opts, Instant::now());
+    app.resize(Rect::new(0, 0, 40, 8));
+    app
+}
+
+fn key(code: KeyCode) -> TermEvent {
+    TermEvent::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn ctrl(c: char) -> TermEvent {
+    TermEvent::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+fn screen(app: &mut App) -> Vec<String> {
+    app.prepare();
+    let mut term = Terminal::new(TestBackend::new(40, 8)).unwrap();
+    let frame = term.draw(|f| app.draw(f)).unwrap();
+    let b = frame.buffer.clone();
+    (0..b.area.height)
+        .map(|y| {
+            (0..b.area.width)
+                .map(|x| b[(x, y)].symbol())
+                .collect::<String>()
+                .trim_end()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn text(app: &App) -> String {
+    app.client().read(|d| d.text())
+}
+
+#[tokio::test]
+async fn typing_find_and_goto_through_the_keys() {
+    let mut app = app(None, false);
+    for c in "hello\nworld".chars() {
+        app.handle_term(if c == '\n' {
+            key(KeyCode::Enter)
+        } else {
+            key(KeyCode::Char(c))
+        });
+    }
+    assert_eq!(text(&app), "hello\nworld");
+    app.handle_term(ctrl('g'));
+    app.handle_term(key(KeyCode::Char('1')));
+    app.handle_term(key(KeyCode::Enter));
+    app.handle_term(ctrl('f'));
+    for c in "orl".chars() {
+        app.handle_term(key(KeyCode::Char(c)));
+    }
+    let s = screen(&mut app);
+    assert!(s[7].starts_with("Find: orl"), "{s:?}");
+    app.handle_term(key(KeyCode::Enter));
+    app.handle_term(TermEvent::Paste("W".into()));
+    assert_eq!(text(&app), "hello\nwWd");
+    let s = screen(&mut app);
+    assert_eq!(s[0], "  1 hello");
+    assert!(s[6].contains("[no file]") && s[6].contains("2:3"), "{s:?}");
+}
+
+#[tokio::test]
+async fn read_only_refuses_edits_with_a_notice() {
+    let mut app = app(None, true);
+    app.handle_term(key(KeyCode::Char('x')));
+    assert_eq!(text(&app), "");
+    let s = screen(&mut app);
+    assert!(s[6].starts_with(" VIEW"), "{s:?}");
+    assert!(s[7].starts_with("read-only"), "{s:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_means_offline_editing_of_the_file() {
+    let mut app = app(Some("abc\n"), false);
+    app.handle_term(key(KeyCode::Char('x')));
+    assert_eq!(text(&app), "", "no edit before the room is known");
+    app.tick(Instant::now() + Duration::from_secs(5));
+    assert_eq!(text(&app), "abc\n");
+    app.handle_term(key(KeyCode::Char('x')));
+    assert_eq!(text(&app), "xabc\n");
+    screen(&mut app);
+    assert!(app.view.status.dirty);
+    // Quit asks because the text differs from the file; n keeps editing.
+    app.handle_term(ctrl('q'));
+    assert!(screen(&mut app)[7].starts_with("the text differs"));
+    app.handle_term(key(KeyCode::Char('n')));
+    assert!(app.exit.is_none());
+    app.handle_term(ctrl('q'));
+    app.handle_term(key(KeyCode::Char('y')));
+    assert_eq!(
+        app.exit,
+        Some(Exit {
+            code: 0,
+            message: None
+        })
+    );
+}
+
+#[tokio::test]
+async fn copy_goes_to_the_terminal_clipboard() {
+    let mut app = app(None, false);
+    app.handle_term(TermEvent::Paste("hi".into()));
+    app.handle_term(ctrl('a'));
+    app.handle_term(ctrl('c'));
+    assert_eq!(app.out, vec![crate::clipboard::osc52("hi")]);
+}

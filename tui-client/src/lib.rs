@@ -1,0 +1,24 @@
+//! duet, the collaborative terminal editor, as a library: the binary in `main.rs` is glue.
+//!
+//! Code map: [`action`] and [`keymap`] (input to intent), [`editor`] (the pure editing core
+//! over a [`buffer::TextBuffer`]), [`text`] (graphemes and display widths).
+
+// Tests may unwrap: a panic there is a failed test, which is what we want.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod action;
+pub mod app;
+pub mod buffer;
+pub mod clipboard;
+pub mod color;
+pub mod doc_buffer;
+pub mod editor;
+pub mod embedded;
+pub mod file;
+pub mod highlight;
+pub mod keymap;
+pub mod render;
+pub mod run;
+pub mod state;
+pub mod term;
+pub mod text;

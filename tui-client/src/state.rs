@@ -1,0 +1,200 @@
+//! Everything the screen shows besides the text: status, peers, prompts, panels and
+//! notices. Plain data, filled by the app and read by [`crate::render`]; time is passed
+//! in (`now`), never read here, so the render tests are deterministic.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use duet_protocol::Role;
+use ratatui::style::Color;
+
+use crate::buffer::CharSel;
+use crate::color::Depth;
+use crate::editor::Editor;
+use crate::highlight::Highlights;
+
+/// A peer as drawn: colour already parsed, selection already in chars.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerView {
+    pub peer_id: u64,
+    pub name: String,
+    pub color: Color,
+    pub role: Role,
+    /// `None` while the peer has not placed a cursor.
+    pub sel: Option<CharSel>,
+    /// 0-based line of the peer's cursor.
+    pub line: usize,
+    /// Time since the peer last changed something.
+    pub idle: Duration,
+}
+
+/// The connection as the status bar shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnView {
+    Connecting,
+    Live,
+    /// Waiting to reconnect; `retry_in` whole seconds.
+    Reconnecting {
+        retry_in: u64,
+    },
+    /// Not connected and not trying (stopped, or refused).
+    Offline,
+}
+
+/// The status bar's facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Our role as the server granted it (`None` before the first join).
+    pub role: Option<Role>,
+    /// Started with `--read-only`.
+    pub read_only: bool,
+    /// The file being edited, as given on the command line.
+    pub file: Option<String>,
+    /// The text differs from the file on disk.
+    pub dirty: bool,
+    pub room: String,
+    pub conn: ConnView,
+    /// Local edits the server has not acknowledged yet.
+    pub waiting: u64,
+    /// This editor runs the server in-process.
+    pub hosting: bool,
+    /// The local user's name.
+    pub name: String,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Self {
+            role: None,
+            read_only: false,
+            file: None,
+            dirty: false,
+            room: String::new(),
+            conn: ConnView::Connecting,
+            waiting: 0,
+            hosting: false,
+            name: String::new(),
+        }
+    }
+}
+
+impl Status {
+    /// True when text changes are refused.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only || self.role == Some(Role::Viewer)
+    }
+}
+
+/// What a yes/no question is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Question {
+    /// Quit although the text differs from the file.
+    QuitUnsaved,
+    /// Quit although others are connected to our in-process server.
+    QuitHosting,
+    /// The room holds other text than the file: take the room's version?
+    TakeRoom,
+}
+
+/// The one-line prompt at the bottom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prompt {
+    /// Find as you type; `origin` is where the search started (restored on Esc).
+    Find {
+        input: String,
+        origin: CharSel,
+        found: bool,
+    },
+    Goto {
+        input: String,
+    },
+    SaveAs {
+        input: String,
+    },
+    Ask {
+        question: Question,
+        text: String,
+    },
+}
+
+/// A panel over the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Panel {
+    Help,
+    People { selected: usize },
+}
+
+/// How loud a notice is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+/// A short message that goes away by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub text: String,
+    pub level: Level,
+    pub until: Instant,
+}
+
+/// The screen's state.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub editor: Editor,
+    pub status: Status,
+    pub peers: Vec<PeerView>,
+    pub prompt: Option<Prompt>,
+    pub panel: Option<Panel>,
+    pub notices: VecDeque<Notice>,
+    /// The peer whose cursor we keep in view, until our next own key.
+    pub follow: Option<u64>,
+    /// The command a partner runs to join.
+    pub join_command: String,
+    pub depth: Depth,
+    pub highlights: Highlights,
+    /// The clock reading this frame is drawn for.
+    pub now: Instant,
+}
+
+impl View {
+    /// A view at time `now`.
+    pub fn new(editor: Editor, now: Instant) -> Self {
+        Self {
+            editor,
+            status: Status::default(),
+            peers: Vec::new(),
+            prompt: None,
+            panel: None,
+            notices: VecDeque::new(),
+            follow: None,
+            join_command: String::new(),
+            depth: Depth::TrueColor,
+            highlights: Highlights::default(),
+            now,
+        }
+    }
+
+    /// Shows `text` for a few seconds.
+    pub fn notice(&mut self, level: Level, text: impl Into<String>) {
+        let secs = if level == Level::Info { 4 } else { 8 };
+        self.notices.push_back(Notice {
+            text: text.into(),
+            level,
+            until: self.now + Duration::from_secs(secs),
+        });
+        while self.notices.len() > 3 {
+            self.notices.pop_front();
+        }
+    }
+
+    /// Drops expired notices; true if any went.
+    pub fn expire_notices(&mut self) -> bool {
+        let before = self.notices.len();
+        let now = self.now;
+        self.notices.retain(|n| n.until > now);
+        before != self.notices.len()
+    }
+}
