@@ -38,7 +38,9 @@ pub struct Admin {
 impl Admin {
     /// Opens the database in `dir` (creating an empty one if there is none).
     pub fn open(dir: &Path) -> Result<Self, SqliteStoreError> {
-        Ok(Self { conn: open_db(dir)? })
+        Ok(Self {
+            conn: open_db(dir)?,
+        })
     }
 
     /// Every stored room, by name.

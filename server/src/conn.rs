@@ -35,6 +35,10 @@ pub(crate) trait Wire: Send {
     fn welcome(&self, peer_id: u64, role: Role, room: &RoomName) -> Option<Bytes>;
     /// The frame for a room's message; `None` when this protocol has no such message.
     fn encode(&self, out: Out) -> Option<Bytes>;
+    /// A frame telling the client it was refused, if the protocol has one.
+    fn refusal(&self, _reason: &str) -> Option<Bytes> {
+        None
+    }
     /// The room commands one binary frame carries, or why it is refused.
     fn decode(&self, peer_id: u64, frame: &[u8], shared: &Shared) -> Result<Vec<RoomCmd>, Refusal>;
 }
@@ -71,6 +75,25 @@ impl Wire for DuetWire {
     }
 }
 
+/// What the handshake granted this connection.
+pub(crate) struct Session {
+    pub role: Role,
+    /// When the token runs out: the session is closed with 4401 then.
+    pub expires_at: Option<std::time::SystemTime>,
+    /// A Yjs client whose token was refused: it is told why and closed with 44xx at once.
+    pub refused: Option<crate::auth::AuthError>,
+}
+
+impl Session {
+    pub(crate) fn editor() -> Self {
+        Self {
+            role: Role::Editor,
+            expires_at: None,
+            refused: None,
+        }
+    }
+}
+
 enum End {
     /// The client closed or vanished; nothing more to send.
     Gone,
@@ -83,11 +106,28 @@ pub(crate) async fn run<S, W>(
     wire: W,
     shared: Arc<Shared>,
     room_name: RoomName,
-    role: Role,
+    session: Session,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
     W: Wire,
 {
+    let role = session.role;
+    if let Some(refused) = session.refused {
+        let code = if refused.status() == 403 { close::FORBIDDEN } else { close::TOKEN_EXPIRED };
+        if let Some(frame) = wire.refusal(&refused.to_string()) {
+            let _ = send(&mut ws, &shared, frame).await;
+        }
+        finish(ws, &shared, End::Close(code, refused.to_string())).await;
+        return;
+    }
+    let mut traffic = shared.admission.traffic(std::time::Instant::now());
+    // A deadline far away stands for "no expiry", keeping one select branch.
+    let expires_in = session
+        .expires_at
+        .map(|at| at.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+        .unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600));
+    let expiry = tokio::time::sleep(expires_in);
+    tokio::pin!(expiry);
     let peer_id = shared.next_peer_id();
     let (tx, mut out_rx) = mpsc::channel(shared.config.room.send_queue);
     let (kick_tx, mut kick_rx) = oneshot::channel::<Kick>();
@@ -97,7 +137,16 @@ pub(crate) async fn run<S, W>(
             return;
         }
     }
-    let joined = join(&shared, &room_name, peer_id, role, W::ECHO_AWARENESS, tx, kick_tx).await;
+    let joined = join(
+        &shared,
+        &room_name,
+        peer_id,
+        role,
+        W::ECHO_AWARENESS,
+        tx,
+        kick_tx,
+    )
+    .await;
     let Some(room) = joined else {
         let end = End::Close(close::GOING_AWAY, "room unavailable, reconnect".into());
         finish(ws, &shared, end).await;
@@ -110,6 +159,7 @@ pub(crate) async fn run<S, W>(
         tokio::select! {
             biased;
             () = shared.shutdown.cancelled() => break End::Close(close::GOING_AWAY, "server shutting down".into()),
+            () = &mut expiry => break End::Close(close::TOKEN_EXPIRED, "token expired; get a new one".into()),
             kick = &mut kick_rx => break match kick {
                 Ok(k) => End::Close(k.code, k.reason),
                 Err(_) => End::Close(close::GOING_AWAY, "room closed, reconnect".into()),
@@ -134,7 +184,11 @@ pub(crate) async fn run<S, W>(
                 match msg {
                     None => break End::Gone,
                     Some(Ok(Message::Binary(bytes))) => {
+                        shared.metrics.messages_in.inc();
                         shared.metrics.bytes_in.inc_by(bytes.len() as u64);
+                        if let Err(why) = traffic.record(bytes.len(), std::time::Instant::now()) {
+                            break End::Close(close::POLICY, why);
+                        }
                         match wire.decode(peer_id, &bytes, &shared) {
                             Ok(cmds) => {
                                 if forward(&room, cmds).await.is_err() {

@@ -11,7 +11,7 @@ use crate::conn::{Refusal, Wire};
 use crate::room::{AwarenessSource, Out, RoomCmd};
 use crate::yjs::{self, YMsg};
 use bytes::Bytes;
-use duet_protocol::{Role, RoomName, close};
+use duet_protocol::{ErrorCode, Role, RoomName, close};
 use std::sync::Arc;
 
 pub(crate) struct YjsWire;
@@ -29,16 +29,26 @@ impl Wire for YjsWire {
             Out::SyncStep2(update) => yjs::encode_sync(yjs::SYNC_STEP2, &update).into(),
             Out::Update(shared) => shared.yjs_frame(),
             Out::Awareness(entries) => yjs::encode_awareness(entries.iter().map(|e| {
-                (e.entry.client_id, e.entry.clock, e.entry.state.as_ref().and(e.json.as_deref()))
+                (
+                    e.entry.client_id,
+                    e.entry.clock,
+                    e.entry.state.as_ref().and(e.json.as_deref()),
+                )
             }))
             .into(),
             // y-websocket has no acknowledgements and no error messages.
             Out::Ack(_) => return None,
+            // A viewer's edit: y-websocket reports permission-denied messages to the app.
+            Out::Error(ErrorCode::READ_ONLY, message) => yjs::encode_permission_denied(&message).into(),
             Out::Error(code, message) => {
                 tracing::debug!(code = code.0, %message, "error not expressible to a Yjs client");
                 return None;
             }
         })
+    }
+
+    fn refusal(&self, reason: &str) -> Option<Bytes> {
+        Some(yjs::encode_permission_denied(reason).into())
     }
 
     fn decode(&self, peer_id: u64, frame: &[u8], shared: &Shared) -> Result<Vec<RoomCmd>, Refusal> {
@@ -47,7 +57,8 @@ impl Wire for YjsWire {
             code: close::INVALID_PAYLOAD,
             reason,
         };
-        let messages = yjs::parse_frame(frame).map_err(|e| refuse(format!("malformed y-protocols message: {e}")))?;
+        let messages = yjs::parse_frame(frame)
+            .map_err(|e| refuse(format!("malformed y-protocols message: {e}")))?;
         let mut cmds = Vec::with_capacity(messages.len());
         for msg in messages {
             match msg {

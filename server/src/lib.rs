@@ -9,10 +9,14 @@
 //! `GET /metrics` answer on the same port.
 
 pub mod admin;
+pub mod auth;
+pub mod contain;
 mod conn;
 mod conn_yjs;
 pub mod data_dir;
+pub mod guard;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 mod registry;
 pub mod room;
@@ -25,7 +29,8 @@ use crate::registry::Registry;
 use crate::room::RoomConfig;
 use crate::store::{MemoryStore, Store};
 use std::future::Future;
-use std::net::SocketAddr;
+use crate::limits::{Admission, LimitConfig};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -46,6 +51,21 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Room tunables.
     pub room: RoomConfig,
+    /// Who may connect.
+    pub access: AccessConfig,
+    /// Rates and caps.
+    pub limits: LimitConfig,
+}
+
+/// Who may connect, and as what.
+#[derive(Debug, Clone, Default)]
+pub struct AccessConfig {
+    /// Token keys; `None` lets everyone in as an editor (safe only on loopback).
+    pub keys: Option<auth::Keys>,
+    /// Allowed `Origin` values for browser clients (exact match); empty allows any.
+    pub allowed_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` names the real client.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +75,8 @@ impl Default for ServerConfig {
             max_message_bytes: duet_protocol::DEFAULT_MAX_MESSAGE_BYTES,
             handshake_timeout: Duration::from_secs(10),
             room: RoomConfig::default(),
+            access: AccessConfig::default(),
+            limits: LimitConfig::default(),
         }
     }
 }
@@ -78,6 +100,7 @@ pub(crate) struct Shared {
     pub(crate) registry: Arc<Registry>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) admission: Admission,
     next_peer: AtomicU64,
 }
 
@@ -119,6 +142,7 @@ impl Server {
         Ok(Self {
             listener,
             shared: Arc::new(Shared {
+                admission: Admission::new(config.limits.clone()),
                 config,
                 registry,
                 metrics,
@@ -200,38 +224,114 @@ impl ServerHandle {
     }
 }
 
-async fn handle_tcp(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
-    let handshake = async {
-        let head = match http::read_head(&mut stream).await {
-            Ok(head) => head,
-            Err(http::HeadError::Eof | http::HeadError::Io(_)) => return None,
-            Err(e) => {
-                let _ = http::Response::text(400, e.to_string())
-                    .write(&mut stream)
-                    .await;
-                return None;
-            }
-        };
-        match http::route(&head, || shared.metrics.render()) {
-            http::Route::Respond(response) => {
-                if response.status >= 400 {
-                    tracing::debug!(%peer, path = %head.path, status = response.status, "refused request");
-                }
-                let _ = response.write(&mut stream).await;
-                None
-            }
-            http::Route::Upgrade(upgrade) => {
-                http::accept(&mut stream, &upgrade).await.ok()?;
-                Some((upgrade, head.rest))
-            }
+/// What the handshake decided.
+struct Admitted {
+    upgrade: http::Upgrade,
+    rest: Vec<u8>,
+    session: conn::Session,
+}
+
+/// Reads the request head and decides: plain HTTP answer, refusal, or upgrade. Order matters:
+/// limits first (cheap), then origin, then token, then room capacity, so a refused client
+/// never creates a room.
+async fn handshake<'a>(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    shared: &'a Shared,
+) -> Option<(Admitted, limits::Ticket<'a>)> {
+    let head = match http::read_head(stream).await {
+        Ok(head) => head,
+        Err(http::HeadError::Eof | http::HeadError::Io(_)) => return None,
+        Err(e) => {
+            let _ = http::Response::text(400, e.to_string()).write(stream).await;
+            return None;
         }
     };
-    let Ok(Some((upgrade, rest))) =
-        tokio::time::timeout(shared.config.handshake_timeout, handshake).await
+    let refuse = |status: u16, message: String| {
+        tracing::debug!(%peer, path = %head.path, status, %message, "refused request");
+        http::Response::text(status, message)
+    };
+    let upgrade = match http::route(&head, || shared.metrics.render()) {
+        http::Route::Respond(response) => {
+            let _ = response.write(stream).await;
+            return None;
+        }
+        http::Route::Upgrade(upgrade) => upgrade,
+    };
+    let access = &shared.config.access;
+    let ip = limits::client_ip(peer.ip(), head.header("x-forwarded-for"), &access.trusted_proxies);
+    let ticket = match shared.admission.admit(ip, std::time::Instant::now()) {
+        Ok(ticket) => ticket,
+        Err(refused) => {
+            let mut response = refuse(refused.status(), refused.to_string());
+            if let Some(secs) = refused.retry_after() {
+                response = response.with_header("Retry-After", secs.to_string());
+            }
+            let _ = response.write(stream).await;
+            return None;
+        }
+    };
+    if let Some(origin) = head.header("origin") {
+        if !access.allowed_origins.is_empty() && !access.allowed_origins.iter().any(|o| o == origin) {
+            let _ = refuse(403, format!("origin {origin} is not allowed")).write(stream).await;
+            return None;
+        }
+    }
+    let mut session = conn::Session::editor();
+    if let Some(keys) = &access.keys {
+        let token = auth::token_from_request(head.header("authorization"), head.query.as_deref());
+        let verdict = match token {
+            Some(token) => keys.verify(&token, &upgrade.room),
+            None => Err(auth::AuthError::Missing),
+        };
+        match verdict {
+            Ok(claims) => {
+                session.role = claims.role.into();
+                session.expires_at = Some(std::time::UNIX_EPOCH + Duration::from_secs(claims.exp));
+            }
+            // y-websocket retries forever after an HTTP refusal but stops on a 44xx close,
+            // so Yjs clients are upgraded and then closed with the code.
+            Err(e) if upgrade.flavor == http::Flavor::Yjs => session.refused = Some(e),
+            Err(e) => {
+                let _ = refuse(e.status(), e.to_string()).write(stream).await;
+                return None;
+            }
+        }
+    }
+    if session.refused.is_none()
+        && !shared.registry.is_loaded(&upgrade.room)
+        && shared.registry.loaded() >= shared.config.limits.max_loaded_rooms
+    {
+        let message = format!(
+            "the server holds its limit of {} rooms; retry later",
+            shared.config.limits.max_loaded_rooms
+        );
+        let _ = refuse(503, message).with_header("Retry-After", "30").write(stream).await;
+        return None;
+    }
+    http::accept(stream, &upgrade).await.ok()?;
+    Some((
+        Admitted {
+            upgrade,
+            rest: head.rest,
+            session,
+        },
+        ticket,
+    ))
+}
+
+async fn handle_tcp(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let timeout = shared.config.handshake_timeout;
+    let Ok(Some((admitted, _ticket))) = tokio::time::timeout(timeout, handshake(&mut stream, peer, &shared)).await
     else {
         return;
     };
+    let Admitted {
+        upgrade,
+        rest,
+        session,
+    } = admitted;
     let ws = WebSocketStream::from_partially_read(
         stream,
         rest,
@@ -241,14 +341,13 @@ async fn handle_tcp(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
     .await;
     shared.metrics.connections.inc();
     shared.metrics.connections_total.inc();
-    tracing::debug!(%peer, room = %upgrade.room, "session started");
-    let role = duet_protocol::Role::Editor;
+    tracing::debug!(%peer, room = %upgrade.room, role = session.role.as_str(), "session started");
     match upgrade.flavor {
         http::Flavor::Duet(_) => {
-            conn::run(ws, conn::DuetWire, shared.clone(), upgrade.room, role).await;
+            conn::run(ws, conn::DuetWire, shared.clone(), upgrade.room, session).await;
         }
         http::Flavor::Yjs => {
-            conn::run(ws, conn_yjs::YjsWire, shared.clone(), upgrade.room, role).await;
+            conn::run(ws, conn_yjs::YjsWire, shared.clone(), upgrade.room, session).await;
         }
     }
     shared.metrics.connections.dec();

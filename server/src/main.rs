@@ -2,24 +2,51 @@
 //!
 //! Run: `duet-server [--listen 127.0.0.1:7070] [--data-dir ./duet-data]`, then point `duet`
 //! (or any Yjs y-websocket client, once supported) at `ws://HOST:PORT/ROOM`.
+//!
+//! Admin: `duet-server rooms list | export ROOM [--format text|yjs] [FILE] | import ROOM FILE
+//! [--format yjs|text] | delete ROOM`, on the same `--data-dir`. `list` and `export` are safe
+//! while a server runs; `import` and `delete` refuse while a server holds the data directory.
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
+use duet_server::admin::{Admin, Format};
+use duet_server::data_dir::{DataDirLock, LockError};
+use duet_server::sqlite::{SqliteOptions, SqliteStore};
+use duet_server::store::{MemoryStore, Store};
 use duet_server::{Server, ServerConfig};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The duet sync server: rooms of Yjs documents over WebSocket.
 #[derive(Parser, Debug)]
 #[command(name = "duet-server", version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Directory for stored rooms (one SQLite database, created if missing).
+    #[arg(
+        long,
+        default_value = "./duet-data",
+        env = "DUET_DATA_DIR",
+        global = true
+    )]
+    data_dir: PathBuf,
     /// Address to listen on. Loopback unless you say otherwise.
     #[arg(long, default_value = "127.0.0.1:7070", env = "DUET_LISTEN")]
     listen: SocketAddr,
-    /// Directory for stored rooms.
-    #[arg(long, default_value = "./duet-data", env = "DUET_DATA_DIR")]
-    data_dir: PathBuf,
+    /// Keep rooms in memory only: nothing survives a restart, the data directory is unused.
+    #[arg(long)]
+    memory: bool,
+    /// Compact a room once its log holds this many updates (small values exercise compaction
+    /// in tests).
+    #[arg(long, hide = true, default_value_t = SqliteOptions::default().compact_after_rows)]
+    compact_after_rows: u64,
+    /// Cap the database at this many pages (`PRAGMA max_page_count`), to simulate a full disk.
+    #[arg(long, hide = true)]
+    max_db_pages: Option<u64>,
     /// Largest WebSocket message accepted, in bytes (larger: close 1009).
     #[arg(long, default_value_t = duet_protocol::DEFAULT_MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
@@ -32,6 +59,106 @@ struct Args {
     /// Per-member send queue, in messages; a member whose queue fills is closed with 1013.
     #[arg(long, default_value_t = 1024)]
     send_queue: usize,
+    /// Turns on token auth: a file with one secret (>= 32 bytes) per line, optionally
+    /// `KID:SECRET`; the first signs, all verify. Mint tokens with `duet-server token`.
+    #[arg(long, env = "DUET_AUTH_KEY_FILE", global = true)]
+    auth_key_file: Option<PathBuf>,
+    /// Allow listening on a non-loopback address without auth (anyone who can reach the port
+    /// can read and write every room).
+    #[arg(long)]
+    insecure_no_auth: bool,
+    /// Browser origins allowed to connect (exact match, repeatable); default: any.
+    #[arg(long = "allowed-origin")]
+    allowed_origins: Vec<String>,
+    /// Reverse proxies whose X-Forwarded-For names the client (repeatable).
+    #[arg(long = "trusted-proxy")]
+    trusted_proxies: Vec<std::net::IpAddr>,
+    /// New connections per second per client IP (burst: 5x).
+    #[arg(long, default_value_t = duet_server::limits::LimitConfig::default().handshakes_per_sec)]
+    max_handshakes_per_sec: f64,
+    /// Open connections per client IP (over: 429).
+    #[arg(long, default_value_t = duet_server::limits::LimitConfig::default().connections_per_ip)]
+    max_connections_per_ip: usize,
+    /// Open connections in all (over: 503).
+    #[arg(long, default_value_t = duet_server::limits::LimitConfig::default().connections_total)]
+    max_connections: usize,
+    /// Rooms held in memory at once (over: 503 for a room not already loaded).
+    #[arg(long, default_value_t = duet_server::limits::LimitConfig::default().max_loaded_rooms)]
+    max_rooms: usize,
+    /// Messages per second per connection (burst: 10x; over: close 1008).
+    #[arg(long, default_value_t = duet_server::limits::LimitConfig::default().messages_per_sec)]
+    max_messages_per_sec: f64,
+    /// Bytes per second per connection (burst: 16x; over: close 1008).
+    #[arg(long, default_value_t = duet_server::limits::LimitConfig::default().bytes_per_sec)]
+    max_bytes_per_sec: f64,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Prints a signed access token (needs --auth-key-file or DUET_AUTH_KEY_FILE).
+    Token {
+        /// Room name or prefix pattern: `notes.md`, `team/*`, or `*`.
+        #[arg(long)]
+        room: String,
+        #[arg(long, value_enum, default_value_t = RoleArg::Editor)]
+        role: RoleArg,
+        /// Lifetime, e.g. 30m, 8h, 7d.
+        #[arg(long, default_value = "8h")]
+        ttl: String,
+        /// A display name carried in the token.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Inspect and manage the stored rooms of the data directory.
+    Rooms {
+        #[command(subcommand)]
+        command: RoomsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RoomsCommand {
+    /// Lists stored rooms with the size of their log and snapshot.
+    List,
+    /// Writes a room's document to FILE (or standard output).
+    Export {
+        room: String,
+        #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+        format: FormatArg,
+        file: Option<PathBuf>,
+    },
+    /// Creates a room from a Yjs update file (or a text file with --format text).
+    Import {
+        room: String,
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = FormatArg::Yjs)]
+        format: FormatArg,
+    },
+    /// Deletes a room and everything stored for it.
+    Delete { room: String },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum RoleArg {
+    Editor,
+    Viewer,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum FormatArg {
+    /// The document's text.
+    Text,
+    /// A Yjs v1 update of the whole document (loads with `Y.applyUpdate`).
+    Yjs,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Text => Format::Text,
+            FormatArg::Yjs => Format::Yjs,
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,7 +169,18 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    duet_server::contain::install_panic_hook();
+    let mut args = Args::parse();
+    match args.command.take() {
+        Some(Command::Rooms { command }) => return rooms(&args.data_dir, command),
+        Some(Command::Token {
+            room,
+            role,
+            ttl,
+            name,
+        }) => return token(args.auth_key_file.as_deref(), &room, role, &ttl, name),
+        None => {}
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -59,16 +197,144 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     config.room.idle_unload = Duration::from_secs(args.idle_unload_secs);
     config.room.send_queue = args.send_queue.max(1);
-    let server = Server::bind(config)
+    config.access.allowed_origins = args.allowed_origins.clone();
+    config.access.trusted_proxies = args.trusted_proxies.clone();
+    config.limits.handshakes_per_sec = args.max_handshakes_per_sec.max(0.1);
+    config.limits.handshake_burst = (args.max_handshakes_per_sec * 5.0).max(1.0);
+    config.limits.connections_per_ip = args.max_connections_per_ip.max(1);
+    config.limits.connections_total = args.max_connections.max(1);
+    config.limits.max_loaded_rooms = args.max_rooms.max(1);
+    config.limits.messages_per_sec = args.max_messages_per_sec.max(1.0);
+    config.limits.message_burst = (args.max_messages_per_sec * 10.0).max(1.0);
+    config.limits.bytes_per_sec = args.max_bytes_per_sec.max(1024.0);
+    config.limits.byte_burst =
+        (args.max_bytes_per_sec * 16.0).max(args.max_message_bytes as f64 * 2.0);
+    match &args.auth_key_file {
+        Some(path) => {
+            let keys = duet_server::auth::Keys::from_file(path)?;
+            tracing::info!(keys = ?keys, "token auth on");
+            config.access.keys = Some(keys);
+        }
+        None if !args.listen.ip().is_loopback() => {
+            if !args.insecure_no_auth {
+                anyhow::bail!(
+                    "refusing to listen on {} without auth: anyone who can reach it could read and write every room. Use --auth-key-file FILE (see `duet-server token --help`), or --insecure-no-auth if you really mean it",
+                    args.listen
+                );
+            }
+            tracing::warn!(listen = %args.listen, "listening on a non-loopback address WITHOUT auth (--insecure-no-auth)");
+        }
+        None => {}
+    }
+    // Held until the server exits: one server per data directory, and admin writes refuse.
+    let mut _lock = None;
+    let store: Arc<dyn Store> = if args.memory {
+        tracing::warn!("--memory: rooms are kept in memory only; they do not survive a restart");
+        Arc::new(MemoryStore::default())
+    } else {
+        _lock = Some(DataDirLock::acquire(&args.data_dir)?);
+        let options = SqliteOptions {
+            compact_after_rows: args.compact_after_rows.max(2),
+            max_page_count: args.max_db_pages,
+            ..SqliteOptions::default()
+        };
+        let store = SqliteStore::open(&args.data_dir, options)?;
+        tracing::info!(database = %store.path().display(), "rooms are stored durably");
+        Arc::new(store)
+    };
+    let server = Server::bind_with_store(config, store)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = server.local_addr()?;
-    tracing::warn!(
-        data_dir = %args.data_dir.display(),
-        "rooms are kept in memory only in this build; they do not survive a restart"
-    );
     println!("duet-server listening on ws://{addr} (health: http://{addr}/healthz)");
     server.run_until(shutdown_signal()).await;
+    Ok(())
+}
+
+/// Prints a token for `room` with `role`, valid for `ttl`.
+fn token(
+    key_file: Option<&Path>,
+    room: &str,
+    role: RoleArg,
+    ttl: &str,
+    name: Option<String>,
+) -> anyhow::Result<()> {
+    let key_file = key_file.context(
+        "no key file: pass --auth-key-file FILE or set DUET_AUTH_KEY_FILE (the same file the server uses)",
+    )?;
+    let keys = duet_server::auth::Keys::from_file(key_file)?;
+    let ttl = duet_server::auth::parse_ttl(ttl).map_err(anyhow::Error::msg)?;
+    let pattern_ok = room == "*"
+        || duet_protocol::RoomName::new(room.strip_suffix("/*").unwrap_or(room)).is_ok();
+    anyhow::ensure!(
+        pattern_ok,
+        "invalid room pattern {room:?}: use a room name, PREFIX/*, or *"
+    );
+    let role = match role {
+        RoleArg::Editor => duet_server::auth::RoleClaim::Editor,
+        RoleArg::Viewer => duet_server::auth::RoleClaim::Viewer,
+    };
+    println!("{}", keys.issue(room, role, ttl, name));
+    Ok(())
+}
+
+/// Runs a `rooms` admin command on `data_dir`.
+fn rooms(data_dir: &Path, command: RoomsCommand) -> anyhow::Result<()> {
+    let room_name = |room: &str| -> anyhow::Result<String> {
+        Ok(duet_protocol::RoomName::new(room)?.as_str().to_owned())
+    };
+    // Writes take the data directory's lock: a running server may have the room loaded, and
+    // would keep serving (and storing) its in-memory copy.
+    let lock_for_write = |what: &str| -> anyhow::Result<DataDirLock> {
+        DataDirLock::acquire(data_dir).map_err(|e| match e {
+            LockError::InUse(dir) => anyhow::anyhow!(
+                "refusing to {what}: a duet-server is running on {}; stop it first (`rooms list` and `rooms export` are safe while it runs)",
+                dir.display()
+            ),
+            e => e.into(),
+        })
+    };
+    match command {
+        RoomsCommand::List => {
+            let admin = Admin::open(data_dir)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<40} {:>10} {:>12} {:>14}",
+                "ROOM", "UPDATES", "LOG BYTES", "SNAPSHOT BYTES"
+            )?;
+            for room in admin.list()? {
+                writeln!(
+                    out,
+                    "{:<40} {:>10} {:>12} {:>14}",
+                    room.name, room.log_updates, room.log_bytes, room.snapshot_bytes
+                )?;
+            }
+        }
+        RoomsCommand::Export { room, format, file } => {
+            let room = room_name(&room)?;
+            let bytes = Admin::open(data_dir)?.export(&room, format.into())?;
+            match file {
+                Some(path) => std::fs::write(&path, bytes)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => std::io::stdout().lock().write_all(&bytes)?,
+            }
+        }
+        RoomsCommand::Import { room, file, format } => {
+            let room = room_name(&room)?;
+            let _lock = lock_for_write("import")?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            Admin::open(data_dir)?.import(&room, &bytes, format.into())?;
+            eprintln!("imported room {room} from {}", file.display());
+        }
+        RoomsCommand::Delete { room } => {
+            let room = room_name(&room)?;
+            let _lock = lock_for_write("delete")?;
+            Admin::open(data_dir)?.delete(&room)?;
+            eprintln!("deleted room {room}");
+        }
+    }
     Ok(())
 }
 

@@ -49,6 +49,7 @@ pub struct Metrics {
     pub updates_received: Counter,
     pub updates_relayed: Counter,
     pub updates_stored: Counter,
+    pub messages_in: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     closes: [Counter; CLOSE_CODES.len()],
@@ -109,6 +110,12 @@ impl Metrics {
             self.updates_stored.get().to_string(),
         );
         metric(
+            "duet_messages_received_total",
+            "counter",
+            "WebSocket data messages received.",
+            self.messages_in.get().to_string(),
+        );
+        metric(
             "duet_bytes_in_total",
             "counter",
             "WebSocket payload bytes received.",
@@ -152,6 +159,7 @@ mod tests {
         m.count_close(4999);
         let text = m.render();
         assert!(text.contains("duet_connections 1\n"), "{text}");
+        assert!(text.contains("duet_messages_received_total 0\n"), "{text}");
         assert!(
             text.contains("duet_closes_total{code=\"1013\"} 1\n"),
             "{text}"

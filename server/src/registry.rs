@@ -75,4 +75,17 @@ impl Registry {
             rooms.remove(name);
         }
     }
+
+    /// Whether room `name` is in memory now.
+    pub fn is_loaded(&self, name: &RoomName) -> bool {
+        self.rooms
+            .lock()
+            .map(|rooms| rooms.contains_key(name))
+            .unwrap_or(false)
+    }
+
+    /// How many rooms are in memory.
+    pub fn loaded(&self) -> usize {
+        self.rooms.lock().map(|rooms| rooms.len()).unwrap_or(0)
+    }
 }

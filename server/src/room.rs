@@ -15,6 +15,13 @@
 //!   or that member is closed (1013) and resyncs on reconnect. Updates are never dropped for a
 //!   member that stays connected.
 //! - Relay does not wait for storage; acknowledgements do.
+//! - Acknowledgements are cumulative for clients ("everything up to seq is stored"), so once
+//!   one append fails the room acknowledges nothing more: it tells every member, closes them
+//!   (1013) and unloads. Whatever it held but could not store was relayed yet never acked, so
+//!   its authors still keep it and send it again when they rejoin a room freshly loaded from
+//!   storage; if storage still fails, that room refuses in the same way.
+//! - At most [`MAX_PENDING_APPENDS`] appends are in flight per room; past that the room stops
+//!   reading its inbox, which pushes back on the sockets.
 //! - An awareness entry belongs to the connection that first set it; it is removed when that
 //!   connection leaves, or after 30 s without renewal.
 
@@ -25,7 +32,7 @@ use duet_protocol::{AwarenessEntry, ErrorCode, PeerState, Role, RoomName, Server
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use std::collections::HashMap;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use crate::contain::contained;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -36,6 +43,13 @@ use yrs::{Doc, OffsetKind, Options, ReadTxn, StateVector, Transact, Update};
 
 /// The one root text every duet and Yjs client edits.
 pub const ROOT_TEXT: &str = "content";
+
+/// Appends a room may have in flight before it stops taking commands.
+pub const MAX_PENDING_APPENDS: usize = 4096;
+
+/// Bytes of updates a room keeps while their dependencies are missing; past this it refuses
+/// more (close 1008) instead of holding them forever.
+pub const MAX_ORPHAN_BYTES: usize = 4 * 1024 * 1024;
 
 /// How long an awareness entry lives without renewal.
 pub const AWARENESS_TTL: Duration = Duration::from_secs(30);
@@ -74,7 +88,9 @@ impl SharedUpdate {
     /// The y-websocket sync-update frame, encoded on first use.
     pub fn yjs_frame(&self) -> Bytes {
         self.yjs_frame
-            .get_or_init(|| Bytes::from(crate::yjs::encode_sync(crate::yjs::SYNC_UPDATE, &self.raw)))
+            .get_or_init(|| {
+                Bytes::from(crate::yjs::encode_sync(crate::yjs::SYNC_UPDATE, &self.raw))
+            })
             .clone()
     }
 }
@@ -219,6 +235,13 @@ struct Room {
     pending: FuturesOrdered<BoxFuture<'static, StoreResult>>,
     /// Set when the store failed to load this room: it refuses every member.
     broken: Option<String>,
+    /// Set when an append failed: the room acknowledges nothing more and unloads.
+    write_failed: Option<String>,
+    /// Set when the in-memory document can no longer be trusted (yrs panicked, or too many
+    /// orphaned updates): the task reloads it from the store before the next command.
+    needs_reload: bool,
+    /// Bytes of updates integrated while some of their dependencies are missing.
+    orphan_bytes: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -231,23 +254,76 @@ pub(crate) fn new_doc() -> Doc {
     doc
 }
 
-/// Decodes and applies an update, containing any panic inside yrs.
-pub(crate) fn apply_update(doc: &Doc, bytes: &[u8]) -> Result<bool, String> {
-    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<bool, String> {
-        let update = Update::decode_v1(bytes).map_err(|e| e.to_string())?;
-        if update.is_empty() {
-            return Ok(false);
+/// Why an update was not applied.
+#[derive(Debug)]
+pub(crate) enum ApplyError {
+    /// Malformed or refused before or during decoding; the document is untouched.
+    Invalid(String),
+    /// It would leave data waiting for dependencies and the room's budget for that is spent;
+    /// the document is untouched.
+    Orphan,
+    /// yrs panicked while applying: the document may be half-changed and must be reloaded.
+    Panicked,
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApplyError::Invalid(e) => f.write_str(e),
+            ApplyError::Orphan => f.write_str("the update depends on data the room never received"),
+            ApplyError::Panicked => f.write_str("yrs panicked while applying the update"),
         }
+    }
+}
+
+/// What applying an update did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// Nothing new.
+    Unchanged,
+    /// Fully integrated.
+    Integrated,
+    /// Applied, but some of it waits for dependencies that have not arrived.
+    Orphaned,
+}
+
+/// Checks, decodes and applies an update, containing any panic inside yrs. With
+/// `refuse_gaps`, an update whose first clock for some client lies beyond what the document
+/// has (it could only wait) is refused before it touches the document.
+pub(crate) fn apply_update(doc: &Doc, bytes: &[u8], refuse_gaps: bool) -> Result<Applied, ApplyError> {
+    crate::guard::check_update_v1(bytes).map_err(|e| ApplyError::Invalid(e.to_string()))?;
+    let update = contained(|| Update::decode_v1(bytes))
+        .map_err(|()| ApplyError::Invalid("yrs panicked while decoding the update".into()))?
+        .map_err(|e| ApplyError::Invalid(e.to_string()))?;
+    if update.is_empty() {
+        return Ok(Applied::Unchanged);
+    }
+    let upper = update.state_vector();
+    if refuse_gaps {
+        let have = doc.transact().state_vector();
+        if update.state_vector_lower().iter().any(|(client, clock)| *clock > have.get(client)) {
+            return Err(ApplyError::Orphan);
+        }
+    }
+    let applied = contained(|| {
         let mut txn = doc.transact_mut();
-        txn.apply_update(update).map_err(|e| e.to_string())?;
-        Ok(true)
-    }));
-    outcome.unwrap_or_else(|_| Err("yrs panicked while applying the update".into()))
+        txn.apply_update(update).map_err(|e| e.to_string())
+    });
+    match applied {
+        Ok(Ok(())) => {
+            let have = doc.transact().state_vector();
+            let waiting = upper.iter().any(|(client, clock)| have.get(client) < *clock);
+            Ok(if waiting { Applied::Orphaned } else { Applied::Integrated })
+        }
+        Ok(Err(e)) => Err(ApplyError::Invalid(e)),
+        Err(()) => Err(ApplyError::Panicked),
+    }
 }
 
 fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, String> {
-    catch_unwind(|| StateVector::decode_v1(bytes).map_err(|e| e.to_string()))
-        .unwrap_or_else(|_| Err("yrs panicked while decoding the state vector".into()))
+    crate::guard::check_state_vector_v1(bytes).map_err(|e| e.to_string())?;
+    contained(|| StateVector::decode_v1(bytes).map_err(|e| e.to_string()))
+        .unwrap_or_else(|()| Err("yrs panicked while decoding the state vector".into()))
 }
 
 impl Room {
@@ -257,7 +333,7 @@ impl Room {
         match store.load(&name).await {
             Ok(updates) => {
                 for (i, update) in updates.iter().enumerate() {
-                    if let Err(e) = apply_update(&doc, update) {
+                    if let Err(e) = apply_update(&doc, update, false) {
                         tracing::error!(room = %name, index = i, error = %e, "stored update does not apply");
                         broken = Some(format!("stored document is damaged: {e}"));
                         break;
@@ -277,8 +353,26 @@ impl Room {
             store,
             pending: FuturesOrdered::new(),
             broken,
+            write_failed: None,
+            needs_reload: false,
+            orphan_bytes: 0,
             metrics,
         }
+    }
+
+    /// Replaces the document with what the store holds, after every pending write landed.
+    async fn reload(&mut self) {
+        while let Some(done) = self.pending.next().await {
+            self.stored(done);
+        }
+        let fresh = Room::load(self.name.clone(), self.store.clone(), self.metrics.clone()).await;
+        self.doc = fresh.doc;
+        self.broken = fresh.broken;
+        self.needs_reload = false;
+        if !self.doc.transact().has_missing_updates() {
+            self.orphan_bytes = 0;
+        }
+        tracing::warn!(room = %self.name, "room document reloaded from storage");
     }
 
     fn handle(&mut self, cmd: RoomCmd) {
@@ -368,7 +462,16 @@ impl Room {
         let Some(member) = self.members.get(&peer_id) else {
             return;
         };
+        if let Some(reason) = &self.write_failed {
+            let message = format!("room {} refuses writes: {reason}", self.name);
+            self.send(peer_id, Out::Error(ErrorCode::STORAGE_UNAVAILABLE, message));
+            return;
+        }
         if member.role == Role::Viewer {
+            // Every client sends an empty update when it syncs; only real edits are refused.
+            if update == [0, 0] {
+                return;
+            }
             self.send(
                 peer_id,
                 Out::Error(
@@ -378,18 +481,61 @@ impl Room {
             );
             return;
         }
-        match apply_update(&self.doc, &update) {
-            Ok(changed) => {
+        let refuse_gaps = self.orphan_bytes > MAX_ORPHAN_BYTES;
+        match apply_update(&self.doc, &update, refuse_gaps) {
+            Ok(applied) => {
+                match applied {
+                    Applied::Orphaned => {
+                        self.orphan_bytes += update.len();
+                        if self.orphan_bytes > MAX_ORPHAN_BYTES {
+                            // Not relayed, not stored: reload so the refused bytes leave memory.
+                            self.needs_reload = true;
+                            self.reject(
+                                peer_id,
+                                ErrorCode::BAD_UPDATE,
+                                close::POLICY,
+                                ApplyError::Orphan.to_string(),
+                            );
+                            return;
+                        }
+                    }
+                    Applied::Integrated if !self.doc.transact().has_missing_updates() => {
+                        self.orphan_bytes = 0;
+                    }
+                    Applied::Integrated | Applied::Unchanged => {}
+                }
+                let changed = applied != Applied::Unchanged;
                 let shared = SharedUpdate::new(update);
                 if changed {
                     self.metrics
                         .updates_relayed
                         .inc_by(self.members.len() as u64 - 1);
                     self.broadcast(Some(peer_id), |_| Out::Update(shared.clone()));
+                    let store = self.store.append(&self.name, shared.raw().to_vec());
+                    self.pending
+                        .push_back(Box::pin(async move { (peer_id, seq, store.await) }));
+                } else {
+                    // Nothing new to store; the ack still waits for the author's earlier
+                    // appends, since an ack covers every earlier seq.
+                    self.pending
+                        .push_back(Box::pin(async move { (peer_id, seq, Ok(())) }));
                 }
-                let store = self.store.append(&self.name, shared.raw().to_vec());
-                self.pending
-                    .push_back(Box::pin(async move { (peer_id, seq, store.await) }));
+            }
+            Err(ApplyError::Orphan) => self.reject(
+                peer_id,
+                ErrorCode::BAD_UPDATE,
+                close::POLICY,
+                ApplyError::Orphan.to_string(),
+            ),
+            Err(ApplyError::Panicked) => {
+                tracing::error!(room = %self.name, peer_id, "yrs panicked applying an update; reloading the room");
+                self.needs_reload = true;
+                self.reject(
+                    peer_id,
+                    ErrorCode::INTERNAL,
+                    close::INTERNAL,
+                    "your update crashed the document engine; it was discarded".into(),
+                );
             }
             Err(e) => self.reject(
                 peer_id,
@@ -404,20 +550,37 @@ impl Room {
         match result {
             Ok(()) => {
                 self.metrics.updates_stored.inc();
-                if let Some(seq) = seq {
+                // After a failure nothing is acknowledged: an ack covers every earlier seq.
+                if let (Some(seq), None) = (seq, &self.write_failed) {
                     self.send(peer_id, Out::Ack(seq));
                 }
             }
-            Err(e) => {
-                tracing::error!(room = %self.name, error = %e, "storing an update failed");
-                self.send(
-                    peer_id,
-                    Out::Error(
-                        ErrorCode::STORAGE_UNAVAILABLE,
-                        format!("the server could not store your edit ({e}); it is kept in your editor and sent again on reconnect"),
-                    ),
-                );
+            Err(e) if self.write_failed.is_none() => self.refuse_writes(&e),
+            Err(_) => {}
+        }
+    }
+
+    /// An append failed: tell every member, close them (1013) so they rejoin a room loaded
+    /// from storage, and stop acknowledging.
+    fn refuse_writes(&mut self, e: &StoreError) {
+        tracing::error!(room = %self.name, error = %e, members = self.members.len(), "storing an update failed: the room refuses writes, closes its members and unloads");
+        self.write_failed = Some(e.to_string());
+        let message = format!(
+            "the server could not store edits of room {} ({e}); unacknowledged edits stay in your editor and are sent again when you reconnect",
+            self.name
+        );
+        let peers: Vec<u64> = self.members.keys().copied().collect();
+        for peer_id in peers {
+            if let Some(member) = self.members.get(&peer_id) {
+                let _ = member
+                    .tx
+                    .try_send(Out::Error(ErrorCode::STORAGE_UNAVAILABLE, message.clone()));
             }
+            self.kick(
+                peer_id,
+                close::TRY_AGAIN_LATER,
+                "storage unavailable: edits not stored, reconnect later".into(),
+            );
         }
     }
 
@@ -448,7 +611,9 @@ impl Room {
         match source {
             AwarenessSource::Duet(state) => {
                 slot.clock = slot.clock.wrapping_add(1);
-                slot.json = state.as_ref().map(|s| Arc::from(crate::yjs::peer_state_to_json(s)));
+                slot.json = state
+                    .as_ref()
+                    .map(|s| Arc::from(crate::yjs::peer_state_to_json(s)));
                 slot.state = state;
             }
             AwarenessSource::Yjs { json, clock } => {
@@ -639,6 +804,9 @@ async fn run(
     tokio::pin!(idle);
     let mut idle_armed = false;
     loop {
+        if room.write_failed.is_some() {
+            break;
+        }
         let is_idle = room.members.is_empty() && room.pending.is_empty();
         if is_idle && !idle_armed {
             idle.as_mut()
@@ -646,8 +814,13 @@ async fn run(
         }
         idle_armed = is_idle;
         tokio::select! {
-            cmd = rx.recv() => match cmd {
-                Some(cmd) => room.handle(cmd),
+            cmd = rx.recv(), if room.pending.len() < MAX_PENDING_APPENDS => match cmd {
+                Some(cmd) => {
+                    room.handle(cmd);
+                    if room.needs_reload {
+                        room.reload().await;
+                    }
+                }
                 None => break,
             },
             Some(done) = room.pending.next(), if !room.pending.is_empty() => room.stored(done),

@@ -25,6 +25,7 @@ use duet_protocol::RoomName;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -133,6 +134,7 @@ pub struct SqliteStore {
     writer: mpsc::UnboundedSender<Job>,
     // A std Mutex: held only to take or return a connection, never across an `.await`.
     readers: Arc<Mutex<Vec<Connection>>>,
+    commits: Arc<AtomicU64>,
 }
 
 type Done = oneshot::Sender<Result<(), StoreError>>;
@@ -162,12 +164,11 @@ struct CompactJob {
 
 /// Opens a connection with the settings every duet connection uses.
 fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, SqliteStoreError> {
-    let conn = Connection::open_with_flags(path, flags).map_err(|source| {
-        SqliteStoreError::Open {
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|source| SqliteStoreError::Open {
             path: path.to_owned(),
             source,
-        }
-    })?;
+        })?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "foreign_keys", true)?;
     Ok(conn)
@@ -241,7 +242,9 @@ impl SqliteStore {
                 name: "duet-compactor",
                 source,
             })?;
+        let commits = Arc::new(AtomicU64::new(0));
         let writer = Writer {
+            commits: commits.clone(),
             conn: writer_conn,
             rooms: HashMap::new(),
             options,
@@ -258,12 +261,18 @@ impl SqliteStore {
             path,
             writer: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
+            commits,
         })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Transactions the writer has committed so far (each is one group of appends).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 }
 
@@ -273,7 +282,10 @@ fn read_flags() -> OpenFlags {
 
 /// Reads a room's stored updates (snapshot first, then the log after it) in one read
 /// transaction, so a compaction committing meanwhile cannot make us miss rows.
-pub(crate) fn read_room(conn: &mut Connection, room: &str) -> rusqlite::Result<Option<Vec<Vec<u8>>>> {
+pub(crate) fn read_room(
+    conn: &mut Connection,
+    room: &str,
+) -> rusqlite::Result<Option<Vec<Vec<u8>>>> {
     let txn = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
     let Some(id): Option<i64> = txn
         .query_row("SELECT id FROM rooms WHERE name = ?1", [room], |r| r.get(0))
@@ -381,6 +393,7 @@ struct RoomLog {
 const MAX_REMEMBERED_ROOMS: usize = 10_000;
 
 struct Writer {
+    commits: Arc<AtomicU64>,
     conn: Connection,
     rooms: HashMap<String, RoomLog>,
     options: SqliteOptions,
@@ -401,6 +414,7 @@ impl Writer {
             }
             match self.commit(&batch) {
                 Ok(()) => {
+                    self.commits.fetch_add(1, Ordering::Relaxed);
                     for job in batch.drain(..) {
                         if let Job::Append { done, .. } = job {
                             let _ = done.send(Ok(()));
@@ -608,16 +622,24 @@ fn merge_room(conn: &mut Connection, job: &CompactJob) -> Result<Vec<u8>, Sqlite
     }
     txn.commit()?;
     let doc = merge_to_doc(&job.room, &updates)?;
-    Ok(doc.transact().encode_state_as_update_v1(&StateVector::default()))
+    // Contained: a panic here would end the compactor thread for every room.
+    crate::contain::contained(|| {
+        doc.transact()
+            .encode_state_as_update_v1(&StateVector::default())
+    })
+    .map_err(|()| SqliteStoreError::Damaged {
+        room: job.room.clone(),
+        reason: "yrs panicked while encoding the merged document".into(),
+    })
 }
 
 /// Applies stored updates to a fresh document.
 pub(crate) fn merge_to_doc(room: &str, updates: &[Vec<u8>]) -> Result<yrs::Doc, SqliteStoreError> {
     let doc = new_doc();
     for update in updates {
-        apply_update(&doc, update).map_err(|reason| SqliteStoreError::Damaged {
+        apply_update(&doc, update, false).map_err(|reason| SqliteStoreError::Damaged {
             room: room.to_owned(),
-            reason,
+            reason: reason.to_string(),
         })?;
     }
     Ok(doc)

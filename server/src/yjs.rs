@@ -188,7 +188,9 @@ pub fn decode_awareness(payload: &[u8]) -> Result<Vec<YAwareness>, YjsError> {
 }
 
 /// Encodes an awareness message (type 1) with these entries.
-pub fn encode_awareness<'a>(entries: impl IntoIterator<Item = (u64, u32, Option<&'a str>)>) -> Vec<u8> {
+pub fn encode_awareness<'a>(
+    entries: impl IntoIterator<Item = (u64, u32, Option<&'a str>)>,
+) -> Vec<u8> {
     let mut body = Vec::new();
     let entries: Vec<_> = entries.into_iter().collect();
     write_var_uint(&mut body, entries.len() as u64);
@@ -239,7 +241,17 @@ pub fn peer_state_from_json(json: &str) -> PeerState {
     }
 }
 
+/// yrs asserts (in debug builds) that client ids fit in 53 bits while decoding; input from the
+/// wire must never be able to take a room task down with it, so conversions run contained.
+fn contained<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
+    crate::contain::contained(f).ok().flatten()
+}
+
 fn sticky_from_json(v: &Value) -> Option<Vec<u8>> {
+    contained(|| sticky_from_json_inner(v))
+}
+
+fn sticky_from_json_inner(v: &Value) -> Option<Vec<u8>> {
     // Yjs writes `assoc` as any integer: >= 0 sticks after, < 0 before. yrs wants 0 or -1.
     let mut v = v.clone();
     if let Some(obj) = v.as_object_mut() {
@@ -252,6 +264,10 @@ fn sticky_from_json(v: &Value) -> Option<Vec<u8>> {
 }
 
 fn sticky_to_json(bytes: &[u8]) -> Option<Value> {
+    contained(|| sticky_to_json_inner(bytes))
+}
+
+fn sticky_to_json_inner(bytes: &[u8]) -> Option<Value> {
     let index = StickyIndex::decode_v1(bytes).ok()?;
     let mut v = serde_json::to_value(&index).ok()?;
     // Yjs' JSON form names all four fields.
@@ -266,7 +282,10 @@ fn sticky_to_json(bytes: &[u8]) -> Option<Value> {
 /// Turns duet's typed state into the JSON shape Yjs editor bindings read.
 pub fn peer_state_to_json(state: &PeerState) -> String {
     let mut obj = Map::new();
-    obj.insert("user".into(), json!({ "name": state.name, "color": state.color }));
+    obj.insert(
+        "user".into(),
+        json!({ "name": state.name, "color": state.color }),
+    );
     let cursor = state.cursor.as_ref().and_then(|c| {
         Some(json!({ "anchor": sticky_to_json(&c.anchor)?, "head": sticky_to_json(&c.head)? }))
     });
@@ -311,13 +330,25 @@ mod tests {
     #[test]
     fn awareness_round_trips() {
         let frame = encode_awareness([(1, 3, Some("{\"a\":1}")), (2, 4, None)]);
-        let Ok(msgs) = parse_frame(&frame) else { panic!("parses") };
-        let YMsg::Awareness(body) = msgs[0] else { panic!("awareness") };
+        let Ok(msgs) = parse_frame(&frame) else {
+            panic!("parses")
+        };
+        let YMsg::Awareness(body) = msgs[0] else {
+            panic!("awareness")
+        };
         assert_eq!(
             decode_awareness(body),
             Ok(vec![
-                YAwareness { client_id: 1, clock: 3, json: Some("{\"a\":1}".into()) },
-                YAwareness { client_id: 2, clock: 4, json: None },
+                YAwareness {
+                    client_id: 1,
+                    clock: 3,
+                    json: Some("{\"a\":1}".into())
+                },
+                YAwareness {
+                    client_id: 2,
+                    clock: 4,
+                    json: None
+                },
             ])
         );
     }
@@ -330,12 +361,32 @@ mod tests {
         assert_eq!(state.color, "#30bced");
         let cursor = state.cursor.clone().expect("cursor");
         let anchor = StickyIndex::decode_v1(&cursor.anchor).expect("sticky");
-        assert_eq!(anchor.id().map(|id| (id.client.get(), id.clock)), Some((12, 3)));
+        assert_eq!(
+            anchor.id().map(|id| (id.client.get(), id.clock)),
+            Some((12, 3))
+        );
         let back: Value = serde_json::from_str(&peer_state_to_json(&state)).expect("json");
         assert_eq!(back["cursor"]["anchor"]["item"]["client"], 12);
         assert_eq!(back["cursor"]["head"]["tname"], "content");
         assert_eq!(back["cursor"]["head"]["assoc"], -1);
         assert_eq!(back["user"]["name"], "ada");
+    }
+
+    #[test]
+    fn hostile_cursors_are_dropped_not_fatal() {
+        // A client id wider than 53 bits trips a yrs debug assertion while decoding.
+        let wide = r#"{"user":{"name":"x"},"cursor":{"anchor":{"item":{"client":18446744073709551615,"clock":1},"assoc":0},"head":{"tname":"content","assoc":0}}}"#;
+        assert_eq!(peer_state_from_json(wide).cursor, None);
+        let state = PeerState {
+            name: "x".into(),
+            color: "#000000".into(),
+            cursor: Some(CursorState {
+                anchor: vec![0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 1, 0].into(),
+                head: vec![9, 9, 9].into(),
+            }),
+        };
+        let json: Value = serde_json::from_str(&peer_state_to_json(&state)).expect("json");
+        assert_eq!(json["cursor"], Value::Null);
     }
 
     #[test]

@@ -44,7 +44,8 @@ impl TestClient {
         self.client.edit(|d| {
             let c = char_idx.min(d.len_chars());
             let at = d.char_to_utf16(duet_doc::CharIdx(c));
-            d.insert(at, text).unwrap_or_else(|e| panic!("insert failed: {e}"));
+            d.insert(at, text)
+                .unwrap_or_else(|e| panic!("insert failed: {e}"));
         });
     }
 
@@ -56,7 +57,8 @@ impl TestClient {
             let end = (start + len).min(total);
             let range: std::ops::Range<Utf16Offset> =
                 d.char_to_utf16(duet_doc::CharIdx(start))..d.char_to_utf16(duet_doc::CharIdx(end));
-            d.delete(range).unwrap_or_else(|e| panic!("delete failed: {e}"));
+            d.delete(range)
+                .unwrap_or_else(|e| panic!("delete failed: {e}"));
         });
     }
 

@@ -74,7 +74,8 @@ impl NodeClient {
             if self.stdout.read_line(&mut line)? == 0 {
                 bail!("node client exited");
             }
-            let reply: Value = serde_json::from_str(&line).with_context(|| format!("bad reply {line:?}"))?;
+            let reply: Value =
+                serde_json::from_str(&line).with_context(|| format!("bad reply {line:?}"))?;
             if let Some(err) = reply.get("error") {
                 bail!("node client error: {err}");
             }
@@ -87,22 +88,26 @@ impl NodeClient {
     }
 
     pub fn insert(&mut self, pos: usize, text: &str) -> anyhow::Result<()> {
-        self.cmd(json!({"cmd": "insert", "pos": pos, "text": text})).map(drop)
+        self.cmd(json!({"cmd": "insert", "pos": pos, "text": text}))
+            .map(drop)
     }
 
     pub fn delete(&mut self, pos: usize, len: usize) -> anyhow::Result<()> {
-        self.cmd(json!({"cmd": "delete", "pos": pos, "len": len})).map(drop)
+        self.cmd(json!({"cmd": "delete", "pos": pos, "len": len}))
+            .map(drop)
     }
 
     /// Inserts at the code-point boundary `frac` per mille through the text, computed inside
     /// the client at the moment of the edit.
     pub fn insert_at_fraction(&mut self, frac: usize, text: &str) -> anyhow::Result<()> {
-        self.cmd(json!({"cmd": "insertAt", "frac": frac, "text": text})).map(drop)
+        self.cmd(json!({"cmd": "insertAt", "frac": frac, "text": text}))
+            .map(drop)
     }
 
     /// Deletes `chars` code points from the boundary `frac` per mille through the text.
     pub fn delete_at_fraction(&mut self, frac: usize, chars: usize) -> anyhow::Result<()> {
-        self.cmd(json!({"cmd": "deleteAt", "frac": frac, "chars": chars})).map(drop)
+        self.cmd(json!({"cmd": "deleteAt", "frac": frac, "chars": chars}))
+            .map(drop)
     }
 
     pub fn text(&mut self) -> anyhow::Result<String> {
@@ -123,7 +128,8 @@ impl NodeClient {
     }
 
     pub fn set_cursor(&mut self, anchor: usize, head: usize) -> anyhow::Result<()> {
-        self.cmd(json!({"cmd": "cursor", "anchor": anchor, "head": head})).map(drop)
+        self.cmd(json!({"cmd": "cursor", "anchor": anchor, "head": head}))
+            .map(drop)
     }
 
     /// Other clients' awareness: name, colour and resolved cursor indices.

@@ -45,10 +45,14 @@ impl ServerProcess {
         Self::start_on("127.0.0.1:0", extra_args)
     }
 
-    /// Starts a server listening on `listen`.
+    /// Starts a server listening on `listen`. Without `--data-dir` in `extra_args` it keeps
+    /// rooms in memory (`--memory`), so tests never share a data directory.
     pub fn start_on(listen: &str, extra_args: &[&str]) -> anyhow::Result<Self> {
         let bin = workspace_bin("duet-server")?;
-        let args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        let mut args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        if !args.iter().any(|a| a == "--data-dir" || a == "--memory") {
+            args.push("--memory".into());
+        }
         let mut child = Command::new(&bin)
             .arg("--listen")
             .arg(listen)

@@ -17,8 +17,16 @@ const T: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone)]
 enum Op {
     /// Insert at a fraction (per mille) of the current length.
-    Insert { client: usize, at: u16, text: String },
-    Delete { client: usize, at: u16, len: u8 },
+    Insert {
+        client: usize,
+        at: u16,
+        text: String,
+    },
+    Delete {
+        client: usize,
+        at: u16,
+        len: u8,
+    },
     /// Let the network catch up a little.
     Pause,
 }
@@ -84,16 +92,20 @@ fn random_concurrent_edits_converge() {
         failure_persistence: None,
         ..Config::default()
     };
-    let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
     let result = runner.run(&scenario(), |(n, ops)| {
         let outcome: anyhow::Result<()> = rt.block_on(async {
             let room = unique_room("converge");
-            let clients: Vec<TestClient> =
-                (0..n).map(|i| start(&url, &room, &format!("c{i}"))).collect();
+            let clients: Vec<TestClient> = (0..n)
+                .map(|i| start(&url, &room, &format!("c{i}")))
+                .collect();
             // Some clients edit before they are even connected: offline edits must merge too.
             for op in &ops {
                 match op {
-                    Op::Insert { client, .. } | Op::Delete { client, .. } => apply(&clients[*client], op),
+                    Op::Insert { client, .. } | Op::Delete { client, .. } => {
+                        apply(&clients[*client], op)
+                    }
                     Op::Pause => tokio::time::sleep(Duration::from_millis(2)).await,
                 }
             }
@@ -152,18 +164,23 @@ async fn a_client_cut_off_keeps_editing_and_merges_without_duplicates() -> anyho
     proxy.set_down(false);
     let text = converged(&both, T).await?;
     for piece in ["shared start", "offline-one", "offline-two 🚀", "online-b"] {
-        assert_eq!(text.matches(piece).count(), 1, "{piece:?} must appear exactly once in {text:?}");
+        assert_eq!(
+            text.matches(piece).count(),
+            1,
+            "{piece:?} must appear exactly once in {text:?}"
+        );
     }
-    let merged = a
-        .drain_events()
-        .into_iter()
-        .find_map(|e| match e {
-            duet_client::Event::Synced { offline_updates_merged } if offline_updates_merged > 0 => {
-                Some(offline_updates_merged)
-            }
-            _ => None,
-        });
-    assert_eq!(merged, Some(2), "the client reports its merged offline edits");
+    let merged = a.drain_events().into_iter().find_map(|e| match e {
+        duet_client::Event::Synced {
+            offline_updates_merged,
+        } if offline_updates_merged > 0 => Some(offline_updates_merged),
+        _ => None,
+    });
+    assert_eq!(
+        merged,
+        Some(2),
+        "the client reports its merged offline edits"
+    );
     Ok(())
 }
 
@@ -198,13 +215,18 @@ async fn replaying_a_real_trace_ends_with_its_final_text_on_both_sides() -> anyh
         })?;
     }
     assert_eq!(writer.text(), trace.end_content);
-    let text = converged(&[clone_handle(&writer), clone_handle(&watcher)], Duration::from_secs(60)).await?;
+    let text = converged(
+        &[clone_handle(&writer), clone_handle(&watcher)],
+        Duration::from_secs(60),
+    )
+    .await?;
     assert_eq!(text, trace.end_content);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cursor_stays_on_its_text_at_the_peer_and_vanishes_when_its_owner_leaves() -> anyhow::Result<()> {
+async fn a_cursor_stays_on_its_text_at_the_peer_and_vanishes_when_its_owner_leaves()
+-> anyhow::Result<()> {
     let server = ServerProcess::start(&[])?;
     let proxy = Proxy::start(server.addr).await?;
     let room = unique_room("cursor");
@@ -216,7 +238,10 @@ async fn a_cursor_stays_on_its_text_at_the_peer_and_vanishes_when_its_owner_leav
     converged(&[clone_handle(&a), clone_handle(&b)], T).await?;
     // Ann's cursor right before "X".
     let x = a.text().find('X').expect("X") as usize;
-    a.client.set_selection(Selection { anchor: Utf16Offset(x), head: Utf16Offset(x) });
+    a.client.set_selection(Selection {
+        anchor: Utf16Offset(x),
+        head: Utf16Offset(x),
+    });
     // Bob inserts in front of it, concurrently.
     b.insert_at_char(0, "🎉 much text in front: ");
     converged(&[clone_handle(&a), clone_handle(&b)], T).await?;
@@ -236,17 +261,42 @@ async fn a_cursor_stays_on_its_text_at_the_peer_and_vanishes_when_its_owner_leav
 
     // Ann's socket dies without a close: her cursor disappears at Bob.
     proxy.set_down(true);
-    eventually("ann's cursor to vanish after her socket was killed", T, || {
-        b.client.peers().iter().all(|p| p.name != "ann").then_some(())
-    })
+    eventually(
+        "ann's cursor to vanish after her socket was killed",
+        T,
+        || {
+            b.client
+                .peers()
+                .iter()
+                .all(|p| p.name != "ann")
+                .then_some(())
+        },
+    )
     .await?;
 
     // And a clean leave removes it too.
     let c = start(&server.url(), &room, "cat");
     c.client.wait_synced(T).await?;
-    c.client.set_selection(Selection { anchor: Utf16Offset(1), head: Utf16Offset(1) });
-    eventually("cat to appear at bob", T, || b.client.peers().iter().any(|p| p.name == "cat").then_some(())).await?;
+    c.client.set_selection(Selection {
+        anchor: Utf16Offset(1),
+        head: Utf16Offset(1),
+    });
+    eventually("cat to appear at bob", T, || {
+        b.client
+            .peers()
+            .iter()
+            .any(|p| p.name == "cat")
+            .then_some(())
+    })
+    .await?;
     c.client.close().await;
-    eventually("cat to vanish after leaving", T, || b.client.peers().iter().all(|p| p.name != "cat").then_some(())).await?;
+    eventually("cat to vanish after leaving", T, || {
+        b.client
+            .peers()
+            .iter()
+            .all(|p| p.name != "cat")
+            .then_some(())
+    })
+    .await?;
     Ok(())
 }

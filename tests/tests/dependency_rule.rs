@@ -6,13 +6,42 @@ use std::path::Path;
 /// `(crate directory, dependencies it must never have)`.
 const RULES: &[(&str, &[&str])] = &[
     // The wire protocol is IO-free and knows nothing of yrs internals or sockets.
-    ("protocol", &["tokio", "tokio-tungstenite", "yrs", "duet-doc", "duet-client", "duet-server", "ratatui", "crossterm"]),
+    (
+        "protocol",
+        &[
+            "tokio",
+            "tokio-tungstenite",
+            "yrs",
+            "duet-doc",
+            "duet-client",
+            "duet-server",
+            "ratatui",
+            "crossterm",
+        ],
+    ),
     // The document model: no IO, no async, no terminal, no wire format.
-    ("crates/duet-doc", &["tokio", "tokio-tungstenite", "duet-protocol", "duet-client", "duet-server", "ratatui", "crossterm"]),
+    (
+        "crates/duet-doc",
+        &[
+            "tokio",
+            "tokio-tungstenite",
+            "duet-protocol",
+            "duet-client",
+            "duet-server",
+            "ratatui",
+            "crossterm",
+        ],
+    ),
     // The headless client: no terminal, no server.
-    ("crates/duet-client", &["ratatui", "crossterm", "duet-server"]),
+    (
+        "crates/duet-client",
+        &["ratatui", "crossterm", "duet-server"],
+    ),
     // The server never depends on the editor side.
-    ("server", &["duet-doc", "duet-client", "ratatui", "crossterm", "duet"]),
+    (
+        "server",
+        &["duet-doc", "duet-client", "ratatui", "crossterm", "duet"],
+    ),
 ];
 
 /// The names in the `[dependencies]` table of a manifest (dev-dependencies are free).
@@ -43,14 +72,21 @@ fn crates_respect_the_dependency_rule() {
         let manifest = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         let deps = dependencies(&manifest);
-        assert!(!deps.is_empty() || *dir == "protocol", "no dependencies parsed from {}", path.display());
+        assert!(
+            !deps.is_empty() || *dir == "protocol",
+            "no dependencies parsed from {}",
+            path.display()
+        );
         for dep in deps {
             if forbidden.contains(&dep.as_str()) {
                 broken.push(format!("{dir} depends on {dep}"));
             }
         }
     }
-    assert!(broken.is_empty(), "dependency rule broken (see ARCHITECTURE.md): {broken:?}");
+    assert!(
+        broken.is_empty(),
+        "dependency rule broken (see ARCHITECTURE.md): {broken:?}"
+    );
 }
 
 #[test]

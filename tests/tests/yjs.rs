@@ -14,7 +14,9 @@ const T: Duration = Duration::from_secs(20);
 
 fn duet_sv(c: &TestClient) -> BTreeMap<u64, u32> {
     let sv = c.state_vector();
-    sv.iter().map(|(client, clock)| (client.get(), *clock)).collect()
+    sv.iter()
+        .map(|(client, clock)| (client.get(), *clock))
+        .collect()
 }
 
 fn utf16_len(s: &str) -> usize {
@@ -77,11 +79,17 @@ async fn yjs_and_duet_clients_converge_on_random_edits_with_emoji() -> anyhow::R
                     d.insert_at_char(len * frac / 1000, piece);
                 }
                 let after = d.text();
-                assert!(!after.contains('\u{fffd}'), "seed {seed}: duet {who} split a pair: {after:?}");
+                assert!(
+                    !after.contains('\u{fffd}'),
+                    "seed {seed}: duet {who} split a pair: {after:?}"
+                );
             }
         }
         let text = all_converge(&mut yjs, &duet).await?;
-        assert!(!text.contains('\u{fffd}'), "no split surrogate pairs: {text:?}");
+        assert!(
+            !text.contains('\u{fffd}'),
+            "no split surrogate pairs: {text:?}"
+        );
         for y in yjs {
             y.quit()?;
         }
@@ -101,19 +109,28 @@ async fn cursors_cross_between_yjs_and_duet_and_vanish_when_owners_leave() -> an
     y.synced()?;
     d.client.wait_synced(T).await?;
     y.insert(0, "ab 👋 cd X ef")?;
-    eventually("duet to receive the text", T, || (d.text() == "ab 👋 cd X ef").then_some(())).await?;
+    eventually("duet to receive the text", T, || {
+        (d.text() == "ab 👋 cd X ef").then_some(())
+    })
+    .await?;
 
     // The Yjs cursor, before "X", shows in duet at the same character with name and colour.
     let x = utf16_len("ab 👋 cd ");
     y.set_cursor(x, x + 1)?;
     let peer = eventually("the Yjs cursor to show in duet", T, || {
-        d.client.peers().into_iter().find(|p| p.name == "yolanda" && p.selection.is_some())
+        d.client
+            .peers()
+            .into_iter()
+            .find(|p| p.name == "yolanda" && p.selection.is_some())
     })
     .await?;
     assert_eq!(peer.color, "#ee6352");
     assert_eq!(
         peer.selection,
-        Some(Selection { anchor: Utf16Offset(x), head: Utf16Offset(x + 1) })
+        Some(Selection {
+            anchor: Utf16Offset(x),
+            head: Utf16Offset(x + 1)
+        })
     );
     // It stays on its text when duet edits in front of it.
     d.insert_at_char(0, "🚀🚀 ");
@@ -126,19 +143,29 @@ async fn cursors_cross_between_yjs_and_duet_and_vanish_when_owners_leave() -> an
 
     // The duet cursor shows in the Yjs client at the same character.
     let at = x + shift;
-    d.client.set_selection(Selection { anchor: Utf16Offset(at), head: Utf16Offset(at + 1) });
+    d.client.set_selection(Selection {
+        anchor: Utf16Offset(at),
+        head: Utf16Offset(at + 1),
+    });
     let mut seen = None;
     for _ in 0..500 {
         let peers = y.peers()?;
         if let Some(p) = peers.iter().find(|p| {
-            p["name"] == "dmitri" && p["anchor"].as_u64() == Some(at as u64) && p["head"].as_u64() == Some(at as u64 + 1)
+            p["name"] == "dmitri"
+                && p["anchor"].as_u64() == Some(at as u64)
+                && p["head"].as_u64() == Some(at as u64 + 1)
         }) {
             seen = Some(p.clone());
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let p = seen.ok_or_else(|| anyhow::anyhow!("duet cursor never showed at {at} in the Yjs client: {:?}", y.peers()))?;
+    let p = seen.ok_or_else(|| {
+        anyhow::anyhow!(
+            "duet cursor never showed at {at} in the Yjs client: {:?}",
+            y.peers()
+        )
+    })?;
     assert!(p["color"].as_str().is_some_and(|c| c.starts_with('#')));
 
     // Both vanish when their owners leave.
@@ -151,12 +178,26 @@ async fn cursors_cross_between_yjs_and_duet_and_vanish_when_owners_leave() -> an
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(gone, "the duet cursor must vanish from the Yjs client when duet leaves");
+    assert!(
+        gone,
+        "the duet cursor must vanish from the Yjs client when duet leaves"
+    );
     let d2 = start(&server.url(), &room, "watcher");
-    eventually("watcher to see yolanda", T, || d2.client.peers().iter().any(|p| p.name == "yolanda").then_some(())).await?;
+    eventually("watcher to see yolanda", T, || {
+        d2.client
+            .peers()
+            .iter()
+            .any(|p| p.name == "yolanda")
+            .then_some(())
+    })
+    .await?;
     y.quit()?;
     eventually("the Yjs cursor to vanish from duet", T, || {
-        d2.client.peers().iter().all(|p| p.name != "yolanda").then_some(())
+        d2.client
+            .peers()
+            .iter()
+            .all(|p| p.name != "yolanda")
+            .then_some(())
     })
     .await?;
     Ok(())
@@ -170,7 +211,10 @@ async fn a_yjs_client_offline_edits_merge_without_loss_or_duplication() -> anyho
     let d = start(&server.url(), &room, "d");
     y.synced()?;
     y.insert(0, "base\n")?;
-    eventually("duet gets the base", T, || (d.text() == "base\n").then_some(())).await?;
+    eventually("duet gets the base", T, || {
+        (d.text() == "base\n").then_some(())
+    })
+    .await?;
     y.disconnect()?;
     y.insert(5, "offline yjs 🛰\n")?;
     d.insert_at_char(0, "online duet\n");

@@ -386,7 +386,10 @@ impl Document {
                 end: range.end.0,
             });
         }
-        Ok((self.check_offset(range.start)?, self.check_offset(range.end)?))
+        Ok((
+            self.check_offset(range.start)?,
+            self.check_offset(range.end)?,
+        ))
     }
 
     fn check_offset(&self, at: Utf16Offset) -> Result<u32, DocError> {
@@ -426,9 +429,10 @@ impl Document {
         std::mem::take(&mut lock(&self.inbox).updates)
     }
 
-    /// Applies a peer's v1 update. Malformed bytes give `Err` (never a panic we can
-    /// catch). On `Err` the text may still have changed in part: the mirror and the
-    /// selection are kept consistent either way, so redraw.
+    /// Applies a peer's v1 update (origin "remote": not undoable by us, not returned
+    /// by [`Document::take_local_updates`]). Malformed bytes give `Err`, and so does a
+    /// panic inside yrs, which is caught. On `Err` the text may still have changed in
+    /// part: the mirror and the selection are kept consistent either way, so redraw.
     pub fn apply_remote_update(&mut self, update_v1: &[u8]) -> Result<RemoteChange, DocError> {
         guard::check_update_v1(update_v1)?;
         let update = match catch_unwind(|| Update::decode_v1(update_v1)) {
@@ -513,7 +517,11 @@ impl Document {
             // The span touched so far moves with later changes, like any position.
             let before = absorbed.touched.take();
             let (mut ts, mut te) = before.as_ref().map_or((0, 0), |t| (t.start, t.end));
-            match mirror::apply(&mut self.rope, &ops, &mut [&mut a, &mut h, &mut ts, &mut te]) {
+            match mirror::apply(
+                &mut self.rope,
+                &ops,
+                &mut [&mut a, &mut h, &mut ts, &mut te],
+            ) {
                 Ok(applied) => {
                     self.selection = Selection::new(Utf16Offset(a), Utf16Offset(h));
                     absorbed.touched = match (before.map(|_| ts..te), applied.touched) {
@@ -577,7 +585,9 @@ impl Document {
     /// Resolves a peer's encoded sticky index to an offset in our text; `None` if the
     /// bytes are malformed, refer to another type, or to text we have not received.
     pub fn resolve_sticky(&self, encoded: &[u8]) -> Option<Utf16Offset> {
-        let index = catch_unwind(|| StickyIndex::decode_v1(encoded)).ok()?.ok()?;
+        let index = catch_unwind(|| StickyIndex::decode_v1(encoded))
+            .ok()?
+            .ok()?;
         let ours: &Branch = self.text.as_ref();
         let ours = BranchPtr::from(ours);
         let doc = &self.doc;

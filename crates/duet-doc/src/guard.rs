@@ -46,10 +46,10 @@ pub(crate) fn check_update_v1(bytes: &[u8]) -> Result<(), DocError> {
         )));
     };
     check_count("update", clients, rest)?;
-    if clients > 0 {
-        if let Some(blocks) = read_var_uint(&mut rest) {
-            check_count("update", blocks, rest)?;
-        }
+    if clients > 0
+        && let Some(blocks) = read_var_uint(&mut rest)
+    {
+        check_count("update", blocks, rest)?;
     }
     Ok(())
 }
@@ -72,7 +72,10 @@ mod tests {
         assert_eq!(read_var_uint(&mut &[0x00][..]), Some(0));
         assert_eq!(read_var_uint(&mut &[0x7f][..]), Some(127));
         assert_eq!(read_var_uint(&mut &[0x80, 0x01][..]), Some(128));
-        assert_eq!(read_var_uint(&mut &[0x80, 0x80, 0x80, 0x80, 0x01][..]), Some(1 << 28));
+        assert_eq!(
+            read_var_uint(&mut &[0x80, 0x80, 0x80, 0x80, 0x01][..]),
+            Some(1 << 28)
+        );
         assert_eq!(read_var_uint(&mut &[0x80][..]), None);
         assert_eq!(read_var_uint(&mut &[0xff; 11][..]), None);
     }
@@ -90,7 +93,9 @@ mod tests {
     #[test]
     fn honest_messages_pass() {
         // FIELD-NOTES: an update inserting "hi" (after the sync framing bytes).
-        let hi = [0x01, 0x01, 0x2a, 0x00, 0x04, 0x01, 0x01, 0x74, 0x02, 0x68, 0x69, 0x00];
+        let hi = [
+            0x01, 0x01, 0x2a, 0x00, 0x04, 0x01, 0x01, 0x74, 0x02, 0x68, 0x69, 0x00,
+        ];
         assert_eq!(check_update_v1(&hi), Ok(()));
         assert_eq!(check_update_v1(&[0x00, 0x00]), Ok(()));
         assert_eq!(check_state_vector_v1(&[0x00]), Ok(()));

@@ -178,7 +178,13 @@ mod tests {
 
     #[test]
     fn touched_span_covers_every_op_in_new_coordinates() {
-        let ops = [Retain(1), Insert("XX".into()), Retain(2), Delete(1), Insert("Y".into())];
+        let ops = [
+            Retain(1),
+            Insert("XX".into()),
+            Retain(2),
+            Delete(1),
+            Insert("Y".into()),
+        ];
         let (text, _, applied) = run("abcdef", &ops, 0);
         assert_eq!(text, "aXXbcYef");
         assert_eq!(applied.touched, Some(1..6));
@@ -188,9 +194,15 @@ mod tests {
     #[test]
     fn offsets_inside_a_pair_or_past_the_end_are_out_of_step() {
         let mut rope = Rope::from_str("👍");
-        assert_eq!(apply(&mut rope, &[Retain(1), Delete(1)], &mut []), Err(OutOfStep));
+        assert_eq!(
+            apply(&mut rope, &[Retain(1), Delete(1)], &mut []),
+            Err(OutOfStep)
+        );
         let mut rope = Rope::from_str("ab");
         assert_eq!(apply(&mut rope, &[Retain(3)], &mut []), Err(OutOfStep));
-        assert_eq!(apply(&mut rope, &[Retain(1), Delete(5)], &mut []), Err(OutOfStep));
+        assert_eq!(
+            apply(&mut rope, &[Retain(1), Delete(5)], &mut []),
+            Err(OutOfStep)
+        );
     }
 }

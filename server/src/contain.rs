@@ -1,0 +1,45 @@
+//! Running yrs on untrusted input without letting a panic escape or flood the logs.
+//!
+//! yrs has panicked on malformed input (y-crdt #415) and asserts on 53-bit client ids in debug
+//! builds. Every decode and apply of wire bytes runs inside [`contained`]; the panic hook
+//! installed by the binary logs those panics at debug level instead of printing a backtrace
+//! to stderr for each hostile message, and leaves every other panic to the default hook.
+
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+thread_local! {
+    static CONTAINED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into `Err(())`.
+pub fn contained<T>(f: impl FnOnce() -> T) -> Result<T, ()> {
+    let outer = CONTAINED.with(|c| c.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f)).map_err(|_| ());
+    CONTAINED.with(|c| c.set(outer));
+    result
+}
+
+/// Installs a panic hook that keeps contained panics out of stderr.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if CONTAINED.with(Cell::get) {
+            tracing::debug!(panic = %info, "contained a panic while handling client input");
+        } else {
+            default(info);
+        }
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panics_become_errors_and_the_flag_resets() {
+        assert_eq!(contained(|| 1), Ok(1));
+        assert_eq!(contained(|| -> i32 { panic!("boom") }), Err(()));
+        assert!(!CONTAINED.with(Cell::get));
+    }
+}

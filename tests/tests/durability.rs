@@ -1,0 +1,499 @@
+//! Durable rooms against the real binary: SIGKILL at random moments (also during
+//! compaction) loses no acknowledged edit, restarts restore every room, idle rooms unload and
+//! reload, joiners during a load get the whole document, storage failures refuse writes
+//! without acknowledging them, a corrupt database stops the server with a clear message, and
+//! the `rooms` admin commands.
+
+use duet_e2e::raw::RawClient;
+use duet_e2e::server::{ServerProcess, workspace_bin};
+use duet_protocol::{ClientMsg, ErrorCode, ServerMsg};
+use futures_util::StreamExt;
+use rand::Rng;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, Transact, Update};
+
+const T: Duration = Duration::from_secs(10);
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "duet-durability-{name}-{}-{}",
+        std::process::id(),
+        rand::rng().random::<u32>()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn doc() -> Doc {
+    Doc::with_options(Options {
+        offset_kind: OffsetKind::Utf16,
+        ..Options::default()
+    })
+}
+
+/// Appends `s` to the document's text and returns the update that did it.
+fn append(doc: &Doc, s: &str) -> Vec<u8> {
+    let text = doc.get_or_insert_text("content");
+    let before = doc.transact().state_vector();
+    let len = text.len(&doc.transact());
+    text.insert(&mut doc.transact_mut(), len, s);
+    doc.transact().encode_diff_v1(&before)
+}
+
+fn apply(doc: &Doc, update: &[u8]) {
+    let u = Update::decode_v1(update).expect("server sent a valid update");
+    doc.transact_mut().apply_update(u).expect("applies");
+}
+
+fn text_of(doc: &Doc) -> String {
+    let text = doc.get_or_insert_text("content");
+    text.get_string(&doc.transact())
+}
+
+/// Joins `room` and completes the initial sync both ways; the client's step 2 carries `seq`
+/// and, unless `seq` is 0, returns once it is acknowledged (everything `doc` had is stored).
+async fn join(url: &str, room: &str, doc: &Doc, seq: u64) -> anyhow::Result<RawClient> {
+    let mut c = RawClient::connect(url, room).await?;
+    let server_sv = c
+        .recv_until(T, |m| match m {
+            ServerMsg::SyncStep1 { state_vector } => Some(state_vector.0.clone()),
+            _ => None,
+        })
+        .await?;
+    let sv = StateVector::decode_v1(&server_sv)?;
+    let diff = doc.transact().encode_diff_v1(&sv);
+    c.send(&ClientMsg::SyncStep2 {
+        seq,
+        update: diff.into(),
+    })
+    .await?;
+    c.send(&ClientMsg::SyncStep1 {
+        state_vector: doc.transact().state_vector().encode_v1().into(),
+    })
+    .await?;
+    // The ack of our step 2 may come before or after the server's step 2.
+    let mut step2 = None;
+    let mut acked = seq == 0;
+    while step2.is_none() || !acked {
+        match c.recv(T).await? {
+            ServerMsg::SyncStep2 { update } => step2 = Some(update.0),
+            ServerMsg::Ack { seq: s } if s >= seq => acked = true,
+            _ => {}
+        }
+    }
+    if let Some(update) = step2 {
+        apply(doc, &update);
+    }
+    Ok(c)
+}
+
+/// What a fresh client sees in `room`.
+async fn observe(url: &str, room: &str) -> anyhow::Result<String> {
+    let d = doc();
+    let _c = join(url, room, &d, 0).await?;
+    Ok(text_of(&d))
+}
+
+async fn wait_ack(c: &mut RawClient, seq: u64) -> anyhow::Result<()> {
+    c.recv_until(T, |m| match m {
+        ServerMsg::Ack { seq: s } if *s >= seq => Some(()),
+        _ => None,
+    })
+    .await
+}
+
+fn quick_check(dir: &Path) -> anyhow::Result<String> {
+    let conn = rusqlite::Connection::open_with_flags(
+        dir.join("duet.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?)
+}
+
+fn count(dir: &Path, sql: &str) -> anyhow::Result<i64> {
+    let conn = rusqlite::Connection::open_with_flags(
+        dir.join("duet.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn.query_row(sql, [], |r| r.get(0))?)
+}
+
+struct CrashCounts {
+    rounds: usize,
+    acked: usize,
+    lost: usize,
+}
+
+/// A writer streams edits; the server is SIGKILLed at a random moment each round. After each
+/// restart a fresh observer must see every acknowledged edit, the database must pass
+/// `quick_check`, and once the writer has rejoined (resending what was not acknowledged) the
+/// observer and the writer must agree.
+async fn crash_rounds(rounds: usize, extra: &[&str]) -> anyhow::Result<CrashCounts> {
+    let dir = temp_dir("crash");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let mut args = vec!["--data-dir", &dir_s];
+    args.extend_from_slice(extra);
+    let mut server = ServerProcess::start(&args)?;
+    let room = "crash";
+    let writer = doc();
+    let mut acked_words: Vec<String> = Vec::new();
+    let mut lost = 0;
+    let mut rng = rand::rng();
+    for round in 0..rounds {
+        let mut c = join(&server.url(), room, &writer, 1).await?;
+        let seen = observe(&server.url(), room).await?;
+        assert_eq!(
+            seen,
+            text_of(&writer),
+            "round {round}: clients did not converge"
+        );
+        let check = quick_check(&dir)?;
+        assert_eq!(check, "ok", "round {round}: quick_check");
+
+        // Stream edits, reading acks as they come, until a random moment; then SIGKILL.
+        let kill_at = Instant::now() + Duration::from_millis(rng.random_range(5..250));
+        let mut words: Vec<(u64, String)> = Vec::new();
+        let mut max_acked = 0;
+        let mut seq = 1;
+        while Instant::now() < kill_at {
+            seq += 1;
+            let word = format!("r{round}e{seq} ");
+            let update = append(&writer, &word);
+            words.push((seq, word));
+            if c.send(&ClientMsg::Update {
+                seq,
+                update: update.into(),
+            })
+            .await
+            .is_err()
+            {
+                break;
+            }
+            while let Ok(Some(Ok(msg))) =
+                tokio::time::timeout(Duration::from_micros(1), c.ws.next()).await
+            {
+                if let Message::Binary(b) = msg
+                    && let Ok(ServerMsg::Ack { seq }) = duet_protocol::decode_server(&b)
+                {
+                    max_acked = max_acked.max(seq);
+                }
+            }
+        }
+        server.kill();
+        // Acks already on the wire before the kill count too: the server sent them.
+        while let Ok(Some(Ok(msg))) = tokio::time::timeout(T, c.ws.next()).await {
+            if let Message::Binary(b) = msg
+                && let Ok(ServerMsg::Ack { seq }) = duet_protocol::decode_server(&b)
+            {
+                max_acked = max_acked.max(seq);
+            }
+        }
+        drop(c);
+        acked_words.extend(
+            words
+                .iter()
+                .filter(|(s, _)| *s <= max_acked)
+                .map(|(_, w)| w.clone()),
+        );
+
+        server.restart()?;
+        let seen = observe(&server.url(), room).await?;
+        let missing: Vec<&String> = acked_words
+            .iter()
+            .filter(|w| !seen.contains(w.as_str()))
+            .collect();
+        lost += missing.len();
+        assert!(
+            missing.is_empty(),
+            "round {round}: acknowledged edits lost after SIGKILL: {missing:?}"
+        );
+    }
+    // Final convergence after the last kill.
+    let c = join(&server.url(), room, &writer, 1).await?;
+    assert_eq!(observe(&server.url(), room).await?, text_of(&writer));
+    assert_eq!(quick_check(&dir)?, "ok");
+    drop(c);
+    server.kill();
+    let counts = CrashCounts {
+        rounds,
+        acked: acked_words.len(),
+        lost,
+    };
+    if extra.is_empty() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        // With a tiny threshold, compaction must actually have happened.
+        let snapshots = count(&dir, "SELECT count(*) FROM snapshot")?;
+        assert!(snapshots > 0, "no compaction happened");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(counts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_loses_no_acknowledged_edit() -> anyhow::Result<()> {
+    let c = crash_rounds(30, &[]).await?;
+    eprintln!(
+        "crash test: {} rounds, {} acknowledged edits, {} lost",
+        c.rounds, c.acked, c.lost
+    );
+    assert!(c.acked > 100, "too few acknowledged edits to mean anything");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_compaction_loses_no_acknowledged_edit() -> anyhow::Result<()> {
+    let c = crash_rounds(30, &["--compact-after-rows", "8"]).await?;
+    eprintln!(
+        "crash test with compaction every 8 updates: {} rounds, {} acknowledged edits, {} lost",
+        c.rounds, c.acked, c.lost
+    );
+    assert!(c.acked > 100, "too few acknowledged edits to mean anything");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_restores_every_room_and_admin_commands_work() -> anyhow::Result<()> {
+    let dir = temp_dir("restart");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let mut server = ServerProcess::start(&["--data-dir", &dir_s])?;
+    let rooms: Vec<String> = (0..5).map(|i| format!("room-{i}")).collect();
+    for (i, room) in rooms.iter().enumerate() {
+        let d = doc();
+        let mut c = join(&server.url(), room, &d, 1).await?;
+        let update = append(&d, &format!("text of room {i} ✓"));
+        c.send(&ClientMsg::Update {
+            seq: 2,
+            update: update.into(),
+        })
+        .await?;
+        wait_ack(&mut c, 2).await?;
+    }
+    server.restart()?;
+    for (i, room) in rooms.iter().enumerate() {
+        assert_eq!(
+            observe(&server.url(), room).await?,
+            format!("text of room {i} ✓")
+        );
+    }
+
+    let bin = workspace_bin("duet-server")?;
+    let admin = |args: &[&str]| {
+        Command::new(&bin)
+            .args(["--data-dir", &dir_s, "rooms"])
+            .args(args)
+            .output()
+    };
+    // Reads are fine while the server runs.
+    let list = admin(&["list"])?;
+    assert!(list.status.success(), "{list:?}");
+    let listed = String::from_utf8_lossy(&list.stdout);
+    for room in &rooms {
+        assert!(listed.contains(room.as_str()), "{listed}");
+    }
+    let text = admin(&["export", "room-3"])?;
+    assert_eq!(String::from_utf8_lossy(&text.stdout), "text of room 3 ✓");
+    let yjs_file = dir.join("room-3.yjs");
+    let yjs_s = yjs_file.to_string_lossy().into_owned();
+    let out = admin(&["export", "room-3", "--format", "yjs", &yjs_s])?;
+    assert!(out.status.success(), "{out:?}");
+    let d = doc();
+    apply(&d, &std::fs::read(&yjs_file)?);
+    assert_eq!(text_of(&d), "text of room 3 ✓");
+
+    // Writes refuse while the server holds the data directory.
+    let refused = admin(&["delete", "room-1"])?;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("a duet-server is running"), "{stderr}");
+
+    server.kill();
+    let out = admin(&["import", "copy-of-3", &yjs_s])?;
+    assert!(out.status.success(), "{out:?}");
+    let out = admin(&["delete", "room-1"])?;
+    assert!(out.status.success(), "{out:?}");
+    server.restart()?;
+    assert_eq!(
+        observe(&server.url(), "copy-of-3").await?,
+        "text of room 3 ✓"
+    );
+    assert_eq!(observe(&server.url(), "room-1").await?, "");
+    server.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn rooms_loaded(addr: std::net::SocketAddr) -> anyhow::Result<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("duet_rooms_loaded "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no duet_rooms_loaded in {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_room_unloads_and_reloads_with_its_document() -> anyhow::Result<()> {
+    let dir = temp_dir("idle");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let server = ServerProcess::start(&["--data-dir", &dir_s, "--idle-unload-secs", "1"])?;
+    let d = doc();
+    let mut c = join(&server.url(), "idle", &d, 1).await?;
+    c.send(&ClientMsg::Update {
+        seq: 2,
+        update: append(&d, "still here").into(),
+    })
+    .await?;
+    wait_ack(&mut c, 2).await?;
+    assert_eq!(rooms_loaded(server.addr).await?, 1);
+    drop(c);
+    let deadline = Instant::now() + T;
+    while rooms_loaded(server.addr).await? != 0 {
+        assert!(Instant::now() < deadline, "the idle room never unloaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(observe(&server.url(), "idle").await?, "still here");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joiners_during_a_load_get_the_whole_document() -> anyhow::Result<()> {
+    let dir = temp_dir("load");
+    let dir_s = dir.to_string_lossy().into_owned();
+    // A big room stored as a long log (no compaction), so loading takes a while.
+    let mut server =
+        ServerProcess::start(&["--data-dir", &dir_s, "--compact-after-rows", "1000000000"])?;
+    let d = doc();
+    let mut c = join(&server.url(), "big", &d, 1).await?;
+    let mut seq = 1;
+    for i in 0..3000 {
+        seq += 1;
+        c.send(&ClientMsg::Update {
+            seq,
+            update: append(&d, &format!("line {i} of a long document\n")).into(),
+        })
+        .await?;
+    }
+    wait_ack(&mut c, seq).await?;
+    drop(c);
+    let expected = text_of(&d);
+    server.restart()?;
+    let url = server.url();
+    let joiners: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { observe(&url, "big").await })
+        })
+        .collect();
+    for j in joiners {
+        assert_eq!(j.await??, expected);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// What a writer hears after its update when storage is full: an error or a close, never
+/// an ack for what was not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_without_acknowledging_and_the_server_stays_up()
+-> anyhow::Result<()> {
+    let dir = temp_dir("full");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let mut server = ServerProcess::start(&["--data-dir", &dir_s, "--max-db-pages", "64"])?;
+    let d = doc();
+    let mut c = join(&server.url(), "full", &d, 1).await?;
+    let chunk = "x".repeat(16 * 1024);
+    let mut acked = 1;
+    let mut refused = None;
+    let mut seq = 1;
+    'outer: for _ in 0..200 {
+        seq += 1;
+        c.send(&ClientMsg::Update {
+            seq,
+            update: append(&d, &chunk).into(),
+        })
+        .await?;
+        loop {
+            match tokio::time::timeout(T, c.ws.next()).await? {
+                Some(Ok(Message::Binary(b))) => match duet_protocol::decode_server(&b)? {
+                    ServerMsg::Ack { seq: s } => {
+                        acked = s;
+                        if s == seq {
+                            break;
+                        }
+                    }
+                    ServerMsg::Error { code, message } => {
+                        assert_eq!(code, ErrorCode::STORAGE_UNAVAILABLE, "{message}");
+                        refused = Some(message);
+                        break 'outer;
+                    }
+                    _ => {}
+                },
+                Some(Ok(Message::Close(frame))) => {
+                    let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                    assert!(reason.contains("storage"), "{reason}");
+                    refused = Some(reason);
+                    break 'outer;
+                }
+                Some(Ok(_)) => {}
+                other => anyhow::bail!("connection ended unexpectedly: {other:?}"),
+            }
+        }
+    }
+    let refused = refused.ok_or_else(|| anyhow::anyhow!("a 64-page database never filled"))?;
+    assert!(acked < seq, "the refused update {seq} was acknowledged");
+    // Nothing more is acknowledged on that connection.
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(1), c.ws.next()).await {
+        if let Message::Binary(b) = msg {
+            assert!(
+                !matches!(duet_protocol::decode_server(&b)?, ServerMsg::Ack { .. }),
+                "an ack after the refusal ({refused})"
+            );
+        }
+    }
+    // The server is up: other rooms still serve reads, the full room reloads from storage.
+    assert_eq!(observe(&server.url(), "other").await?, "");
+    let seen = observe(&server.url(), "full").await?;
+    assert!(seen.len() >= chunk.len() * (acked as usize - 1));
+
+    // With room to grow again, the writer's resend (its sync step 2) stores everything.
+    server.kill();
+    let mut server = ServerProcess::start(&["--data-dir", &dir_s])?;
+    let _c = join(&server.url(), "full", &d, 1).await?;
+    assert_eq!(observe(&server.url(), "full").await?, text_of(&d));
+    assert_eq!(quick_check(&dir)?, "ok");
+    server.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_database_stops_the_server_with_a_clear_message() -> anyhow::Result<()> {
+    let dir = temp_dir("corrupt");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("duet.sqlite3"), vec![0x42u8; 64 * 1024])?;
+    let out = Command::new(workspace_bin("duet-server")?)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("corrupt") && stderr.contains("duet.sqlite3"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
