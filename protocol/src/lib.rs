@@ -7,6 +7,9 @@
 //! yrs updates, state vectors and sticky indices travel as opaque bytes ([`Payload`]); the
 //! protocol never looks inside them.
 
+// Tests may unwrap: a panic there is a failed test, which is what we want.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod close;
 pub mod codec;
 mod messages;

@@ -113,7 +113,11 @@ pub(crate) async fn run<S, W>(
 {
     let role = session.role;
     if let Some(refused) = session.refused {
-        let code = if refused.status() == 403 { close::FORBIDDEN } else { close::TOKEN_EXPIRED };
+        let code = if refused.status() == 403 {
+            close::FORBIDDEN
+        } else {
+            close::TOKEN_EXPIRED
+        };
         if let Some(frame) = wire.refusal(&refused.to_string()) {
             let _ = send(&mut ws, &shared, frame).await;
         }
@@ -124,7 +128,10 @@ pub(crate) async fn run<S, W>(
     // A deadline far away stands for "no expiry", keeping one select branch.
     let expires_in = session
         .expires_at
-        .map(|at| at.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+        .map(|at| {
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+        })
         .unwrap_or(Duration::from_secs(100 * 365 * 24 * 3600));
     let expiry = tokio::time::sleep(expires_in);
     tokio::pin!(expiry);
@@ -132,10 +139,10 @@ pub(crate) async fn run<S, W>(
     let (tx, mut out_rx) = mpsc::channel(shared.config.room.send_queue);
     let (kick_tx, mut kick_rx) = oneshot::channel::<Kick>();
 
-    if let Some(welcome) = wire.welcome(peer_id, role, &room_name) {
-        if send(&mut ws, &shared, welcome).await.is_err() {
-            return;
-        }
+    if let Some(welcome) = wire.welcome(peer_id, role, &room_name)
+        && send(&mut ws, &shared, welcome).await.is_err()
+    {
+        return;
     }
     let joined = join(
         &shared,

@@ -39,7 +39,9 @@ impl Wire for YjsWire {
             // y-websocket has no acknowledgements and no error messages.
             Out::Ack(_) => return None,
             // A viewer's edit: y-websocket reports permission-denied messages to the app.
-            Out::Error(ErrorCode::READ_ONLY, message) => yjs::encode_permission_denied(&message).into(),
+            Out::Error(ErrorCode::READ_ONLY, message) => {
+                yjs::encode_permission_denied(&message).into()
+            }
             Out::Error(code, message) => {
                 tracing::debug!(code = code.0, %message, "error not expressible to a Yjs client");
                 return None;

@@ -12,10 +12,15 @@ thread_local! {
     static CONTAINED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Runs `f`, turning a panic into `Err(())`.
-pub fn contained<T>(f: impl FnOnce() -> T) -> Result<T, ()> {
+/// A contained panic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("panicked while handling client input")]
+pub struct Panicked;
+
+/// Runs `f`, turning a panic into `Err(Panicked)`.
+pub fn contained<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
     let outer = CONTAINED.with(|c| c.replace(true));
-    let result = catch_unwind(AssertUnwindSafe(f)).map_err(|_| ());
+    let result = catch_unwind(AssertUnwindSafe(f)).map_err(|_| Panicked);
     CONTAINED.with(|c| c.set(outer));
     result
 }
@@ -39,7 +44,7 @@ mod tests {
     #[test]
     fn panics_become_errors_and_the_flag_resets() {
         assert_eq!(contained(|| 1), Ok(1));
-        assert_eq!(contained(|| -> i32 { panic!("boom") }), Err(()));
+        assert_eq!(contained(|| -> i32 { panic!("boom") }), Err(Panicked));
         assert!(!CONTAINED.with(Cell::get));
     }
 }

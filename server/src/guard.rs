@@ -158,7 +158,7 @@ impl<'a> Skim<'a> {
                 }
                 Ok(())
             }
-            3 | 4 | 5 => self.bytes(), // binary, string, embed (JSON string)
+            3..=5 => self.bytes(), // binary, string, embed (JSON string)
             6 => {
                 self.bytes()?; // key
                 self.bytes() // value (JSON string)

@@ -8,11 +8,14 @@
 //! ([`room`]); connections ([`conn`]) reach it through bounded channels. `GET /healthz` and
 //! `GET /metrics` answer on the same port.
 
+// Tests may unwrap: a panic there is a failed test, which is what we want.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod admin;
 pub mod auth;
-pub mod contain;
 mod conn;
 mod conn_yjs;
+pub mod contain;
 pub mod data_dir;
 pub mod guard;
 pub mod http;
@@ -24,12 +27,12 @@ pub mod sqlite;
 pub mod store;
 pub mod yjs;
 
+use crate::limits::{Admission, LimitConfig};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::room::RoomConfig;
 use crate::store::{MemoryStore, Store};
 use std::future::Future;
-use crate::limits::{Admission, LimitConfig};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -259,7 +262,11 @@ async fn handshake<'a>(
         http::Route::Upgrade(upgrade) => upgrade,
     };
     let access = &shared.config.access;
-    let ip = limits::client_ip(peer.ip(), head.header("x-forwarded-for"), &access.trusted_proxies);
+    let ip = limits::client_ip(
+        peer.ip(),
+        head.header("x-forwarded-for"),
+        &access.trusted_proxies,
+    );
     let ticket = match shared.admission.admit(ip, std::time::Instant::now()) {
         Ok(ticket) => ticket,
         Err(refused) => {
@@ -271,11 +278,14 @@ async fn handshake<'a>(
             return None;
         }
     };
-    if let Some(origin) = head.header("origin") {
-        if !access.allowed_origins.is_empty() && !access.allowed_origins.iter().any(|o| o == origin) {
-            let _ = refuse(403, format!("origin {origin} is not allowed")).write(stream).await;
-            return None;
-        }
+    if let Some(origin) = head.header("origin")
+        && !access.allowed_origins.is_empty()
+        && !access.allowed_origins.iter().any(|o| o == origin)
+    {
+        let _ = refuse(403, format!("origin {origin} is not allowed"))
+            .write(stream)
+            .await;
+        return None;
     }
     let mut session = conn::Session::editor();
     if let Some(keys) = &access.keys {
@@ -306,7 +316,10 @@ async fn handshake<'a>(
             "the server holds its limit of {} rooms; retry later",
             shared.config.limits.max_loaded_rooms
         );
-        let _ = refuse(503, message).with_header("Retry-After", "30").write(stream).await;
+        let _ = refuse(503, message)
+            .with_header("Retry-After", "30")
+            .write(stream)
+            .await;
         return None;
     }
     http::accept(stream, &upgrade).await.ok()?;
@@ -323,7 +336,8 @@ async fn handshake<'a>(
 async fn handle_tcp(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
     let timeout = shared.config.handshake_timeout;
-    let Ok(Some((admitted, _ticket))) = tokio::time::timeout(timeout, handshake(&mut stream, peer, &shared)).await
+    let Ok(Some((admitted, _ticket))) =
+        tokio::time::timeout(timeout, handshake(&mut stream, peer, &shared)).await
     else {
         return;
     };

@@ -25,6 +25,7 @@
 //! - An awareness entry belongs to the connection that first set it; it is removed when that
 //!   connection leaves, or after 30 s without renewal.
 
+use crate::contain::contained;
 use crate::metrics::Metrics;
 use crate::store::{BoxFuture, Store, StoreError};
 use bytes::Bytes;
@@ -32,7 +33,6 @@ use duet_protocol::{AwarenessEntry, ErrorCode, PeerState, Role, RoomName, Server
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use std::collections::HashMap;
-use crate::contain::contained;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -290,10 +290,14 @@ pub(crate) enum Applied {
 /// Checks, decodes and applies an update, containing any panic inside yrs. With
 /// `refuse_gaps`, an update whose first clock for some client lies beyond what the document
 /// has (it could only wait) is refused before it touches the document.
-pub(crate) fn apply_update(doc: &Doc, bytes: &[u8], refuse_gaps: bool) -> Result<Applied, ApplyError> {
+pub(crate) fn apply_update(
+    doc: &Doc,
+    bytes: &[u8],
+    refuse_gaps: bool,
+) -> Result<Applied, ApplyError> {
     crate::guard::check_update_v1(bytes).map_err(|e| ApplyError::Invalid(e.to_string()))?;
     let update = contained(|| Update::decode_v1(bytes))
-        .map_err(|()| ApplyError::Invalid("yrs panicked while decoding the update".into()))?
+        .map_err(|_| ApplyError::Invalid("yrs panicked while decoding the update".into()))?
         .map_err(|e| ApplyError::Invalid(e.to_string()))?;
     if update.is_empty() {
         return Ok(Applied::Unchanged);
@@ -301,7 +305,11 @@ pub(crate) fn apply_update(doc: &Doc, bytes: &[u8], refuse_gaps: bool) -> Result
     let upper = update.state_vector();
     if refuse_gaps {
         let have = doc.transact().state_vector();
-        if update.state_vector_lower().iter().any(|(client, clock)| *clock > have.get(client)) {
+        if update
+            .state_vector_lower()
+            .iter()
+            .any(|(client, clock)| *clock > have.get(client))
+        {
             return Err(ApplyError::Orphan);
         }
     }
@@ -312,18 +320,24 @@ pub(crate) fn apply_update(doc: &Doc, bytes: &[u8], refuse_gaps: bool) -> Result
     match applied {
         Ok(Ok(())) => {
             let have = doc.transact().state_vector();
-            let waiting = upper.iter().any(|(client, clock)| have.get(client) < *clock);
-            Ok(if waiting { Applied::Orphaned } else { Applied::Integrated })
+            let waiting = upper
+                .iter()
+                .any(|(client, clock)| have.get(client) < *clock);
+            Ok(if waiting {
+                Applied::Orphaned
+            } else {
+                Applied::Integrated
+            })
         }
         Ok(Err(e)) => Err(ApplyError::Invalid(e)),
-        Err(()) => Err(ApplyError::Panicked),
+        Err(_) => Err(ApplyError::Panicked),
     }
 }
 
 fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, String> {
     crate::guard::check_state_vector_v1(bytes).map_err(|e| e.to_string())?;
     contained(|| StateVector::decode_v1(bytes).map_err(|e| e.to_string()))
-        .unwrap_or_else(|()| Err("yrs panicked while decoding the state vector".into()))
+        .unwrap_or_else(|_| Err("yrs panicked while decoding the state vector".into()))
 }
 
 impl Room {
@@ -772,6 +786,8 @@ fn awareness_out(client_id: u64, slot: &Slot) -> AwarenessOut {
 }
 
 /// Starts a room's task. `on_exit` runs once the task has stopped taking commands.
+// Every argument is a distinct dependency of the task; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn spawn(
     id: u64,
     name: RoomName,

@@ -627,7 +627,7 @@ fn merge_room(conn: &mut Connection, job: &CompactJob) -> Result<Vec<u8>, Sqlite
         doc.transact()
             .encode_state_as_update_v1(&StateVector::default())
     })
-    .map_err(|()| SqliteStoreError::Damaged {
+    .map_err(|_| SqliteStoreError::Damaged {
         room: job.room.clone(),
         reason: "yrs panicked while encoding the merged document".into(),
     })

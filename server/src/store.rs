@@ -88,5 +88,9 @@ fn compact(log: &[Vec<u8>]) -> Option<Vec<u8>> {
     for update in log {
         crate::room::apply_update(&doc, update, false).ok()?;
     }
-    crate::contain::contained(|| doc.transact().encode_state_as_update_v1(&StateVector::default())).ok()
+    crate::contain::contained(|| {
+        doc.transact()
+            .encode_state_as_update_v1(&StateVector::default())
+    })
+    .ok()
 }

@@ -381,7 +381,10 @@ mod tests {
             name: "x".into(),
             color: "#000000".into(),
             cursor: Some(CursorState {
-                anchor: vec![0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 1, 0].into(),
+                anchor: vec![
+                    0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 1, 0,
+                ]
+                .into(),
                 head: vec![9, 9, 9].into(),
             }),
         };

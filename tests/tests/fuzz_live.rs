@@ -22,10 +22,16 @@ const TARGET_FRAMES: i64 = 100_000;
 
 /// Real updates to mutate: a few edits with multi-byte text.
 fn corpus() -> Vec<Vec<u8>> {
-    let doc = Doc::with_options(Options { offset_kind: OffsetKind::Utf16, ..Options::default() });
+    let doc = Doc::with_options(Options {
+        offset_kind: OffsetKind::Utf16,
+        ..Options::default()
+    });
     let text = doc.get_or_insert_text("content");
     let mut out = Vec::new();
-    for (i, s) in ["hello", " wörld", " 👋🏽", "\nline", " 家族"].iter().enumerate() {
+    for (i, s) in ["hello", " wörld", " 👋🏽", "\nline", " 家族"]
+        .iter()
+        .enumerate()
+    {
         let before = doc.transact().state_vector();
         let len = text.len(&doc.transact());
         text.insert(&mut doc.transact_mut(), (i as u32).min(len), s);
@@ -66,26 +72,42 @@ fn duet_frame(rng: &mut StdRng, corpus: &[Vec<u8>]) -> Vec<u8> {
         0 => (0..rng.random_range(0..64)).map(|_| rng.random()).collect(),
         1 => {
             let update = pick(rng);
-            mutate(rng, duet_protocol::encode_client(&ClientMsg::Update { seq: 1, update: update.into() }))
+            mutate(
+                rng,
+                duet_protocol::encode_client(&ClientMsg::Update {
+                    seq: 1,
+                    update: update.into(),
+                }),
+            )
         }
         2 | 3 => {
             let picked = pick(rng);
             let update = mutate(rng, picked);
-            duet_protocol::encode_client(&ClientMsg::Update { seq: rng.random(), update: update.into() })
+            duet_protocol::encode_client(&ClientMsg::Update {
+                seq: rng.random(),
+                update: update.into(),
+            })
         }
         4 => {
             let picked = pick(rng);
             let sv = mutate(rng, picked);
-            duet_protocol::encode_client(&ClientMsg::SyncStep1 { state_vector: sv.into() })
+            duet_protocol::encode_client(&ClientMsg::SyncStep1 {
+                state_vector: sv.into(),
+            })
         }
-        5..=7 => duet_protocol::encode_client(&ClientMsg::Update { seq: rng.random(), update: pick(rng).into() }),
+        5..=7 => duet_protocol::encode_client(&ClientMsg::Update {
+            seq: rng.random(),
+            update: pick(rng).into(),
+        }),
         8 | 9 => duet_protocol::encode_client(&ClientMsg::SyncStep1 {
             state_vector: corpus[corpus.len() - 1].clone().into(),
         }),
         _ => duet_protocol::encode_client(&ClientMsg::Awareness {
             client_id: rng.random_range(0..50),
             state: rng.random_bool(0.8).then(|| PeerState {
-                name: (0..rng.random_range(0..20)).map(|_| rng.random::<char>()).collect(),
+                name: (0..rng.random_range(0..20))
+                    .map(|_| rng.random::<char>())
+                    .collect(),
                 color: "#zzz".into(),
                 cursor: Some(CursorState {
                     anchor: mutate(rng, vec![1, 2]).into(),
@@ -115,7 +137,9 @@ fn yjs_frame(rng: &mut StdRng, corpus: &[Vec<u8>]) -> Vec<u8> {
         8 | 9 => wrap(&[0, 0], &corpus[corpus.len() - 1]),
         10 => vec![3],
         _ => {
-            let name: String = (0..rng.random_range(0..12)).map(|_| rng.random::<char>()).collect();
+            let name: String = (0..rng.random_range(0..12))
+                .map(|_| rng.random::<char>())
+                .collect();
             let json = serde_json::json!({"user": {"name": name}, "cursor": {"anchor": {"item": {"client": rng.random::<u64>(), "clock": 1}, "assoc": 0}}}).to_string();
             let mut body = vec![1];
             body.push(rng.random_range(0..120));
@@ -132,14 +156,29 @@ async fn fuzz_worker(url: String, seed: u64, stop: Arc<AtomicBool>) {
     let corpus = corpus();
     while !stop.load(Ordering::Relaxed) {
         let yjs = rng.random_bool(0.4);
-        let room = if rng.random_bool(0.5) { "honest".to_string() } else { format!("fz{}", rng.random_range(0..20)) };
-        let Ok(mut req) = format!("{url}/{room}").into_client_request() else { continue };
+        let room = if rng.random_bool(0.5) {
+            "honest".to_string()
+        } else {
+            format!("fz{}", rng.random_range(0..20))
+        };
+        let Ok(mut req) = format!("{url}/{room}").into_client_request() else {
+            continue;
+        };
         if !yjs {
-            req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("duet.v1"));
+            req.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                HeaderValue::from_static("duet.v1"),
+            );
         }
-        let Ok((mut ws, _)) = tokio_tungstenite::connect_async(req).await else { continue };
+        let Ok((mut ws, _)) = tokio_tungstenite::connect_async(req).await else {
+            continue;
+        };
         for _ in 0..200 {
-            let frame = if yjs { yjs_frame(&mut rng, &corpus) } else { duet_frame(&mut rng, &corpus) };
+            let frame = if yjs {
+                yjs_frame(&mut rng, &corpus)
+            } else {
+                duet_frame(&mut rng, &corpus)
+            };
             if ws.send(Message::Binary(frame.into())).await.is_err() {
                 break;
             }
@@ -149,8 +188,12 @@ async fn fuzz_worker(url: String, seed: u64, stop: Arc<AtomicBool>) {
 }
 
 async fn metric(addr: std::net::SocketAddr, name: &str) -> i64 {
-    let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else { return -1 };
-    let _ = tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else {
+        return -1;
+    };
+    let _ = tcp
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
     let mut out = String::new();
     let _ = tcp.read_to_string(&mut out).await;
     out.lines()
@@ -160,11 +203,15 @@ async fn metric(addr: std::net::SocketAddr, name: &str) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_live_server_survives_100k_hostile_frames_and_honest_members_converge() -> anyhow::Result<()> {
+async fn a_live_server_survives_100k_hostile_frames_and_honest_members_converge()
+-> anyhow::Result<()> {
     let server = ServerProcess::start(&[
-        "--max-handshakes-per-sec", "100000",
-        "--max-connections-per-ip", "100000",
-        "--max-messages-per-sec", "1000000",
+        "--max-handshakes-per-sec",
+        "100000",
+        "--max-connections-per-ip",
+        "100000",
+        "--max-messages-per-sec",
+        "1000000",
     ])?;
     let room = duet_protocol::RoomName::new("honest")?;
     let a = start(&server.url(), &room, "a");
@@ -185,7 +232,10 @@ async fn a_live_server_survives_100k_hostile_frames_and_honest_members_converge(
         if received >= TARGET_FRAMES {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "only {received} frames in the time allowed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {received} frames in the time allowed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -194,11 +244,21 @@ async fn a_live_server_survives_100k_hostile_frames_and_honest_members_converge(
     }
     let text = converged(&[a, b], Duration::from_secs(30)).await?;
     for i in 0..round {
-        assert_eq!(text.matches(&format!("a{i} ")).count(), 1, "a{i} exactly once");
-        assert_eq!(text.matches(&format!("b{i}👍 ")).count(), 1, "b{i} exactly once");
+        assert_eq!(
+            text.matches(&format!("a{i} ")).count(),
+            1,
+            "a{i} exactly once"
+        );
+        assert_eq!(
+            text.matches(&format!("b{i}👍 ")).count(),
+            1,
+            "b{i} exactly once"
+        );
     }
     let frames = metric(server.addr, "duet_messages_received_total").await;
-    eprintln!("fuzz: the server processed {frames} hostile and honest frames; {round} honest edit rounds converged");
+    eprintln!(
+        "fuzz: the server processed {frames} hostile and honest frames; {round} honest edit rounds converged"
+    );
     assert!(frames >= TARGET_FRAMES);
     Ok(())
 }

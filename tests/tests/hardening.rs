@@ -26,7 +26,11 @@ mod tempdir {
     pub struct Dir(std::path::PathBuf);
     impl Dir {
         pub fn new(tag: &str) -> Self {
-            let p = std::env::temp_dir().join(format!("duet-{tag}-{}-{}", std::process::id(), rand::random::<u32>()));
+            let p = std::env::temp_dir().join(format!(
+                "duet-{tag}-{}-{}",
+                std::process::id(),
+                rand::random::<u32>()
+            ));
             std::fs::create_dir_all(&p).expect("temp dir");
             Dir(p)
         }
@@ -44,11 +48,28 @@ mod tempdir {
 /// Mints a token with the real CLI.
 fn token(keys: &str, room: &str, role: &str, ttl: &str) -> String {
     let out = std::process::Command::new(workspace_bin("duet-server").expect("bin"))
-        .args(["token", "--auth-key-file", keys, "--room", room, "--role", role, "--ttl", ttl])
+        .args([
+            "token",
+            "--auth-key-file",
+            keys,
+            "--room",
+            room,
+            "--role",
+            role,
+            "--ttl",
+            ttl,
+        ])
         .output()
         .expect("token command");
-    assert!(out.status.success(), "token failed: {}", String::from_utf8_lossy(&out.stderr));
-    let t = String::from_utf8(out.stdout).expect("utf8").trim().to_owned();
+    assert!(
+        out.status.success(),
+        "token failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned();
     assert!(!t.is_empty());
     t
 }
@@ -61,13 +82,18 @@ async fn upgrade(addr: std::net::SocketAddr, path: &str, headers: &str) -> Strin
     );
     tcp.write_all(req.as_bytes()).await.expect("write");
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(T, tcp.read(&mut buf)).await.expect("response in time").unwrap_or(0);
+    let n = tokio::time::timeout(T, tcp.read(&mut buf))
+        .await
+        .expect("response in time")
+        .unwrap_or(0);
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 async fn metric(addr: std::net::SocketAddr, name: &str) -> i64 {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
     let mut out = String::new();
     tcp.read_to_string(&mut out).await.expect("read");
     out.lines()
@@ -77,14 +103,18 @@ async fn metric(addr: std::net::SocketAddr, name: &str) -> i64 {
 }
 
 fn update_inserting(s: &str) -> Vec<u8> {
-    let doc = Doc::with_options(Options { offset_kind: OffsetKind::Utf16, ..Options::default() });
+    let doc = Doc::with_options(Options {
+        offset_kind: OffsetKind::Utf16,
+        ..Options::default()
+    });
     let text = doc.get_or_insert_text("content");
     text.insert(&mut doc.transact_mut(), 0, s);
-    doc.transact().encode_state_as_update_v1(&yrs::StateVector::default())
+    doc.transact()
+        .encode_state_as_update_v1(&yrs::StateVector::default())
 }
 
 async fn connect_with_token(url: &str, room: &str, token: &str) -> anyhow::Result<RawClient> {
-    RawClient::connect(&format!("{url}"), &format!("{room}?token={token}")).await
+    RawClient::connect(url, &format!("{room}?token={token}")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +128,12 @@ async fn tokens_are_checked_before_the_upgrade() -> anyhow::Result<()> {
     assert!(none.starts_with("HTTP/1.1 401"), "{none}");
     assert!(none.contains("no token"), "{none}");
 
-    let bad = upgrade(server.addr, "/team/a", "Authorization: Bearer abc.def.ghi\r\n").await;
+    let bad = upgrade(
+        server.addr,
+        "/team/a",
+        "Authorization: Bearer abc.def.ghi\r\n",
+    )
+    .await;
     assert!(bad.starts_with("HTTP/1.1 401"), "{bad}");
 
     let other_key_dir = tempdir::Dir::new("auth2");
@@ -107,14 +142,36 @@ async fn tokens_are_checked_before_the_upgrade() -> anyhow::Result<()> {
         std::fs::write(&path, "k1:ffffffffffffffffffffffffffffffffffffffff\n")?;
         token(&path.display().to_string(), "team/*", "editor", "1h")
     };
-    let forged = upgrade(server.addr, "/team/a", &format!("Authorization: Bearer {forged}\r\n")).await;
-    assert!(forged.starts_with("HTTP/1.1 401") && forged.contains("signature"), "{forged}");
+    let forged = upgrade(
+        server.addr,
+        "/team/a",
+        &format!("Authorization: Bearer {forged}\r\n"),
+    )
+    .await;
+    assert!(
+        forged.starts_with("HTTP/1.1 401") && forged.contains("signature"),
+        "{forged}"
+    );
 
-    let wrong_room = upgrade(server.addr, "/other/a", &format!("Authorization: Bearer {good}\r\n")).await;
+    let wrong_room = upgrade(
+        server.addr,
+        "/other/a",
+        &format!("Authorization: Bearer {good}\r\n"),
+    )
+    .await;
     assert!(wrong_room.starts_with("HTTP/1.1 403"), "{wrong_room}");
-    assert_eq!(metric(server.addr, "duet_rooms_loaded").await, 0, "refused requests create no room");
+    assert_eq!(
+        metric(server.addr, "duet_rooms_loaded").await,
+        0,
+        "refused requests create no room"
+    );
 
-    let ok = upgrade(server.addr, "/team/a", &format!("Authorization: Bearer {good}\r\n")).await;
+    let ok = upgrade(
+        server.addr,
+        "/team/a",
+        &format!("Authorization: Bearer {good}\r\n"),
+    )
+    .await;
     assert!(ok.starts_with("HTTP/1.1 101"), "{ok}");
     // Query-string tokens work too (browsers and Yjs clients).
     let mut c = connect_with_token(&server.url(), "team/b", &good).await?;
@@ -132,9 +189,21 @@ async fn an_expired_token_gets_401_and_expiry_mid_session_closes_4401() -> anyho
     let mut c = connect_with_token(&server.url(), "r", &short).await?;
     assert!(matches!(c.recv(T).await?, ServerMsg::Welcome { .. }));
     let ended = c.until_end(T).await?;
-    assert!(matches!(ended, Ended::Closed { code: close::TOKEN_EXPIRED, .. }), "{ended:?}");
+    assert!(
+        matches!(
+            ended,
+            Ended::Closed {
+                code: close::TOKEN_EXPIRED,
+                ..
+            }
+        ),
+        "{ended:?}"
+    );
     let again = upgrade(server.addr, &format!("/r?token={short}"), "").await;
-    assert!(again.starts_with("HTTP/1.1 401") && again.contains("expired"), "{again}");
+    assert!(
+        again.starts_with("HTTP/1.1 401") && again.contains("expired"),
+        "{again}"
+    );
     Ok(())
 }
 
@@ -147,34 +216,57 @@ async fn viewers_receive_everything_and_change_nothing() -> anyhow::Result<()> {
     let viewer = token(&keys, "doc", "viewer", "1h");
     let mut e = connect_with_token(&server.url(), "doc", &editor).await?;
     let mut v = connect_with_token(&server.url(), "doc", &viewer).await?;
-    let role = v.recv_until(T, |m| match m {
-        ServerMsg::Welcome { role, .. } => Some(*role),
-        _ => None,
-    }).await?;
+    let role = v
+        .recv_until(T, |m| match m {
+            ServerMsg::Welcome { role, .. } => Some(*role),
+            _ => None,
+        })
+        .await?;
     assert_eq!(role, duet_protocol::Role::Viewer);
 
     // The viewer's edit is refused with a reason, and reaches no one.
-    v.send(&ClientMsg::Update { seq: 1, update: update_inserting("vandalism").into() }).await?;
-    let code = v.recv_until(T, |m| match m {
-        ServerMsg::Error { code, .. } => Some(*code),
-        _ => None,
-    }).await?;
+    v.send(&ClientMsg::Update {
+        seq: 1,
+        update: update_inserting("vandalism").into(),
+    })
+    .await?;
+    let code = v
+        .recv_until(T, |m| match m {
+            ServerMsg::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .await?;
     assert_eq!(code, ErrorCode::READ_ONLY);
     // The editor's edit reaches the viewer live.
-    e.send(&ClientMsg::Update { seq: 1, update: update_inserting("hello").into() }).await?;
-    e.recv_until(T, |m| matches!(m, ServerMsg::Ack { seq: 1 }).then_some(())).await?;
-    v.recv_until(T, |m| matches!(m, ServerMsg::Update { .. }).then_some(())).await?;
+    e.send(&ClientMsg::Update {
+        seq: 1,
+        update: update_inserting("hello").into(),
+    })
+    .await?;
+    e.recv_until(T, |m| matches!(m, ServerMsg::Ack { seq: 1 }).then_some(()))
+        .await?;
+    v.recv_until(T, |m| matches!(m, ServerMsg::Update { .. }).then_some(()))
+        .await?;
     // A late joiner sees only the editor's text: nothing of the viewer's was applied or stored.
     let mut late = connect_with_token(&server.url(), "doc", &editor).await?;
-    late.send(&ClientMsg::SyncStep1 { state_vector: yrs::StateVector::default().encode_v1().into() }).await?;
-    let state = late.recv_until(T, |m| match m {
-        ServerMsg::SyncStep2 { update } => Some(update.0.clone()),
-        _ => None,
-    }).await?;
-    let doc = Doc::with_options(Options { offset_kind: OffsetKind::Utf16, ..Options::default() });
+    late.send(&ClientMsg::SyncStep1 {
+        state_vector: yrs::StateVector::default().encode_v1().into(),
+    })
+    .await?;
+    let state = late
+        .recv_until(T, |m| match m {
+            ServerMsg::SyncStep2 { update } => Some(update.0.clone()),
+            _ => None,
+        })
+        .await?;
+    let doc = Doc::with_options(Options {
+        offset_kind: OffsetKind::Utf16,
+        ..Options::default()
+    });
     {
         use yrs::updates::decoder::Decode;
-        doc.transact_mut().apply_update(yrs::Update::decode_v1(&state)?)?;
+        doc.transact_mut()
+            .apply_update(yrs::Update::decode_v1(&state)?)?;
     }
     let text = doc.get_or_insert_text("content");
     assert_eq!(yrs::GetString::get_string(&text, &doc.transact()), "hello");
@@ -199,11 +291,20 @@ async fn yjs_clients_with_bad_tokens_are_closed_with_44xx() -> anyhow::Result<()
     assert_eq!(code, Some(close::TOKEN_EXPIRED));
     // A real y-websocket client with a token for another room: closed 4403, and it stops.
     let other = token(&keys, "elsewhere", "editor", "1h");
-    let mut y = NodeClient::start(&format!("{}", server.url()), &format!("room?token={other}"), "y", "#000000")?;
+    let mut y = NodeClient::start(
+        &server.url(),
+        &format!("room?token={other}"),
+        "y",
+        "#000000",
+    )?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(y.text()?, "");
     y.quit()?;
-    assert_eq!(metric(server.addr, "duet_rooms_loaded").await, 0, "refused clients create no room");
+    assert_eq!(
+        metric(server.addr, "duet_rooms_loaded").await,
+        0,
+        "refused clients create no room"
+    );
     Ok(())
 }
 
@@ -215,7 +316,10 @@ async fn foreign_origins_get_403() -> anyhow::Result<()> {
     let allowed = upgrade(server.addr, "/r", "Origin: https://notes.example\r\n").await;
     assert!(allowed.starts_with("HTTP/1.1 101"), "{allowed}");
     let native = upgrade(server.addr, "/r2", "").await;
-    assert!(native.starts_with("HTTP/1.1 101"), "clients without an Origin (native apps) pass: {native}");
+    assert!(
+        native.starts_with("HTTP/1.1 101"),
+        "clients without an Origin (native apps) pass: {native}"
+    );
     Ok(())
 }
 
@@ -227,7 +331,9 @@ async fn connection_limits_answer_429_and_503() -> anyhow::Result<()> {
     let mut keep = Vec::new();
     for i in 0..7 {
         let mut tcp = tokio::net::TcpStream::connect(server.addr).await?;
-        let req = format!("GET /r{i} HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: duet.v1\r\n\r\n");
+        let req = format!(
+            "GET /r{i} HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: duet.v1\r\n\r\n"
+        );
         tcp.write_all(req.as_bytes()).await?;
         let mut buf = vec![0u8; 1024];
         let n = tcp.read(&mut buf).await?;
@@ -257,7 +363,10 @@ async fn connection_limits_answer_429_and_503() -> anyhow::Result<()> {
     let server = ServerProcess::start(&["--max-rooms", "1"])?;
     let _a = RawClient::connect(&server.url(), "one").await?;
     let other = upgrade(server.addr, "/two", "").await;
-    assert!(other.starts_with("HTTP/1.1 503") && other.contains("rooms"), "{other}");
+    assert!(
+        other.starts_with("HTTP/1.1 503") && other.contains("rooms"),
+        "{other}"
+    );
     let same = upgrade(server.addr, "/one", "").await;
     assert!(same.starts_with("HTTP/1.1 101"), "{same}");
     Ok(())
@@ -269,12 +378,26 @@ async fn a_flooding_connection_is_closed_with_1008() -> anyhow::Result<()> {
     let mut c = RawClient::connect(&server.url(), "flood").await?;
     let sv = yrs::StateVector::default().encode_v1();
     for _ in 0..200 {
-        if c.send(&ClientMsg::SyncStep1 { state_vector: sv.clone().into() }).await.is_err() {
+        if c.send(&ClientMsg::SyncStep1 {
+            state_vector: sv.clone().into(),
+        })
+        .await
+        .is_err()
+        {
             break;
         }
     }
     let ended = c.until_end(T).await?;
-    assert!(matches!(ended, Ended::Closed { code: close::POLICY, .. }), "{ended:?}");
+    assert!(
+        matches!(
+            ended,
+            Ended::Closed {
+                code: close::POLICY,
+                ..
+            }
+        ),
+        "{ended:?}"
+    );
     Ok(())
 }
 
@@ -286,5 +409,8 @@ fn exposing_the_server_without_auth_is_refused() {
         .expect("runs");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("without auth") && err.contains("--auth-key-file"), "{err}");
+    assert!(
+        err.contains("without auth") && err.contains("--auth-key-file"),
+        "{err}"
+    );
 }
