@@ -25,6 +25,7 @@ mod registry;
 pub mod room;
 pub mod sqlite;
 pub mod store;
+pub mod tls;
 pub mod yjs;
 
 use crate::limits::{Admission, LimitConfig};
@@ -37,6 +38,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role as WsRole, WebSocketConfig};
@@ -58,6 +60,8 @@ pub struct ServerConfig {
     pub access: AccessConfig,
     /// Rates and caps.
     pub limits: LimitConfig,
+    /// Serve `wss://` with this configuration instead of plain `ws://`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Who may connect, and as what.
@@ -80,6 +84,7 @@ impl Default for ServerConfig {
             room: RoomConfig::default(),
             access: AccessConfig::default(),
             limits: LimitConfig::default(),
+            tls: None,
         }
     }
 }
@@ -237,8 +242,8 @@ struct Admitted {
 /// Reads the request head and decides: plain HTTP answer, refusal, or upgrade. Order matters:
 /// limits first (cheap), then origin, then token, then room capacity, so a refused client
 /// never creates a room.
-async fn handshake<'a>(
-    stream: &mut TcpStream,
+async fn handshake<'a, S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     peer: SocketAddr,
     shared: &'a Shared,
 ) -> Option<(Admitted, limits::Ticket<'a>)> {
@@ -333,8 +338,29 @@ async fn handshake<'a>(
     ))
 }
 
-async fn handle_tcp(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+async fn handle_tcp(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
+    match shared.config.tls.clone() {
+        Some(tls) => {
+            let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+            match tokio::time::timeout(shared.config.handshake_timeout, accept).await {
+                // Boxed: tokio allocates every connection's task at its future's full size,
+                // and a WebSocket over rustls is far larger than one over TCP. Without the
+                // box, idle plain connections cost ~8 KiB more each.
+                Ok(Ok(stream)) => Box::pin(serve(stream, peer, shared)).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+        None => serve(stream, peer, shared).await,
+    }
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) {
     let timeout = shared.config.handshake_timeout;
     let Ok(Some((admitted, _ticket))) =
         tokio::time::timeout(timeout, handshake(&mut stream, peer, &shared)).await

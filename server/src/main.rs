@@ -63,6 +63,12 @@ struct Args {
     /// `KID:SECRET`; the first signs, all verify. Mint tokens with `duet-server token`.
     #[arg(long, env = "DUET_AUTH_KEY_FILE", global = true)]
     auth_key_file: Option<PathBuf>,
+    /// Serve wss:// with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Allow listening on a non-loopback address without auth (anyone who can reach the port
     /// can read and write every room).
     #[arg(long)]
@@ -209,6 +215,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.limits.bytes_per_sec = args.max_bytes_per_sec.max(1024.0);
     config.limits.byte_burst =
         (args.max_bytes_per_sec * 16.0).max(args.max_message_bytes as f64 * 2.0);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls = Some(duet_server::tls::server_config(cert, key)?);
+    }
     match &args.auth_key_file {
         Some(path) => {
             let keys = duet_server::auth::Keys::from_file(path)?;
@@ -246,7 +255,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = server.local_addr()?;
-    println!("duet-server listening on ws://{addr} (health: http://{addr}/healthz)");
+    let (ws, http) = if args.tls_cert.is_some() {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
+    println!("duet-server listening on {ws}://{addr} (health: {http}://{addr}/healthz)");
     server.run_until(shutdown_signal()).await;
     Ok(())
 }

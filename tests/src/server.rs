@@ -71,7 +71,7 @@ impl ServerProcess {
             .read_line(&mut line)
             .context("reading the server's address line")?;
         let addr = line
-            .split("ws://")
+            .split("://")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .with_context(|| format!("unexpected first line from the server: {line:?}"))?

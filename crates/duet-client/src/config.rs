@@ -17,6 +17,9 @@ pub struct ClientConfig {
     /// Sent as `Authorization: Bearer <token>` when set.
     pub token: Option<String>,
     pub backoff: Backoff,
+    /// For `wss://`: a PEM file of extra CA certificates to trust (a private CA), on top of
+    /// the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl ClientConfig {
@@ -29,6 +32,7 @@ impl ClientConfig {
             color: None,
             token: None,
             backoff: Backoff::default(),
+            ca_file: None,
         }
     }
 

@@ -4,7 +4,7 @@
 use crate::handshake::{self, Failure};
 use crate::session::{End, Session};
 use crate::shared::Shared;
-use crate::{ClientConfig, ConnState};
+use crate::{ClientConfig, ClientError, ConnState};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::sync::Arc;
@@ -12,7 +12,9 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
+use tokio_tungstenite::{
+    Connector, MaybeTlsStream, WebSocketStream, connect_async_tls_with_config,
+};
 use tokio_util::sync::CancellationToken;
 
 /// tungstenite has no handshake timeout of its own.
@@ -81,7 +83,12 @@ async fn connect(config: &ClientConfig) -> Result<Ws, Failure> {
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
-    let connecting = connect_async_with_config(request, Some(ws_config), true);
+    let connector = if config.server.starts_with("wss://") {
+        Some(tls_connector(config).map_err(Failure::Fatal)?)
+    } else {
+        None
+    };
+    let connecting = connect_async_tls_with_config(request, Some(ws_config), true, connector);
     let (ws, response) = match timeout(CONNECT_TIMEOUT, connecting).await {
         Err(_) => {
             return Err(Failure::Retry(format!(
@@ -93,4 +100,42 @@ async fn connect(config: &ClientConfig) -> Result<Ws, Failure> {
     };
     handshake::check_response(config, &response)?;
     Ok(ws)
+}
+
+/// TLS for `wss://`: the system's roots, plus the certificates of `config.ca_file`.
+fn tls_connector(config: &ClientConfig) -> Result<Connector, ClientError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // A system root rustls cannot parse is skipped, as browsers do.
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = &config.ca_file {
+        let bad = |reason: String| ClientError::InvalidCa {
+            path: path.display().to_string(),
+            reason,
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("no certificate in the file".into()));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    .map_err(|e| ClientError::InvalidCa {
+        path: String::new(),
+        reason: e.to_string(),
+    })?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Connector::Rustls(std::sync::Arc::new(tls)))
 }

@@ -40,6 +40,9 @@ pub enum ClientError {
     /// The server address cannot be used.
     #[error("invalid server address {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
+    /// The CA file given for `wss://` cannot be used.
+    #[error("cannot use CA certificates from {path:?}: {reason}")]
+    InvalidCa { path: String, reason: String },
     /// The token cannot be sent in an HTTP header.
     #[error("invalid token: {reason}")]
     InvalidToken { reason: String },

@@ -176,6 +176,7 @@ mod tests {
             color: None,
             token: Some("s3cret".into()),
             backoff: Backoff::default(),
+            ca_file: None,
         }
     }
 

@@ -29,6 +29,7 @@ fn config(server: &str, name: &str) -> ClientConfig {
             initial: Duration::from_millis(20),
             max: Duration::from_millis(200),
         },
+        ca_file: None,
     }
 }
 
