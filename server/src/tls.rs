@@ -46,7 +46,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         rustls::crypto::ring::default_provider(),
     ))
     .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-    .and_then(|b| Ok(b.with_no_client_auth().with_single_cert(chain, private)?))
+    .and_then(|b| b.with_no_client_auth().with_single_cert(chain, private))
     .map_err(|e: rustls::Error| TlsError::Config {
         cert: cert.display().to_string(),
         key: key.display().to_string(),

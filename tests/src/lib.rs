@@ -7,6 +7,7 @@ pub mod node;
 pub mod proxy;
 pub mod raw;
 pub mod server;
+pub mod tmux;
 pub mod trace;
 
 use std::time::{Duration, Instant};

@@ -30,8 +30,12 @@ pub enum Action {
     InsertText(String),
     /// Enter: a line break and the current line's indentation.
     Newline,
-    /// Tab: indentation to the next tab stop.
+    /// Tab: indentation to the next tab stop; with a selection over several lines,
+    /// indents those lines.
     Tab,
+    /// Shift-Tab: removes one level of indentation from the current line or from every
+    /// line of the selection.
+    Dedent,
     Backspace,
     Delete,
     /// Ctrl-Backspace: deletes the word before the cursor.
@@ -86,6 +90,7 @@ impl Action {
                 | Action::InsertText(_)
                 | Action::Newline
                 | Action::Tab
+                | Action::Dedent
                 | Action::Backspace
                 | Action::Delete
                 | Action::DeleteWordBack

@@ -4,6 +4,7 @@
 //! (see `run.rs`), so the whole app can be driven headlessly in tests.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{
@@ -14,6 +15,7 @@ use duet_client::{Client, ConnState, Event as ClientEvent, Role};
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ropey::Rope;
+use tokio::sync::Notify;
 
 use crate::action::Action;
 use crate::buffer::{CharSel, TextBuffer};
@@ -22,7 +24,7 @@ use crate::color::{Depth, parse_hex};
 use crate::doc_buffer::{char_selection, to_chars};
 use crate::editor::{Editor, Effect};
 use crate::file;
-use crate::highlight::Highlighter;
+use crate::highlight::{Background, Highlighter};
 use crate::keymap;
 use crate::render;
 use crate::state::{ConnView, Level, Panel, PeerView, Prompt, Question, View};
@@ -41,6 +43,8 @@ pub struct Options {
     pub hosting: bool,
     pub join_command: String,
     pub depth: Depth,
+    /// Things to say at startup (hosting the server, why not).
+    pub notes: Vec<String>,
 }
 
 /// How the app ended.
@@ -60,6 +64,11 @@ pub struct App {
     file: Option<PathBuf>,
     /// The file's text as last read or written: "modified" means the text differs from it.
     disk: Option<Rope>,
+    /// The file's stamp when it was last read or written, to notice changes by others.
+    disk_stamp: Option<file::Stamp>,
+    last_disk_check: Instant,
+    /// When the client's next reconnection attempt starts, for the countdown.
+    retry_at: Option<Instant>,
     /// The file's text, waiting for the first sync to learn whether the room is empty.
     seed: Option<String>,
     started: Instant,
@@ -69,7 +78,11 @@ pub struct App {
     pub suspend: bool,
     /// The cursor's row in the view before a remote change, to keep it there.
     cursor_row: Option<usize>,
-    highlighter: Option<Highlighter>,
+    highlighter: Option<Background>,
+    /// The text changed since colours were last asked for.
+    recolour: bool,
+    /// Notified when something outside the input (the highlighter) wants a new frame.
+    wake: Arc<Notify>,
     was_reconnecting: bool,
     text_changed: bool,
     size: Rect,
@@ -87,25 +100,34 @@ impl App {
         view.status.hosting = opts.hosting;
         view.join_command = opts.join_command.clone();
         view.depth = opts.depth;
-        if opts.hosting {
-            view.notice(
-                Level::Info,
-                format!("no server answered: hosting one here at {}", opts.server),
-            );
-        }
+        // The newest notice is shown: the startup notes first, then the join command,
+        // which stays longest (it is also in the help overlay).
         if !opts.join_command.is_empty() {
-            view.notice(
+            view.notice_for(
                 Level::Info,
                 format!("a partner joins with: {}", opts.join_command),
+                Duration::from_secs(30),
             );
         }
-        let highlighter = opts.file.as_deref().and_then(Highlighter::for_path);
+        for note in &opts.notes {
+            view.notice_for(Level::Info, note.clone(), Duration::from_secs(10));
+        }
+        let wake = Arc::new(Notify::new());
+        let highlighter = opts
+            .file
+            .as_deref()
+            .and_then(Highlighter::for_path)
+            .and_then(|h| Background::start(h, wake.clone()));
         let disk = opts.file_text.as_deref().map(Rope::from_str);
+        let disk_stamp = opts.file.as_deref().and_then(file::stamp);
         Self {
             client,
             view,
             file: opts.file,
             disk,
+            disk_stamp,
+            last_disk_check: now,
+            retry_at: None,
             seed: opts.file_text,
             started: now,
             out: Vec::new(),
@@ -113,10 +135,22 @@ impl App {
             suspend: false,
             cursor_row: None,
             highlighter,
+            recolour: true,
+            wake,
             was_reconnecting: false,
             text_changed: true,
             size: Rect::new(0, 0, 80, 24),
         }
+    }
+
+    /// Notified when a frame is wanted for something other than input (new colours).
+    pub fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// True while colours for the current text are still being computed.
+    pub fn highlighting(&self) -> bool {
+        self.highlighter.as_ref().is_some_and(Background::busy)
     }
 
     /// The client, for the loop to close it.
@@ -405,6 +439,10 @@ impl App {
                 KeyCode::Enter if !input.trim().is_empty() => {
                     let path = PathBuf::from(input.trim());
                     self.view.status.file = Some(path.display().to_string());
+                    // Unknown version: an existing file there is overwritten only after
+                    // asking.
+                    self.disk_stamp = None;
+                    self.disk = None;
                     self.file = Some(path);
                     self.save();
                 }
@@ -433,6 +471,14 @@ impl App {
             (Question::QuitHosting, true) => self.quit(0, None),
             (Question::QuitUnsaved | Question::QuitHosting, false) => {}
             (Question::TakeRoom, true) => self.take_room(),
+            (Question::Overwrite, true) => {
+                if let Some(path) = self.file.clone() {
+                    self.write_file(&path);
+                }
+            }
+            (Question::Overwrite, false) => self
+                .view
+                .notice(Level::Info, "not saved: the file on disk was left as it is"),
             (Question::TakeRoom, false) => self.quit(
                 1,
                 Some("the room holds other text than the file; nothing was changed".into()),
@@ -448,6 +494,10 @@ impl App {
             Question::QuitHosting => format!(
                 "{} connected to the server this editor hosts: quit anyway (they keep editing offline)?",
                 self.view.peers.len()
+            ),
+            Question::Overwrite => format!(
+                "{} on disk is not the version you opened (changed since): overwrite it with this text?",
+                self.view.status.file.as_deref().unwrap_or("the file")
             ),
             Question::TakeRoom => format!(
                 "room {} holds other text than {}: take the room's version (your file is kept as a backup)?",
@@ -481,19 +531,50 @@ impl App {
             });
             return;
         };
+        if file::stamp(&path) != self.disk_stamp {
+            // Someone else wrote the file (git checkout, another editor): ask first.
+            self.view.status.changed_on_disk = true;
+            self.ask(Question::Overwrite);
+            return;
+        }
+        self.write_file(&path);
+    }
+
+    /// Writes the text to `path`, which becomes the version on disk.
+    fn write_file(&mut self, path: &std::path::Path) {
         let rope = self.client.read(|d| d.rope().clone());
-        match file::save_atomic(&path, rope.chunks()) {
+        match file::save_atomic(path, rope.chunks()) {
             Ok(()) => {
                 self.view.notice(
                     Level::Info,
                     format!("saved {} ({} lines)", path.display(), rope.len_lines()),
                 );
                 self.disk = Some(rope);
+                self.disk_stamp = file::stamp(path);
+                self.view.status.changed_on_disk = false;
                 self.text_changed = true;
             }
             Err(e) => self
                 .view
                 .notice(Level::Error, format!("cannot save {}: {e}", path.display())),
+        }
+    }
+
+    /// Notices when the file on disk changed under us.
+    fn check_disk(&mut self) {
+        let Some(path) = &self.file else { return };
+        if self.view.status.changed_on_disk || self.seed.is_some() {
+            return;
+        }
+        if file::stamp(path) != self.disk_stamp {
+            self.view.status.changed_on_disk = true;
+            self.view.notice(
+                Level::Warn,
+                format!(
+                    "{} changed on disk; saving will ask before overwriting it",
+                    path.display()
+                ),
+            );
         }
     }
 
@@ -544,6 +625,7 @@ impl App {
                 match file::save_atomic(&path, rope.chunks()) {
                     Ok(()) => {
                         self.disk = Some(rope);
+                        self.disk_stamp = file::stamp(&path);
                         self.view.notice(
                             Level::Warn,
                             format!(
@@ -587,6 +669,8 @@ impl App {
                     }
                     ConnState::Reconnecting { retry_in, .. } => {
                         self.was_reconnecting = true;
+                        // The edge of the app: the countdown runs on the tick's clock.
+                        self.retry_at = Some(Instant::now() + retry_in);
                         ConnView::Reconnecting {
                             retry_in: retry_in.as_secs_f64().ceil() as u64,
                         }
@@ -695,10 +779,20 @@ impl App {
         self.client.read(|d| ed.reveal(d, head));
     }
 
-    /// Time passes: notices expire, the first sync may time out.
+    /// Time passes: notices expire, the reconnection countdown runs, the file on disk is
+    /// checked (once a second), the first sync may time out.
     pub fn tick(&mut self, now: Instant) {
         self.view.now = now;
         self.view.expire_notices();
+        if let (ConnView::Reconnecting { retry_in }, Some(at)) =
+            (&mut self.view.status.conn, self.retry_at)
+        {
+            *retry_in = at.saturating_duration_since(now).as_secs_f64().ceil() as u64;
+        }
+        if now.saturating_duration_since(self.last_disk_check) >= Duration::from_secs(1) {
+            self.last_disk_check = now;
+            self.check_disk();
+        }
         if self.seed.is_some()
             && self.view.prompt.is_none()
             && now.duration_since(self.started) > FIRST_SYNC_WAIT
@@ -734,6 +828,7 @@ impl App {
         }
         if self.text_changed {
             self.text_changed = false;
+            self.recolour = true;
             let disk = self.disk.as_ref();
             let file = self.file.is_some();
             self.view.status.dirty = self.client.read(|d| match disk {
@@ -747,8 +842,13 @@ impl App {
             .editor
             .resize(a.text.width as usize, a.text.height as usize);
         if let Some(h) = &mut self.highlighter {
+            if let Some(hl) = h.poll() {
+                self.view.highlights = hl;
+            }
             let (top, height) = (self.view.editor.top, self.view.editor.height);
-            self.view.highlights = self.client.read(|d| h.highlight(d.rope(), top, height));
+            let changed = std::mem::take(&mut self.recolour);
+            self.client
+                .read(|d| h.request(d.rope(), top, height, changed));
         }
         let ed = &self.view.editor;
         self.cursor_row = self.client.read(|d| {

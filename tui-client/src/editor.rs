@@ -114,6 +114,8 @@ impl Editor {
                     .collect();
                 self.insert(buf, &format!("\n{indent}"))
             }
+            Action::Tab if self.selected_lines(buf).is_some() => self.reindent(buf, true),
+            Action::Dedent => self.reindent(buf, false),
             Action::Tab => {
                 let s = match self.indent {
                     Indent::Tabs => "\t".to_owned(),
@@ -225,6 +227,97 @@ impl Editor {
         self.desired_x = None;
         self.scroll_to_cursor(buf);
         match r {
+            Ok(()) => Effect::None,
+            Err(e) => Effect::Refused(e.0),
+        }
+    }
+
+    /// The lines a selection spans when it holds a line break; a selection ending at the
+    /// start of a line does not take that line.
+    fn selected_lines(&self, buf: &impl TextBuffer) -> Option<std::ops::RangeInclusive<usize>> {
+        let range = buf.selection().range();
+        let rope = buf.rope();
+        let first = line_of(buf, range.start);
+        let mut last = line_of(buf, range.end);
+        if last == first {
+            return None;
+        }
+        if rope.line_to_char(last) == range.end {
+            last -= 1;
+        }
+        Some(first..=last)
+    }
+
+    /// Indents (or dedents) the selected lines, or the cursor's line, by one level: one
+    /// small edit per line (never a rewrite of the block, which would clobber a partner's
+    /// edits in it), as one undo step. The selection keeps covering the same text.
+    fn reindent(&mut self, buf: &mut impl TextBuffer, indent: bool) -> Effect {
+        let sel = buf.selection();
+        let lines = self.selected_lines(buf).unwrap_or_else(|| {
+            let l = line_of(buf, sel.head);
+            l..=l
+        });
+        let unit = match self.indent {
+            Indent::Tabs => "\t".to_owned(),
+            Indent::Spaces(n) => " ".repeat(n),
+        };
+        // (line, column) of both ends, to put them back on the same text afterwards.
+        let rope = buf.rope();
+        let at = |c: usize| {
+            let l = rope.char_to_line(c.min(rope.len_chars()));
+            (l, c - rope.line_to_char(l))
+        };
+        let (anchor, head) = (at(sel.anchor), at(sel.head));
+        let mut delta = std::collections::HashMap::new();
+        buf.break_undo_group();
+        let mut result = Ok(());
+        // Bottom up, so the lines above keep their offsets.
+        for line in lines.rev() {
+            let rope = buf.rope();
+            let start = rope.line_to_char(line);
+            let edit = if indent {
+                // Blank lines stay blank.
+                (text::line_len_chars(rope, line) > 0).then(|| (start..start, unit.clone()))
+            } else {
+                let ws = text::indent_of(rope, line);
+                let remove = if ws.starts_with('\t') {
+                    1
+                } else {
+                    ws.chars()
+                        .take_while(|c| *c == ' ')
+                        .count()
+                        .min(unit.chars().count().max(1))
+                };
+                (remove > 0).then(|| (start..start + remove, String::new()))
+            };
+            if let Some((range, text)) = edit {
+                let d = text.chars().count() as isize - range.len() as isize;
+                if let Err(e) = buf.replace(range, &text) {
+                    result = Err(e);
+                    break;
+                }
+                delta.insert(line, d);
+            }
+        }
+        buf.break_undo_group();
+        let place = |(line, col): (usize, usize)| {
+            let d = delta.get(&line).copied().unwrap_or(0);
+            let col = if col == 0 {
+                0
+            } else {
+                col.saturating_add_signed(d)
+            };
+            let rope = buf.rope();
+            rope.line_to_char(line) + col.min(text::line_len_chars(rope, line))
+        };
+        let new = CharSel {
+            anchor: place(anchor),
+            head: place(head),
+        };
+        buf.set_selection(new);
+        self.desired_x = None;
+        self.scroll_to_cursor(buf);
+        match result {
             Ok(()) => Effect::None,
             Err(e) => Effect::Refused(e.0),
         }

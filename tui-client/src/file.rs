@@ -75,6 +75,24 @@ pub fn save_atomic<'a>(path: &Path, chunks: impl Iterator<Item = &'a str>) -> io
     result
 }
 
+/// What identifies a version of a file on disk: its modification time and length. A
+/// change by git or another editor changes it (a rewrite within the clock's resolution
+/// that keeps the length is the rare miss).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+}
+
+/// The stamp of the file at `path`; `None` when there is no file.
+pub fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = fs::metadata(path).ok()?;
+    Some(Stamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+    })
+}
+
 /// A path for the backup of `path` that does not exist yet: `FILE.duet-backup`, then
 /// `FILE.duet-backup.1`, ...
 pub fn backup_path(path: &Path) -> PathBuf {

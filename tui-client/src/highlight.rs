@@ -1,22 +1,27 @@
-//! Syntax highlighting with syntect, for the visible lines only.
+//! Syntax highlighting with syntect, for the visible lines only, off the input path.
 //!
 //! syntect parses line by line with a state carried from one line to the next. The cache
 //! keeps, per line, a hash of its text, the state before and after it, and its colours; a
-//! frame walks from a little above the view to its bottom and re-parses only lines whose
+//! pass walks from a little above the view to its bottom and re-parses only lines whose
 //! text or incoming state changed, so an edit costs about one line. A jump into the middle
 //! of a huge file starts from a fresh state [`LOOKBACK`] lines up (colours may be off
 //! until the context is seen, never slow). Lines longer than [`MAX_LINE`] are left plain.
-//! Nothing here runs per keystroke: the app calls [`Highlighter::highlight`] once before
-//! each frame.
+//!
+//! [`Highlighter`] is the synchronous core. [`Background`] runs it on its own thread: the
+//! app sends the rope (a cheap clone) and the view, keeps drawing with the colours it has,
+//! and draws again when new ones arrive. Colours are matched to lines by the hash of the
+//! line's text, so a line that moved (Enter above it) keeps its colours and a line that
+//! changed is drawn plain until its colours come back: a keystroke never waits for
+//! syntect.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{DefaultHasher, Hasher};
 use std::ops::Range;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock, mpsc};
 
 use ratatui::style::Color;
-use ropey::Rope;
+use ropey::{Rope, RopeSlice};
 use syntect::highlighting::{
     HighlightIterator, HighlightState, Highlighter as SynHighlighter, Theme, ThemeSet,
 };
@@ -29,21 +34,43 @@ pub const MAX_LINE: usize = 4000;
 /// The cache is dropped when it grows past this many lines.
 const MAX_CACHED: usize = 20_000;
 
-/// Colours for a run of lines: `lines[i]` belongs to line `first_line + i` and holds
-/// (char columns, foreground) pairs in order.
+/// The colours of one line: (char columns, foreground) pairs in order.
+pub type Spans = Vec<(Range<usize>, Color)>;
+
+/// Colours for a run of lines: `lines[i]` belongs to line `first_line + i` and holds the
+/// [`line_hash`] of the text it was computed for, and its spans.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Highlights {
     pub first_line: usize,
-    pub lines: Vec<Vec<(Range<usize>, Color)>>,
+    pub lines: Vec<(u64, Spans)>,
 }
 
 impl Highlights {
-    /// The spans of `line`, if computed.
-    pub fn line(&self, line: usize) -> Option<&[(Range<usize>, Color)]> {
-        line.checked_sub(self.first_line)
+    /// The spans computed for `line` when its text still hashes to `hash`; else those of
+    /// another line of the run with that text (the line moved since). `None`: draw plain.
+    pub fn line(&self, line: usize, hash: u64) -> Option<&[(Range<usize>, Color)]> {
+        let exact = line
+            .checked_sub(self.first_line)
             .and_then(|i| self.lines.get(i))
-            .map(Vec::as_slice)
+            .filter(|(h, _)| *h == hash);
+        exact
+            .or_else(|| self.lines.iter().find(|(h, _)| *h == hash))
+            .map(|(_, spans)| spans.as_slice())
     }
+
+    /// True when nothing has been computed.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+}
+
+/// The hash that ties colours to a line's text (chunk boundaries do not matter).
+pub fn line_hash(line: RopeSlice<'_>) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for chunk in line.chunks() {
+        hasher.write(chunk.as_bytes());
+    }
+    hasher.finish()
 }
 
 fn syntaxes() -> &'static SyntaxSet {
@@ -67,7 +94,7 @@ struct Cached {
     hash: u64,
     before: (ParseState, HighlightState),
     after: (ParseState, HighlightState),
-    spans: Vec<(Range<usize>, Color)>,
+    spans: Spans,
 }
 
 /// The highlighter of one file.
@@ -133,9 +160,7 @@ impl Highlighter {
                     text.push_str(chunk);
                 }
             }
-            let mut hasher = DefaultHasher::new();
-            text.hash(&mut hasher);
-            let hash = hasher.finish();
+            let hash = line_hash(slice);
             let reuse = self
                 .cache
                 .get(&line)
@@ -162,7 +187,7 @@ impl Highlighter {
                     state = c.after.clone();
                 }
                 if line >= top {
-                    out.lines.push(c.spans.clone());
+                    out.lines.push((hash, c.spans.clone()));
                 }
             }
         }
@@ -174,7 +199,7 @@ fn parse_line(
     text: &str,
     state: &mut (ParseState, HighlightState),
     h: &SynHighlighter<'_>,
-) -> Vec<(Range<usize>, Color)> {
+) -> Spans {
     let Ok(ops) = state.0.parse_line(text, syntaxes()) else {
         return Vec::new();
     };
@@ -189,6 +214,106 @@ fn parse_line(
     spans
 }
 
+/// What the app asks the background highlighter for.
+struct Request {
+    rope: Rope,
+    top: usize,
+    height: usize,
+}
+
+/// A [`Highlighter`] on its own thread. Requests are coalesced (only the newest one is
+/// worked on); each answer wakes the event loop through `wake`.
+pub struct Background {
+    requests: mpsc::Sender<Request>,
+    answers: mpsc::Receiver<Highlights>,
+    /// Requests sent and not yet answered.
+    in_flight: usize,
+    /// The view of the last request, to skip asking twice for the same thing.
+    last: Option<(usize, usize)>,
+}
+
+impl std::fmt::Debug for Background {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Background")
+            .field("in_flight", &self.in_flight)
+            .finish()
+    }
+}
+
+impl Background {
+    /// Starts the thread for `highlighter`; `None` if the thread cannot be started (the
+    /// editor then simply has no colours).
+    pub fn start(mut highlighter: Highlighter, wake: Arc<tokio::sync::Notify>) -> Option<Self> {
+        let (req_tx, req_rx) = mpsc::channel::<Request>();
+        let (ans_tx, ans_rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("duet-highlight".into())
+            .spawn(move || {
+                // Ends when the app drops its sender.
+                while let Ok(mut req) = req_rx.recv() {
+                    let mut skipped = 0;
+                    while let Ok(newer) = req_rx.try_recv() {
+                        req = newer;
+                        skipped += 1;
+                    }
+                    let hl = highlighter.highlight(&req.rope, req.top, req.height);
+                    // One answer per request, so the app can count what is in flight.
+                    for _ in 0..skipped {
+                        if ans_tx.send(Highlights::default()).is_err() {
+                            return;
+                        }
+                    }
+                    if ans_tx.send(hl).is_err() {
+                        return;
+                    }
+                    wake.notify_one();
+                }
+            })
+            .ok()?;
+        Some(Self {
+            requests: req_tx,
+            answers: ans_rx,
+            in_flight: 0,
+            last: None,
+        })
+    }
+
+    /// Asks for the colours of `top..top + height` of `rope`, unless `changed` is false
+    /// and the view is the one asked for last.
+    pub fn request(&mut self, rope: &Rope, top: usize, height: usize, changed: bool) {
+        if !changed && self.last == Some((top, height)) {
+            return;
+        }
+        let req = Request {
+            rope: rope.clone(),
+            top,
+            height,
+        };
+        if self.requests.send(req).is_ok() {
+            self.in_flight += 1;
+            self.last = Some((top, height));
+        }
+    }
+
+    /// The newest colours that arrived since the last call, if any.
+    pub fn poll(&mut self) -> Option<Highlights> {
+        let mut newest = None;
+        while let Ok(hl) = self.answers.try_recv() {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            // Placeholders answer coalesced requests: they carry nothing.
+            if !hl.is_empty() || self.in_flight == 0 {
+                newest = Some(hl);
+            }
+        }
+        newest
+    }
+
+    /// True while a request is not answered yet.
+    pub fn busy(&self) -> bool {
+        self.in_flight > 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,13 +324,48 @@ mod tests {
         let rope = Rope::from_str("fn main() {\n    let s = \"str\";\n}\n");
         let hl = h.highlight(&rope, 0, 10);
         assert_eq!(hl.lines.len(), 4);
-        let first = hl.line(0).unwrap();
+        let hash = |l: usize| line_hash(rope.line(l));
+        let first = hl.line(0, hash(0)).unwrap();
         assert!(first.len() > 1, "{first:?}");
         let kw = first[0].1;
-        let s_line = hl.line(1).unwrap();
+        let s_line = hl.line(1, hash(1)).unwrap();
         assert!(s_line.iter().any(|(_, c)| *c != kw));
         // Highlighting the same text again reuses every line.
         assert_eq!(h.highlight(&rope, 0, 10), hl);
         assert!(Highlighter::for_path(Path::new("notes.unknownext")).is_none());
+    }
+
+    #[test]
+    fn colours_follow_a_line_that_moved_and_the_background_thread_answers() {
+        let mut h = Highlighter::for_path(Path::new("x.rs")).unwrap();
+        let rope = Rope::from_str("fn main() {}\nlet x = 1;\n");
+        let hl = h.highlight(&rope, 0, 10);
+        // Enter at the top: "let x = 1;" is now line 2, and still finds its colours.
+        let moved = Rope::from_str("\nfn main() {}\nlet x = 1;\n");
+        let hash = line_hash(moved.line(2));
+        assert_eq!(hl.line(2, hash), hl.line(1, line_hash(rope.line(1))));
+        assert!(hl.line(2, hash).is_some());
+        // A changed line is drawn plain until its colours come.
+        assert!(
+            hl.line(1, line_hash(Rope::from_str("fn main() {}x").line(0)))
+                .is_none()
+        );
+
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let mut bg = Background::start(h, wake).unwrap();
+        bg.request(&moved, 0, 10, true);
+        bg.request(&moved, 0, 10, false); // the same view, unchanged: not asked again
+        assert!(bg.busy());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let got = loop {
+            if let Some(hl) = bg.poll() {
+                break hl;
+            }
+            assert!(std::time::Instant::now() < deadline, "no answer");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        assert!(!bg.busy());
+        assert_eq!(got.lines.len(), 4);
+        assert!(got.line(1, line_hash(moved.line(1))).is_some());
     }
 }

@@ -22,6 +22,10 @@ pub const HELP: &[(&str, &str)] = &[
         "copy / cut / paste (line when nothing selected)",
     ),
     ("Ctrl-A", "select all"),
+    (
+        "Tab / Shift-Tab",
+        "indent; with lines selected, indent / dedent them",
+    ),
     ("Shift + move", "select"),
     ("Ctrl-Left / Ctrl-Right", "word left / right"),
     ("Home / End", "line start (smart) / end"),
@@ -73,7 +77,9 @@ pub fn action_for(key: KeyEvent) -> Option<Action> {
         },
         KeyCode::Char(c) => Some(Action::InsertChar(c)),
         KeyCode::Enter => Some(Action::Newline),
+        KeyCode::Tab if shift => Some(Action::Dedent),
         KeyCode::Tab => Some(Action::Tab),
+        KeyCode::BackTab => Some(Action::Dedent),
         // Many terminals send Ctrl-Backspace as Ctrl-H or as Backspace with Ctrl.
         KeyCode::Backspace if ctrl || alt => Some(Action::DeleteWordBack),
         KeyCode::Backspace => Some(Action::Backspace),

@@ -1,7 +1,10 @@
 //! duet, the collaborative terminal editor, as a library: the binary in `main.rs` is glue.
 //!
 //! Code map: [`action`] and [`keymap`] (input to intent), [`editor`] (the pure editing core
-//! over a [`buffer::TextBuffer`]), [`text`] (graphemes and display widths).
+//! over a [`buffer::TextBuffer`]), [`text`] (graphemes and display widths), [`app`] (state
+//! and events, headless), [`render`] (drawing, takes `&View`), [`run`] and [`term`] (the
+//! event loop and the terminal), [`highlight`] (syntect on its own thread), [`file`],
+//! [`embedded`] (the in-process server), [`cli`] (the join command).
 
 // Tests may unwrap: a panic there is a failed test, which is what we want.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -9,6 +12,7 @@
 pub mod action;
 pub mod app;
 pub mod buffer;
+pub mod cli;
 pub mod clipboard;
 pub mod color;
 pub mod doc_buffer;

@@ -1,7 +1,7 @@
 //! `duet`: the collaborative terminal editor.
 //!
 //! Run: `duet notes.md` (hosts a server in-process when none answers at
-//! ws://127.0.0.1:7070), or `duet --server ws://host:7070 --room notes.md notes.md`.
+//! ws://127.0.0.1:7070), or `duet --server ws://host:7070 notes.md`.
 //! Exit codes: 0 done, 1 a file or argument problem, 2 the server refused us.
 
 use std::net::SocketAddr;
@@ -13,28 +13,54 @@ use anyhow::Context;
 use clap::Parser;
 use duet::app::{App, Options};
 use duet::color::Depth;
+use duet::embedded::Storage;
 use duet_client::{Client, ClientConfig, Document, RoomName};
 
-const DEFAULT_SERVER: &str = "ws://127.0.0.1:7070";
+use duet::cli::{DEFAULT_SERVER, join_command};
+
+const AFTER_HELP: &str = "\
+Starting a session:
+  duet notes.md                 on one machine: the first duet hosts the server
+                                (rooms kept in ~/.local/share/duet), the next joins it
+  duet --server ws://HOST:7070 notes.md
+                                join a duet-server elsewhere
+  duet --read-only notes.md     watch without changing the text
+The editor shows the exact command a partner runs to join, and prints it on exit.
+
+With FILE: an empty room is seeded with the file; if the room holds other text you
+choose to take the room's version (your file is kept as FILE.duet-backup) or quit.
+
+Keys: F1 or Ctrl-H in the editor. Ctrl-S save, Ctrl-Q quit, Ctrl-Z/Ctrl-Y undo/redo
+(your own edits only), Ctrl-F find, Ctrl-G go to line, Ctrl-P people, Ctrl-T suspend.
+
+Exit status: 0 done; 1 bad argument or a file that cannot be read (missing permission,
+binary, not UTF-8); 2 the server refused to let you in (version, auth, room).";
 
 /// duet: edit a file together, live, in the terminal.
 #[derive(Debug, Parser)]
-#[command(name = "duet", version)]
+#[command(name = "duet", version, after_help = AFTER_HELP)]
 struct Args {
-    /// The file to edit; its name also names the room.
+    /// The file to edit (created on save if missing); its name also names the room.
     file: Option<PathBuf>,
-    /// The server to join.
-    #[arg(long, env = "DUET_SERVER")]
+    /// The server to join [default: ws://127.0.0.1:7070, hosted in-process when
+    /// nothing answers there].
+    #[arg(long, env = "DUET_SERVER", value_name = "URL")]
     server: Option<String>,
-    /// The room to join (default: the file's name).
+    /// The room to join [default: the file's name, or "scratch" without a file].
     #[arg(long)]
     room: Option<String>,
-    /// Your name, shown to the others (default: git's user.name, then $USER).
+    /// Your name, shown to the others [default: git config user.name, then $USER].
     #[arg(long, env = "DUET_NAME")]
     name: Option<String>,
     /// Watch without changing the text.
     #[arg(long)]
     read_only: bool,
+    /// An access token for servers that require one (`duet-server token`); never shown.
+    #[arg(long, env = "DUET_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A PEM file of CA certificates to trust for wss:// (a private CA), besides the system's.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
 }
 
 fn default_name() -> String {
@@ -91,36 +117,53 @@ async fn start(args: Args) -> anyhow::Result<(u8, Option<String>)> {
     };
     let name = args.name.clone().unwrap_or_else(default_name);
 
+    if let Some(s) = &args.server
+        && !(s.starts_with("ws://") || s.starts_with("wss://"))
+    {
+        anyhow::bail!(
+            "bad --server {s:?}: expected a ws:// or wss:// address, e.g. {DEFAULT_SERVER}"
+        );
+    }
+
     // One command on one machine: host the server when nobody answers at the default.
     let mut hosted = None;
+    let mut notes = Vec::new();
     let server = match &args.server {
         Some(s) => s.clone(),
         None => {
             let addr: SocketAddr = "127.0.0.1:7070".parse().context("default address")?;
             if !duet::embedded::probe(addr).await {
                 match duet::embedded::host(addr).await {
-                    Ok(h) => hosted = Some(h),
-                    Err(e) => eprintln!("duet: cannot host a server at {addr}: {e}"),
+                    Ok(h) => {
+                        let kept = match &h.storage {
+                            Storage::Dir(d) => format!("rooms kept in {}", d.display()),
+                            Storage::Memory(why) => {
+                                format!("rooms kept in memory only ({why})")
+                            }
+                        };
+                        notes.push(format!(
+                            "no server was running: this editor hosts one at {DEFAULT_SERVER} ({kept})"
+                        ));
+                        hosted = Some(h);
+                    }
+                    Err(e) => notes.push(format!(
+                        "nothing answers at {addr} and hosting a server there failed: {e}"
+                    )),
                 }
             }
             DEFAULT_SERVER.to_owned()
         }
     };
-    let file_arg = args
+    let file_name = args
         .file
         .as_ref()
-        .map(|f| {
-            format!(
-                " {}",
-                f.file_name()
-                    .map(|n| n.to_string_lossy())
-                    .unwrap_or_default()
-            )
-        })
-        .unwrap_or_default();
-    let join_command = format!("duet --server {server} --room {room}{file_arg}");
+        .and_then(|f| f.file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    let join_command = join_command(&server, room.as_str(), file_name.as_deref());
 
-    let config = ClientConfig::new(server.clone(), room.clone(), name.clone());
+    let mut config = ClientConfig::new(server.clone(), room.clone(), name.clone());
+    config.token = args.token.clone();
+    config.ca_file = args.ca.clone();
     let (client, events) = Client::spawn(config, Document::new());
     let opts = Options {
         file: args.file.clone(),
@@ -129,13 +172,14 @@ async fn start(args: Args) -> anyhow::Result<(u8, Option<String>)> {
         } else {
             None
         },
-        server,
+        server: server.clone(),
         room: room.to_string(),
         name,
         read_only: args.read_only,
         hosting: hosted.is_some(),
         join_command: join_command.clone(),
         depth: Depth::detect(),
+        notes,
     };
     let mut app = App::new(client.clone(), opts, Instant::now());
     let result = duet::run::run(&mut app, events).await;
@@ -150,7 +194,9 @@ async fn start(args: Args) -> anyhow::Result<(u8, Option<String>)> {
     });
     let message = match exit.message {
         Some(m) => Some(m),
-        None if exit.code == 0 => Some(format!("to join this room again: {join_command}")),
+        None if exit.code == 0 => Some(format!(
+            "room {room} on {server}; to join it again: {join_command}"
+        )),
         None => None,
     };
     Ok((u8::try_from(exit.code).unwrap_or(1), message))

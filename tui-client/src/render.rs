@@ -135,7 +135,12 @@ fn draw_text(
         let take = (left + width).saturating_mul(2).saturating_add(64);
         let prefix = text::line_prefix(rope, line, take);
         let placed = text::place(&prefix);
-        let spans = view.highlights.line(line);
+        let spans = if view.highlights.is_empty() || line_len > crate::highlight::MAX_LINE {
+            None
+        } else {
+            view.highlights
+                .line(line, crate::highlight::line_hash(rope.line(line)))
+        };
         let mut span_i = 0;
         let end_x = if prefix.chars().count() >= line_len {
             placed.last().map_or(0, |p| p.x + p.width)
@@ -306,11 +311,20 @@ fn draw_status(buf: &mut Buffer, area: Rect, view: &View, rope: &Rope, sel: Char
     if st.dirty {
         spans.push(Span::styled(" [+]", Style::default().fg(Color::Yellow)));
     }
+    if st.changed_on_disk {
+        spans.push(Span::styled(
+            " [changed on disk]",
+            Style::default().fg(Color::Red),
+        ));
+    }
     spans.push(Span::raw(format!("  room {}  ", st.room)));
     let (conn, color) = match st.conn {
         ConnView::Live if st.hosting => ("\u{25cf} live (hosting)".to_owned(), Color::Green),
         ConnView::Live => ("\u{25cf} live".to_owned(), Color::Green),
         ConnView::Connecting => ("\u{25cc} connecting".to_owned(), Color::Yellow),
+        ConnView::Reconnecting { retry_in: 0 } => {
+            ("\u{25cc} reconnecting now".to_owned(), Color::Yellow)
+        }
         ConnView::Reconnecting { retry_in } => (
             format!("\u{25cc} reconnecting in {retry_in}s"),
             Color::Yellow,
@@ -385,10 +399,18 @@ fn draw_message(buf: &mut Buffer, area: Rect, view: &View) -> Option<Position> {
                 };
                 buf.set_stringn(area.x, area.y, &n.text, area.width as usize, style);
             } else {
+                let mut hint =
+                    "F1 help \u{b7} Ctrl-S save \u{b7} Ctrl-Q quit \u{b7} Ctrl-P people".to_owned();
+                let join = format!("   join: {}", view.join_command);
+                if !view.join_command.is_empty()
+                    && hint.width() + join.width() <= area.width as usize
+                {
+                    hint.push_str(&join);
+                }
                 buf.set_stringn(
                     area.x,
                     area.y,
-                    "F1 help \u{b7} Ctrl-S save \u{b7} Ctrl-Q quit \u{b7} Ctrl-P people",
+                    &hint,
                     area.width as usize,
                     Style::default().fg(view.depth.adapt(GUTTER_FG)),
                 );

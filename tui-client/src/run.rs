@@ -64,6 +64,7 @@ where
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut client_open = true;
+    let wake = app.wake();
     loop {
         app.prepare();
         terminal.draw(|f| app.draw(f))?;
@@ -81,6 +82,8 @@ where
                 None => client_open = false,
             },
             _ = tick.tick() => app.tick(Instant::now()),
+            // New colours: just draw.
+            _ = wake.notified() => {}
         }
         // Drain whatever else is queued before drawing again: a paste or a burst of
         // remote updates costs one frame, not one per event.

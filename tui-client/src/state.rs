@@ -52,6 +52,8 @@ pub struct Status {
     pub file: Option<String>,
     /// The text differs from the file on disk.
     pub dirty: bool,
+    /// The file on disk changed since it was read or written (by git, another editor).
+    pub changed_on_disk: bool,
     pub room: String,
     pub conn: ConnView,
     /// Local edits the server has not acknowledged yet.
@@ -69,6 +71,7 @@ impl Default for Status {
             read_only: false,
             file: None,
             dirty: false,
+            changed_on_disk: false,
             room: String::new(),
             conn: ConnView::Connecting,
             waiting: 0,
@@ -94,6 +97,8 @@ pub enum Question {
     QuitHosting,
     /// The room holds other text than the file: take the room's version?
     TakeRoom,
+    /// Saving would overwrite a file that changed on disk since it was read.
+    Overwrite,
 }
 
 /// The one-line prompt at the bottom.
@@ -180,10 +185,15 @@ impl View {
     /// Shows `text` for a few seconds.
     pub fn notice(&mut self, level: Level, text: impl Into<String>) {
         let secs = if level == Level::Info { 4 } else { 8 };
+        self.notice_for(level, text, Duration::from_secs(secs));
+    }
+
+    /// Shows `text` for `how_long` (the newest notice is the one shown).
+    pub fn notice_for(&mut self, level: Level, text: impl Into<String>, how_long: Duration) {
         self.notices.push_back(Notice {
             text: text.into(),
             level,
-            until: self.now + Duration::from_secs(secs),
+            until: self.now + how_long,
         });
         while self.notices.len() > 3 {
             self.notices.pop_front();

@@ -11,6 +11,11 @@ use ratatui::backend::TestBackend;
 use super::*;
 
 fn app(file_text: Option<&str>, read_only: bool) -> App {
+    let file = file_text.map(|_| std::env::temp_dir().join("duet-app-test-never-written.txt"));
+    app_on(file, file_text, read_only)
+}
+
+fn app_on(file: Option<std::path::PathBuf>, file_text: Option<&str>, read_only: bool) -> App {
     let mut config = ClientConfig::new("ws://127.0.0.1:9", RoomName::new("t").unwrap(), "carol");
     config.backoff = Backoff {
         initial: Duration::from_secs(60),
@@ -18,7 +23,7 @@ fn app(file_text: Option<&str>, read_only: bool) -> App {
     };
     let (client, _events) = Client::spawn(config, Document::new());
     let opts = Options {
-        file: file_text.map(|_| std::env::temp_dir().join("duet-app-test-never-written.txt")),
+        file,
         file_text: file_text.map(str::to_owned),
         server: "ws://127.0.0.1:9".into(),
         room: "t".into(),
@@ -27,6 +32,7 @@ fn app(file_text: Option<&str>, read_only: bool) -> App {
         hosting: false,
         join_command: String::new(),
         depth: Depth::TrueColor,
+        notes: Vec::new(),
     };
     let mut app = App::new(client, opts, Instant::now());
     app.resize(Rect::new(0, 0, 40, 8));
@@ -133,4 +139,86 @@ async fn copy_goes_to_the_terminal_clipboard() {
     app.handle_term(ctrl('a'));
     app.handle_term(ctrl('c'));
     assert_eq!(app.out, vec![crate::clipboard::osc52("hi")]);
+}
+
+#[tokio::test]
+async fn a_file_changed_on_disk_is_shown_and_saving_asks_first() {
+    let dir = std::env::temp_dir().join(format!("duet-app-disk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("f.txt");
+    std::fs::write(&path, "abc\n").unwrap();
+    let mut app = app_on(Some(path.clone()), Some("abc\n"), false);
+    let t0 = Instant::now();
+    app.tick(t0 + Duration::from_secs(5));
+    app.handle_term(key(KeyCode::Char('x')));
+    assert!(!app.view.status.changed_on_disk);
+    // git checkout, another editor...
+    std::fs::write(&path, "changed by someone else\n").unwrap();
+    app.tick(t0 + Duration::from_secs(7));
+    assert!(app.view.status.changed_on_disk);
+    let s = screen(&mut app);
+    assert!(s[7].contains("changed o"), "{s:?}");
+    // Ctrl-S asks; n leaves the file alone.
+    app.handle_term(ctrl('s'));
+    assert!(matches!(
+        app.view.prompt,
+        Some(Prompt::Ask {
+            question: Question::Overwrite,
+            ..
+        })
+    ));
+    app.handle_term(key(KeyCode::Char('n')));
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "changed by someone else\n"
+    );
+    // y overwrites, and the flag goes.
+    app.handle_term(ctrl('s'));
+    app.handle_term(key(KeyCode::Char('y')));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "xabc\n");
+    assert!(!app.view.status.changed_on_disk);
+    // Saving again needs no question.
+    app.handle_term(key(KeyCode::Char('y')));
+    app.handle_term(ctrl('s'));
+    assert!(app.view.prompt.is_none());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "xyabc\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn reconnecting_counts_down_and_says_when_it_is_back() {
+    use duet_client::ConnState;
+    let mut app = app(None, false);
+    app.handle_client(ClientEvent::State(ConnState::Reconnecting {
+        attempt: 1,
+        retry_in: Duration::from_secs(5),
+    }));
+    let countdown = |app: &App| match app.view.status.conn {
+        ConnView::Reconnecting { retry_in } => retry_in,
+        ref other => panic!("{other:?}"),
+    };
+    assert_eq!(countdown(&app), 5);
+    app.tick(Instant::now() + Duration::from_millis(2100));
+    assert_eq!(countdown(&app), 3);
+    app.tick(Instant::now() + Duration::from_secs(6));
+    assert_eq!(countdown(&app), 0);
+    app.handle_client(ClientEvent::State(ConnState::Live));
+    let s = screen(&mut app);
+    assert_eq!(app.view.status.conn, ConnView::Live);
+    assert!(s[7].contains("reconnected"), "{s:?}");
+}
+
+#[tokio::test]
+async fn tab_with_lines_selected_indents_them_in_the_shared_document() {
+    let mut app = app(None, false);
+    app.handle_term(TermEvent::Paste("a\nb\nc".into()));
+    app.handle_term(ctrl('a'));
+    app.handle_term(key(KeyCode::Tab));
+    assert_eq!(text(&app), "    a\n    b\n    c");
+    app.handle_term(TermEvent::Key(KeyEvent::new(
+        KeyCode::BackTab,
+        KeyModifiers::SHIFT,
+    )));
+    assert_eq!(text(&app), "a\nb\nc");
 }

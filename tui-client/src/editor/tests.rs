@@ -101,7 +101,20 @@ fn key(name: &str) -> KeyEvent {
 
 fn run(before: &str, keys: &[&str]) -> (Editor, MemBuffer) {
     let (text, sel) = parse(before);
-    let mut buf = MemBuffer::new(&text);
+    run_on(MemBuffer::new(&text), sel, keys)
+}
+
+/// A real shared document holding `text`, which arrived from a peer (so it is not in
+/// our undo history, as when joining a room).
+fn doc_with(text: &str) -> duet_doc::Document {
+    let mut seed = duet_doc::Document::new();
+    seed.set_text(text).unwrap();
+    let mut doc = duet_doc::Document::new();
+    doc.apply_remote_update(&seed.encode_state()).unwrap();
+    doc
+}
+
+fn run_on<B: TextBuffer>(mut buf: B, sel: CharSel, keys: &[&str]) -> (Editor, B) {
     buf.set_selection(sel);
     let mut ed = Editor::new(&buf);
     ed.resize(20, 5);
@@ -118,11 +131,18 @@ fn run(before: &str, keys: &[&str]) -> (Editor, MemBuffer) {
     (ed, buf)
 }
 
+/// Runs `keys` on `before` twice: on the plain [`MemBuffer`] and on a real shared
+/// `Document` through its adapter (UTF-16 offsets, yrs transactions, its own undo), and
+/// expects `after` from both.
 #[track_caller]
 fn check(before: &str, keys: &[&str], after: &str) {
     let (_, buf) = run(before, keys);
     let got = show(&buf.rope().to_string(), buf.selection());
-    assert_eq!(got, after, "{before:?} + {keys:?}");
+    assert_eq!(got, after, "MemBuffer: {before:?} + {keys:?}");
+    let (text, sel) = parse(before);
+    let (_, doc) = run_on(doc_with(&text), sel, keys);
+    let got = show(&doc.text(), TextBuffer::selection(&doc));
+    assert_eq!(got, after, "Document: {before:?} + {keys:?}");
 }
 
 #[test]
@@ -170,6 +190,29 @@ fn tab_goes_to_the_next_stop() {
     check("|x", &["Tab"], "    |x");
     check("ab|x", &["Tab"], "ab  |x");
     check("\ta\n|x", &["Tab"], "\ta\n\t|x");
+}
+
+#[test]
+fn tab_and_shift_tab_indent_selected_lines() {
+    // A selection from the start of a line keeps covering whole lines.
+    check("[a\nb]", &["Tab"], "[    a\n    b]");
+    check("[a\n\nb]", &["Tab"], "[    a\n\n    b]");
+    check("x[a\nb]\nc", &["Tab"], "    x[a\n    b]\nc");
+    // A selection ending at the start of a line leaves that line alone.
+    check("[a\n]b", &["Tab"], "[    a\n]b");
+    check("[a\nb\n]c", &["Tab"], "[    a\n    b\n]c");
+    check("    [a\n      b]", &["S-Tab"], "[a\n  b]");
+    check("\t[a\n\tb]", &["S-Tab"], "[a\nb]");
+    check("  fo|o", &["S-Tab"], "fo|o");
+    check("fo|o", &["S-Tab"], "fo|o");
+    // One undo step (the document puts the cursor back its own way: compare text).
+    let (_, buf) = run("[a\nb]", &["Tab", "C-z"]);
+    assert_eq!(buf.rope().to_string(), "a\nb");
+    let (text, sel) = parse("[a\nb]");
+    let (_, doc) = run_on(doc_with(&text), sel, &["Tab", "C-z"]);
+    assert_eq!(doc.text(), "a\nb");
+    // Within one line, Tab still replaces the selection.
+    check("[ab]c", &["Tab"], "    |c");
 }
 
 #[test]

@@ -1,0 +1,195 @@
+//! The server under test: its URL, its process (for CPU and RSS from /proc), its `/metrics`,
+//! and optionally a `duet-server` the bench starts itself on port 0.
+
+use anyhow::{Context, bail};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Kernel clock ticks per second for /proc/PID/stat; 100 on every Linux this runs on
+/// (`getconf CLK_TCK`).
+const CLK_TCK: f64 = 100.0;
+
+#[derive(Debug)]
+pub struct Target {
+    /// `ws://HOST:PORT`, without a room.
+    pub url: String,
+    pub pid: Option<u32>,
+    child: Option<Child>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Target {
+    pub fn remote(url: &str, pid: Option<u32>) -> Self {
+        Self {
+            url: url.trim_end_matches('/').to_owned(),
+            pid,
+            child: None,
+        }
+    }
+
+    /// Starts `path --listen 127.0.0.1:0 ARGS...` and reads the address from its first line
+    /// (`duet-server listening on ws://ADDR ...`). Its log goes to `log`.
+    pub fn spawn(path: &Path, args: &[String], log: &Path) -> anyhow::Result<Self> {
+        let log_file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let mut child = Command::new(path)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", path.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout);
+        let mut first = String::new();
+        lines.read_line(&mut first)?;
+        let Some(url) = first
+            .split_whitespace()
+            .find(|w| w.starts_with("ws://"))
+            .map(str::to_owned)
+        else {
+            let _ = child.kill();
+            bail!(
+                "{} did not print its address (first line {first:?}; log in {})",
+                path.display(),
+                log.display()
+            )
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while lines.read_line(&mut sink).unwrap_or(0) > 0 {
+                sink.clear();
+            }
+        });
+        let pid = child.id();
+        Ok(Self {
+            url,
+            pid: Some(pid),
+            child: Some(child),
+        })
+    }
+
+    /// Resident set size in bytes (VmRSS).
+    pub fn rss(&self) -> Option<u64> {
+        rss_of(&format!("/proc/{}/status", self.pid?))
+    }
+
+    /// User + system CPU seconds so far, all threads.
+    pub fn cpu_secs(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let utime: f64 = f.get(11)?.parse().ok()?;
+        let stime: f64 = f.get(12)?.parse().ok()?;
+        Some((utime + stime) / CLK_TCK)
+    }
+
+    /// `GET /metrics`, parsed into `name{labels} -> value`. `None` if the server has none.
+    pub async fn metrics(&self) -> Option<BTreeMap<String, f64>> {
+        let text = http_get(&self.url, "/metrics").await.ok()?;
+        let mut out = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            if let Some((k, v)) = line.rsplit_once(' ')
+                && let Ok(v) = v.parse()
+            {
+                out.insert(k.to_owned(), v);
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+}
+
+/// This process's own RSS in bytes.
+pub fn self_rss() -> Option<u64> {
+    rss_of("/proc/self/status")
+}
+
+fn rss_of(path: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(path).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The soft limit on open files of this process.
+pub fn nofile_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Fails with the command to run when `sockets` would exceed the open-file limit.
+pub fn check_nofile(sockets: usize) -> anyhow::Result<()> {
+    if let Some(limit) = nofile_limit()
+        && (sockets as u64 + 64) > limit
+    {
+        bail!(
+            "{sockets} sockets need more open files than the limit of {limit}: run `ulimit -n {}` \
+             in this shell first (and for the server's shell)",
+            sockets + 1024
+        )
+    }
+    Ok(())
+}
+
+/// A minimal HTTP/1.1 GET on the server's own port (no HTTP client dependency).
+async fn http_get(ws_url: &str, path: &str) -> anyhow::Result<String> {
+    if ws_url.contains("{room}") {
+        bail!("no /metrics behind a URL template");
+    }
+    let hostport = ws_url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(&hostport).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        anyhow::Ok(buf)
+    };
+    let buf = tokio::time::timeout(Duration::from_secs(5), io).await??;
+    let text = String::from_utf8_lossy(&buf);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        bail!("no HTTP response from {hostport}{path}")
+    };
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!(
+            "{hostport}{path}: {}",
+            head.lines().next().unwrap_or_default()
+        )
+    }
+    Ok(body.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_own_process() {
+        assert!(super::self_rss().is_some_and(|b| b > 0));
+        let t = super::Target::remote("ws://127.0.0.1:1", Some(std::process::id()));
+        assert!(t.cpu_secs().is_some());
+    }
+}

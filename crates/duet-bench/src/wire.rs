@@ -1,0 +1,196 @@
+//! The two wire protocols the bench speaks, reduced to what it needs: frame an update, a state
+//! vector or a sync answer, and classify an incoming frame.
+//!
+//! duet frames go through `duet_protocol`'s codec. y-websocket frames are written by hand in
+//! lib0 encoding (type 0 = sync; subtype 0 step 1, 1 step 2, 2 update; then a varUint length
+//! and the bytes), so the reader side never copies an update through yrs to classify it.
+
+use anyhow::{Context, bail};
+use duet_protocol::{ClientMsg, Payload, ServerMsg};
+
+/// A v1 state vector of an empty document.
+pub const EMPTY_SV: &[u8] = &[0];
+/// A v1 update that changes nothing.
+pub const EMPTY_UPDATE: &[u8] = &[0, 0];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// duet's own protocol (subprotocol `duet.v1`, bincode frames, acknowledgements).
+    Duet,
+    /// The y-websocket protocol (no subprotocol), as Yjs clients speak it.
+    Yjs,
+}
+
+/// What a server frame means to the bench.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming<'a> {
+    /// The server's state vector.
+    SyncStep1(&'a [u8]),
+    /// The answer to our state vector: what we lack.
+    SyncStep2(&'a [u8]),
+    /// Another member's edit.
+    Update(&'a [u8]),
+    /// duet only: our updates up to `seq` are stored.
+    Ack(u64),
+    /// duet only: a refusal.
+    Error(String),
+    /// Welcome, awareness and anything else the bench ignores.
+    Other,
+}
+
+/// A decoded duet frame, which owns its bytes; [`Incoming`] borrows from it.
+#[derive(Debug)]
+pub enum Decoded {
+    Duet(ServerMsg),
+    Yjs,
+}
+
+impl Protocol {
+    pub fn subprotocol(self) -> Option<&'static str> {
+        match self {
+            Protocol::Duet => Some(duet_protocol::PROTOCOL_V1),
+            Protocol::Yjs => None,
+        }
+    }
+
+    /// An incremental update. `seq` numbers a duet connection's updates (ignored by Yjs).
+    pub fn update(self, seq: u64, update: &[u8]) -> Vec<u8> {
+        match self {
+            Protocol::Duet => duet_protocol::encode_client(&ClientMsg::Update {
+                seq,
+                update: Payload(update.to_vec()),
+            }),
+            Protocol::Yjs => yjs_sync(2, update),
+        }
+    }
+
+    pub fn step1(self, sv: &[u8]) -> Vec<u8> {
+        match self {
+            Protocol::Duet => duet_protocol::encode_client(&ClientMsg::SyncStep1 {
+                state_vector: Payload(sv.to_vec()),
+            }),
+            Protocol::Yjs => yjs_sync(0, sv),
+        }
+    }
+
+    pub fn step2(self, seq: u64, update: &[u8]) -> Vec<u8> {
+        match self {
+            Protocol::Duet => duet_protocol::encode_client(&ClientMsg::SyncStep2 {
+                seq,
+                update: Payload(update.to_vec()),
+            }),
+            Protocol::Yjs => yjs_sync(1, update),
+        }
+    }
+
+    /// Decodes what needs decoding; pass the result to [`Protocol::classify`].
+    pub fn decode(self, frame: &[u8]) -> anyhow::Result<Decoded> {
+        match self {
+            Protocol::Duet => Ok(Decoded::Duet(
+                duet_protocol::decode_server(frame).context("decoding a duet frame")?,
+            )),
+            Protocol::Yjs => Ok(Decoded::Yjs),
+        }
+    }
+
+    pub fn classify<'a>(
+        self,
+        decoded: &'a Decoded,
+        frame: &'a [u8],
+    ) -> anyhow::Result<Incoming<'a>> {
+        match decoded {
+            Decoded::Duet(msg) => Ok(match msg {
+                ServerMsg::SyncStep1 { state_vector } => Incoming::SyncStep1(state_vector),
+                ServerMsg::SyncStep2 { update } => Incoming::SyncStep2(update),
+                ServerMsg::Update { update } => Incoming::Update(update),
+                ServerMsg::Ack { seq } => Incoming::Ack(*seq),
+                ServerMsg::Error { code, message } => {
+                    Incoming::Error(format!("error {}: {message}", code.0))
+                }
+                ServerMsg::Welcome { .. } | ServerMsg::Awareness { .. } => Incoming::Other,
+            }),
+            Decoded::Yjs => classify_yjs(frame),
+        }
+    }
+}
+
+fn yjs_sync(subtype: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 12);
+    out.push(0);
+    out.push(subtype);
+    write_var(&mut out, payload.len() as u64);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn write_var(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads an unsigned LEB128 number; returns it and the bytes after it.
+fn read_var(bytes: &[u8]) -> anyhow::Result<(u64, &[u8])> {
+    let mut v = 0u64;
+    for (i, b) in bytes.iter().enumerate().take(10) {
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok((v, &bytes[i + 1..]));
+        }
+    }
+    bail!("truncated varUint")
+}
+
+fn classify_yjs(frame: &[u8]) -> anyhow::Result<Incoming<'_>> {
+    let (kind, rest) = read_var(frame)?;
+    if kind != 0 {
+        return Ok(Incoming::Other);
+    }
+    let (sub, rest) = read_var(rest)?;
+    let (len, rest) = read_var(rest)?;
+    let Some(payload) = usize::try_from(len).ok().and_then(|n| rest.get(..n)) else {
+        bail!(
+            "sync message length {len} exceeds the frame ({} bytes left)",
+            rest.len()
+        )
+    };
+    Ok(match sub {
+        0 => Incoming::SyncStep1(payload),
+        1 => Incoming::SyncStep2(payload),
+        2 => Incoming::Update(payload),
+        _ => Incoming::Other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yjs_frames_match_captured_bytes() {
+        // FIELD-NOTES: step 1 of an empty doc, and an update inserting "hi".
+        assert_eq!(Protocol::Yjs.step1(EMPTY_SV), vec![0, 0, 1, 0]);
+        let hi = [
+            0x01, 0x01, 0x2a, 0x00, 0x04, 0x01, 0x01, 0x74, 0x02, 0x68, 0x69, 0x00,
+        ];
+        let frame = Protocol::Yjs.update(0, &hi);
+        assert_eq!(frame[..3], [0, 2, 12]);
+        let d = Protocol::Yjs.decode(&frame).expect("decodes");
+        assert_eq!(
+            Protocol::Yjs.classify(&d, &frame).expect("classifies"),
+            Incoming::Update(&hi)
+        );
+        let long = vec![7u8; 300];
+        let frame = Protocol::Yjs.step2(0, &long);
+        assert_eq!(
+            Protocol::Yjs
+                .classify(&Decoded::Yjs, &frame)
+                .expect("classifies"),
+            Incoming::SyncStep2(&long)
+        );
+        assert!(classify_yjs(&[0, 2, 5, 1]).is_err());
+    }
+}
