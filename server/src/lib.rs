@@ -17,6 +17,8 @@ mod conn;
 mod conn_yjs;
 pub mod contain;
 pub mod data_dir;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guard;
 pub mod http;
 pub mod limits;
