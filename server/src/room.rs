@@ -302,11 +302,12 @@ pub(crate) fn apply_update(
     if update.is_empty() {
         return Ok(Applied::Unchanged);
     }
-    let upper = update.state_vector();
+    // Where each client's blocks in this update begin. (`Update::state_vector` is no help here:
+    // it only counts clients whose blocks start at clock 0.)
+    let lower = update.state_vector_lower();
     if refuse_gaps {
         let have = doc.transact().state_vector();
-        if update
-            .state_vector_lower()
+        if lower
             .iter()
             .any(|(client, clock)| *clock > have.get(client))
         {
@@ -320,9 +321,11 @@ pub(crate) fn apply_update(
     match applied {
         Ok(Ok(())) => {
             let have = doc.transact().state_vector();
-            let waiting = upper
+            // Integrated blocks move the document's clock past where they begin; a client whose
+            // first block did not is waiting for a dependency.
+            let waiting = lower
                 .iter()
-                .any(|(client, clock)| have.get(client) < *clock);
+                .any(|(client, clock)| have.get(client) <= *clock);
             Ok(if waiting {
                 Applied::Orphaned
             } else {

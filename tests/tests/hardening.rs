@@ -414,3 +414,97 @@ fn exposing_the_server_without_auth_is_refused() {
         "{err}"
     );
 }
+
+/// Updates whose dependencies never arrive are held, up to a bound: past 4 MiB the sender is
+/// closed with 1008, and the room keeps working for everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphaned_updates_are_bounded_per_room() -> anyhow::Result<()> {
+    let server = ServerProcess::start(&[])?;
+    // An honest member edits first.
+    let mut honest = RawClient::connect(&server.url(), "orphans").await?;
+    honest
+        .send(&ClientMsg::Update {
+            seq: 1,
+            update: update_inserting("fine").into(),
+        })
+        .await?;
+    honest
+        .recv_until(T, |m| matches!(m, ServerMsg::Ack { seq: 1 }).then_some(()))
+        .await?;
+
+    // The attacker's document writes one character the server never gets, then 1 MiB blocks
+    // after it: each block depends on that missing character.
+    let doc = Doc::with_options(Options {
+        offset_kind: OffsetKind::Utf16,
+        client_id: yrs::block::ClientID::new(4242),
+        ..Options::default()
+    });
+    let text = doc.get_or_insert_text("content");
+    text.insert(&mut doc.transact_mut(), 0, "x");
+    let mut attacker = RawClient::connect(&server.url(), "orphans").await?;
+    let block = "o".repeat(1024 * 1024);
+    let mut ended = None;
+    for seq in 1..=8u64 {
+        let before = doc.transact().state_vector();
+        let len = text.len(&doc.transact());
+        text.insert(&mut doc.transact_mut(), len, &block);
+        let orphan = doc.transact().encode_diff_v1(&before);
+        if let Err(e) = attacker
+            .send(&ClientMsg::Update {
+                seq,
+                update: orphan.into(),
+            })
+            .await
+        {
+            eprintln!("send {seq} failed: {e:#}");
+            break;
+        }
+        let reply = attacker
+            .recv_until(T, |m| match m {
+                ServerMsg::Ack { seq: s } if *s == seq => Some(None),
+                ServerMsg::Error { code, .. } => Some(Some(*code)),
+                _ => None,
+            })
+            .await;
+        match reply {
+            Ok(None) => continue,
+            Ok(Some(code)) => {
+                assert_eq!(code, ErrorCode::BAD_UPDATE);
+                ended = Some(attacker.until_end(T).await?);
+                break;
+            }
+            // The close can overtake the error message; its reason carries the same words.
+            Err(e) => {
+                let e = format!("{e:#}");
+                if e.contains("Policy") && e.contains("never received") {
+                    ended = Some(Ended::Closed {
+                        code: close::POLICY,
+                        reason: e,
+                    });
+                }
+                break;
+            }
+        }
+    }
+    assert!(
+        matches!(
+            ended,
+            Some(Ended::Closed {
+                code: close::POLICY,
+                ..
+            })
+        ),
+        "expected close 1008 after 4 MiB of orphans, got {ended:?}"
+    );
+    // The room still serves its honest members.
+    honest
+        .send(&ClientMsg::Update {
+            seq: 2,
+            update: update_inserting("still").into(),
+        })
+        .await?;
+    honest
+        .recv_until(T, |m| matches!(m, ServerMsg::Ack { seq: 2 }).then_some(()))
+        .await?;
+    Ok(())
+}
