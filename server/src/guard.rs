@@ -29,6 +29,8 @@ pub enum GuardError {
     },
     #[error("value nested deeper than {MAX_ANY_DEPTH} levels")]
     TooDeep,
+    #[error("client {0} has more than one section")]
+    DuplicateClient(u64),
     #[error("unknown {what} tag {tag} at byte {at}")]
     UnknownTag {
         what: &'static str,
@@ -226,10 +228,17 @@ pub fn check_update_v1(update: &[u8]) -> Result<(), GuardError> {
         buf: update,
         pos: 0,
     };
-    // Each client section: block count, client, clock (3 bytes at least).
+    // Each client section: block count, client, clock (3 bytes at least). Encoders write one
+    // section per client; yrs merges repeated ones into a single block list, and such input
+    // made yrs 0.28.1 read freed memory (fuzz/regressions/yrs_update-use-after-free-1.bin).
+    let mut clients = Vec::new();
     for _ in 0..s.count(3)? {
         let blocks = s.count(1)?;
-        s.var()?; // client
+        let client = s.var()?;
+        if clients.contains(&client) {
+            return Err(GuardError::DuplicateClient(client));
+        }
+        clients.push(client);
         s.var()?; // clock
         for _ in 0..blocks {
             s.block()?;
@@ -319,6 +328,15 @@ mod tests {
         assert!(matches!(
             check_update_v1(&[1, 0x80, 0x80, 0x80, 0x80, 0x01, 5, 0]),
             Err(GuardError::CountTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_client_named_twice_is_refused() {
+        let repro = include_bytes!("../../fuzz/regressions/yrs_update-use-after-free-1.bin");
+        assert!(matches!(
+            check_update_v1(repro),
+            Err(GuardError::DuplicateClient(_))
         ));
     }
 

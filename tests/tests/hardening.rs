@@ -361,7 +361,12 @@ async fn connection_limits_answer_429_and_503() -> anyhow::Result<()> {
 
     // Loaded rooms cap: a second room is refused, the loaded one still joinable.
     let server = ServerProcess::start(&["--max-rooms", "1"])?;
-    let _a = RawClient::connect(&server.url(), "one").await?;
+    let mut a = RawClient::connect(&server.url(), "one").await?;
+    // SyncStep1 comes once the room has taken the member: the room is loaded by then.
+    a.recv_until(T, |m| {
+        matches!(m, ServerMsg::SyncStep1 { .. }).then_some(())
+    })
+    .await?;
     let other = upgrade(server.addr, "/two", "").await;
     assert!(
         other.starts_with("HTTP/1.1 503") && other.contains("rooms"),
