@@ -6,71 +6,14 @@
 //! cells, combining marks none, a tab runs to the next tab stop).
 
 use ropey::{Rope, RopeSlice};
-use unicode_segmentation::{GraphemeCursor, GraphemeIncomplete, UnicodeSegmentation};
+use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
 /// Width of a tab stop, in cells.
 pub const TAB_WIDTH: usize = 4;
 
-/// The char index of the grapheme boundary after `char_idx` (or the end of the text).
-pub fn next_grapheme(rope: &Rope, char_idx: usize) -> usize {
-    let len = rope.len_chars();
-    if char_idx >= len {
-        return len;
-    }
-    let byte_idx = rope.char_to_byte(char_idx);
-    let (mut chunk, mut chunk_start, _, _) = rope.chunk_at_byte(byte_idx);
-    let mut cursor = GraphemeCursor::new(byte_idx, rope.len_bytes(), true);
-    loop {
-        match cursor.next_boundary(chunk, chunk_start) {
-            Ok(Some(b)) => return rope.byte_to_char(b),
-            Ok(None) => return len,
-            Err(GraphemeIncomplete::NextChunk) => {
-                chunk_start += chunk.len();
-                if chunk_start >= rope.len_bytes() {
-                    return len;
-                }
-                chunk = rope.chunk_at_byte(chunk_start).0;
-            }
-            Err(GraphemeIncomplete::PreContext(b)) => {
-                let (ctx, ctx_start, _, _) = rope.chunk_at_byte(b.saturating_sub(1));
-                cursor.provide_context(&ctx[..b - ctx_start], ctx_start);
-            }
-            // Not produced by next_boundary; one char is a safe step.
-            Err(_) => return char_idx + 1,
-        }
-    }
-}
-
-/// The char index of the grapheme boundary before `char_idx` (or 0).
-pub fn prev_grapheme(rope: &Rope, char_idx: usize) -> usize {
-    let char_idx = char_idx.min(rope.len_chars());
-    if char_idx == 0 {
-        return 0;
-    }
-    let byte_idx = rope.char_to_byte(char_idx);
-    let (mut chunk, mut chunk_start, _, _) = rope.chunk_at_byte(byte_idx - 1);
-    let mut cursor = GraphemeCursor::new(byte_idx, rope.len_bytes(), true);
-    loop {
-        match cursor.prev_boundary(chunk, chunk_start) {
-            Ok(Some(b)) => return rope.byte_to_char(b),
-            Ok(None) => return 0,
-            Err(GraphemeIncomplete::PrevChunk) => {
-                if chunk_start == 0 {
-                    return 0;
-                }
-                let (c, s, _, _) = rope.chunk_at_byte(chunk_start - 1);
-                chunk = c;
-                chunk_start = s;
-            }
-            Err(GraphemeIncomplete::PreContext(b)) => {
-                let (ctx, ctx_start, _, _) = rope.chunk_at_byte(b.saturating_sub(1));
-                cursor.provide_context(&ctx[..b - ctx_start], ctx_start);
-            }
-            Err(_) => return char_idx - 1,
-        }
-    }
-}
+/// Grapheme-cluster boundaries: the document model's, so the editor and `duet-doc` agree.
+pub use duet_doc::{next_grapheme, prev_grapheme};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {

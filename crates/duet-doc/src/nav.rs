@@ -8,7 +8,7 @@ use ropey::Rope;
 use unicode_segmentation::{GraphemeCursor, GraphemeIncomplete};
 
 /// The char index of the grapheme boundary after `char_idx` (or the end of the text).
-pub(crate) fn next_grapheme(rope: &Rope, char_idx: usize) -> usize {
+pub fn next_grapheme(rope: &Rope, char_idx: usize) -> usize {
     let len = rope.len_chars();
     if char_idx >= len {
         return len;
@@ -38,7 +38,7 @@ pub(crate) fn next_grapheme(rope: &Rope, char_idx: usize) -> usize {
 }
 
 /// The char index of the grapheme boundary before `char_idx` (or 0).
-pub(crate) fn prev_grapheme(rope: &Rope, char_idx: usize) -> usize {
+pub fn prev_grapheme(rope: &Rope, char_idx: usize) -> usize {
     let char_idx = char_idx.min(rope.len_chars());
     if char_idx == 0 {
         return 0;
