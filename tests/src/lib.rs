@@ -9,6 +9,7 @@ pub mod raw;
 pub mod server;
 pub mod tmux;
 pub mod trace;
+pub mod ydoc;
 
 use std::time::{Duration, Instant};
 

@@ -6,6 +6,7 @@
 
 use duet_e2e::raw::RawClient;
 use duet_e2e::server::{ServerProcess, workspace_bin};
+use duet_e2e::ydoc::{apply, doc, join, text_of};
 use duet_protocol::{ClientMsg, ErrorCode, ServerMsg};
 use futures_util::StreamExt;
 use rand::Rng;
@@ -13,9 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
-use yrs::updates::decoder::Decode;
-use yrs::updates::encoder::Encode;
-use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, Transact, Update};
+use yrs::{Doc, ReadTxn, Text, Transact};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -29,13 +28,6 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn doc() -> Doc {
-    Doc::with_options(Options {
-        offset_kind: OffsetKind::Utf16,
-        ..Options::default()
-    })
-}
-
 /// Appends `s` to the document's text and returns the update that did it.
 fn append(doc: &Doc, s: &str) -> Vec<u8> {
     let text = doc.get_or_insert_text("content");
@@ -43,53 +35,6 @@ fn append(doc: &Doc, s: &str) -> Vec<u8> {
     let len = text.len(&doc.transact());
     text.insert(&mut doc.transact_mut(), len, s);
     doc.transact().encode_diff_v1(&before)
-}
-
-fn apply(doc: &Doc, update: &[u8]) {
-    let u = Update::decode_v1(update).expect("server sent a valid update");
-    doc.transact_mut().apply_update(u).expect("applies");
-}
-
-fn text_of(doc: &Doc) -> String {
-    let text = doc.get_or_insert_text("content");
-    text.get_string(&doc.transact())
-}
-
-/// Joins `room` and completes the initial sync both ways; the client's step 2 carries `seq`
-/// and, unless `seq` is 0, returns once it is acknowledged (everything `doc` had is stored).
-async fn join(url: &str, room: &str, doc: &Doc, seq: u64) -> anyhow::Result<RawClient> {
-    let mut c = RawClient::connect(url, room).await?;
-    let server_sv = c
-        .recv_until(T, |m| match m {
-            ServerMsg::SyncStep1 { state_vector } => Some(state_vector.0.clone()),
-            _ => None,
-        })
-        .await?;
-    let sv = StateVector::decode_v1(&server_sv)?;
-    let diff = doc.transact().encode_diff_v1(&sv);
-    c.send(&ClientMsg::SyncStep2 {
-        seq,
-        update: diff.into(),
-    })
-    .await?;
-    c.send(&ClientMsg::SyncStep1 {
-        state_vector: doc.transact().state_vector().encode_v1().into(),
-    })
-    .await?;
-    // The ack of our step 2 may come before or after the server's step 2.
-    let mut step2 = None;
-    let mut acked = seq == 0;
-    while step2.is_none() || !acked {
-        match c.recv(T).await? {
-            ServerMsg::SyncStep2 { update } => step2 = Some(update.0),
-            ServerMsg::Ack { seq: s } if s >= seq => acked = true,
-            _ => {}
-        }
-    }
-    if let Some(update) = step2 {
-        apply(doc, &update);
-    }
-    Ok(c)
 }
 
 /// What a fresh client sees in `room`.

@@ -3,21 +3,13 @@
 use duet_e2e::proxy::Proxy;
 use duet_e2e::raw::{Ended, RawClient};
 use duet_e2e::server::ServerProcess;
+use duet_e2e::ydoc::{apply, doc, join, text_of};
 use duet_protocol::{ClientMsg, CursorState, ErrorCode, PeerState, ServerMsg, close};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use yrs::updates::decoder::Decode;
-use yrs::updates::encoder::Encode;
-use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, Transact, Update};
+use yrs::{Doc, ReadTxn, Text, Transact};
 
 const T: Duration = Duration::from_secs(10);
-
-fn doc() -> Doc {
-    Doc::with_options(Options {
-        offset_kind: OffsetKind::Utf16,
-        ..Options::default()
-    })
-}
 
 /// Inserts `s` at `at` and returns the update that did it.
 fn edit(doc: &Doc, at: u32, s: &str) -> Vec<u8> {
@@ -29,55 +21,12 @@ fn edit(doc: &Doc, at: u32, s: &str) -> Vec<u8> {
     doc.transact().encode_diff_v1(&before)
 }
 
-fn apply(doc: &Doc, update: &[u8]) {
-    let u = Update::decode_v1(update).expect("server sent a valid update");
-    doc.transact_mut().apply_update(u).expect("applies");
-}
-
-fn text_of(doc: &Doc) -> String {
-    let text = doc.get_or_insert_text("content");
-    text.get_string(&doc.transact())
-}
-
-/// Joins `room`, completes the initial sync into `doc`, and returns the client.
-async fn join(url: &str, room: &str, doc: &Doc) -> anyhow::Result<RawClient> {
-    let mut c = RawClient::connect(url, room).await?;
-    let ServerMsg::Welcome { .. } = c.recv(T).await? else {
-        anyhow::bail!("expected Welcome first")
-    };
-    let server_sv = c
-        .recv_until(T, |m| match m {
-            ServerMsg::SyncStep1 { state_vector } => Some(state_vector.0.clone()),
-            _ => None,
-        })
-        .await?;
-    let sv = StateVector::decode_v1(&server_sv)?;
-    let diff = doc.transact().encode_diff_v1(&sv);
-    c.send(&ClientMsg::SyncStep2 {
-        seq: 0,
-        update: diff.into(),
-    })
-    .await?;
-    c.send(&ClientMsg::SyncStep1 {
-        state_vector: doc.transact().state_vector().encode_v1().into(),
-    })
-    .await?;
-    let step2 = c
-        .recv_until(T, |m| match m {
-            ServerMsg::SyncStep2 { update } => Some(update.0.clone()),
-            _ => None,
-        })
-        .await?;
-    apply(doc, &step2);
-    Ok(c)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_relay_in_order_and_are_acknowledged() -> anyhow::Result<()> {
     let server = ServerProcess::start(&[])?;
     let (da, db) = (doc(), doc());
-    let mut a = join(&server.url(), "relay", &da).await?;
-    let mut b = join(&server.url(), "relay", &db).await?;
+    let mut a = join(&server.url(), "relay", &da, 0).await?;
+    let mut b = join(&server.url(), "relay", &db, 0).await?;
     for (i, word) in ["one ", "two ", "three "].iter().enumerate() {
         let at = text_of(&da).encode_utf16().count() as u32;
         let update = edit(&da, at, word);
@@ -111,7 +60,7 @@ async fn late_joiner_gets_the_whole_document_and_offline_edits_reach_the_room() 
 {
     let server = ServerProcess::start(&[])?;
     let da = doc();
-    let mut a = join(&server.url(), "late", &da).await?;
+    let mut a = join(&server.url(), "late", &da, 0).await?;
     let update = edit(&da, 0, "hello 👋 wörld");
     a.send(&ClientMsg::Update {
         seq: 1,
@@ -124,7 +73,7 @@ async fn late_joiner_gets_the_whole_document_and_offline_edits_reach_the_room() 
     // B edited before joining: its edit reaches the room through its sync step 2.
     let db = doc();
     edit(&db, 0, "B was here. ");
-    let _b = join(&server.url(), "late", &db).await?;
+    let _b = join(&server.url(), "late", &db, 0).await?;
     let seen_by_b = text_of(&db);
     assert!(
         seen_by_b.contains("hello 👋 wörld") && seen_by_b.contains("B was here. "),
@@ -132,7 +81,7 @@ async fn late_joiner_gets_the_whole_document_and_offline_edits_reach_the_room() 
     );
 
     let dc = doc();
-    let _c = join(&server.url(), "late", &dc).await?;
+    let _c = join(&server.url(), "late", &dc, 0).await?;
     assert_eq!(text_of(&dc), seen_by_b);
     Ok(())
 }
@@ -161,8 +110,8 @@ async fn a_cursor_disappears_when_its_socket_is_killed() -> anyhow::Result<()> {
     let server = ServerProcess::start(&[])?;
     let proxy = Proxy::start(server.addr).await?;
     let (da, db) = (doc(), doc());
-    let mut a = join(&proxy.url(), "cursors", &da).await?;
-    let mut b = join(&server.url(), "cursors", &db).await?;
+    let mut a = join(&proxy.url(), "cursors", &da, 0).await?;
+    let mut b = join(&server.url(), "cursors", &db, 0).await?;
     a.send(&ClientMsg::Awareness {
         client_id: 42,
         state: Some(cursor_state("ann")),
@@ -202,9 +151,9 @@ async fn a_cursor_disappears_when_its_socket_is_killed() -> anyhow::Result<()> {
 async fn a_client_that_never_reads_is_closed_with_1013_and_resyncs() -> anyhow::Result<()> {
     let server = ServerProcess::start(&["--send-queue", "8"])?;
     let (dw, dr, ds) = (doc(), doc(), doc());
-    let mut writer = join(&server.url(), "slow", &dw).await?;
-    let mut reader = join(&server.url(), "slow", &dr).await?;
-    let mut slow = join(&server.url(), "slow", &ds).await?;
+    let mut writer = join(&server.url(), "slow", &dw, 0).await?;
+    let mut reader = join(&server.url(), "slow", &dr, 0).await?;
+    let mut slow = join(&server.url(), "slow", &ds, 0).await?;
 
     // 400 updates of 32 KiB: far more than the slow client's socket buffers and queue hold.
     // The writer waits for each acknowledgement and the reader only collects, so both keep up.
@@ -256,7 +205,7 @@ async fn a_client_that_never_reads_is_closed_with_1013_and_resyncs() -> anyhow::
     );
     // After reconnecting it converges.
     let ds2 = doc();
-    let _again = join(&server.url(), "slow", &ds2).await?;
+    let _again = join(&server.url(), "slow", &ds2, 0).await?;
     assert_eq!(text_of(&ds2), text_of(&dw));
     drop(ds);
     Ok(())
@@ -266,8 +215,8 @@ async fn a_client_that_never_reads_is_closed_with_1013_and_resyncs() -> anyhow::
 async fn bad_payloads_close_with_1007_and_the_room_carries_on() -> anyhow::Result<()> {
     let server = ServerProcess::start(&[])?;
     let (da, db) = (doc(), doc());
-    let mut a = join(&server.url(), "bad", &da).await?;
-    let mut b = join(&server.url(), "bad", &db).await?;
+    let mut a = join(&server.url(), "bad", &da, 0).await?;
+    let mut b = join(&server.url(), "bad", &db, 0).await?;
 
     // Not a protocol message at all.
     let mut bad = RawClient::connect(&server.url(), "bad").await?;
@@ -371,7 +320,7 @@ async fn an_oversized_message_is_closed_with_1009() -> anyhow::Result<()> {
 async fn sigterm_closes_clients_with_1001_and_exits_zero() -> anyhow::Result<()> {
     let mut server = ServerProcess::start(&[])?;
     let da = doc();
-    let mut a = join(&server.url(), "bye", &da).await?;
+    let mut a = join(&server.url(), "bye", &da, 0).await?;
     let status = server.terminate(T)?;
     assert!(status.success(), "exit status {status}");
     assert!(matches!(
