@@ -5,6 +5,7 @@
 //! commands and back: [`DuetWire`] here, `YjsWire` in `conn_yjs.rs` for y-websocket clients.
 
 use crate::Shared;
+use crate::outbox::{self, OutboxRx, OutboxTx};
 use crate::room::{AwarenessSource, Kick, Out, RoomCmd, RoomHandle};
 use bytes::Bytes;
 use duet_protocol::{ClientMsg, ErrorCode, Role, RoomName, ServerMsg, close};
@@ -12,7 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
@@ -26,6 +27,8 @@ pub const PING_EVERY: Duration = Duration::from_secs(20);
 pub const DEAD_AFTER: Duration = Duration::from_secs(40);
 /// How many queued frames are written before one flush.
 const WRITE_BATCH: usize = 64;
+/// How long a closed member's last queued messages may take to write before the close frame.
+const KICK_DRAIN: Duration = Duration::from_secs(1);
 
 /// How one protocol's frames map to room commands and back.
 pub(crate) trait Wire: Send {
@@ -136,7 +139,7 @@ pub(crate) async fn run<S, W>(
     let expiry = tokio::time::sleep(expires_in);
     tokio::pin!(expiry);
     let peer_id = shared.next_peer_id();
-    let (tx, mut out_rx) = mpsc::channel(shared.config.room.send_queue);
+    let (tx, mut out_rx) = outbox::channel(shared.config.room.send_queue, shared.metrics.clone());
     let (kick_tx, mut kick_rx) = oneshot::channel::<Kick>();
 
     if let Some(welcome) = wire.welcome(peer_id, role, &room_name)
@@ -162,14 +165,21 @@ pub(crate) async fn run<S, W>(
 
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     let mut last_seen = Instant::now();
+    // Registered once: a fresh `cancelled()` per turn would lock the token on every message.
+    let shutdown = shared.shutdown.cancelled();
+    tokio::pin!(shutdown);
     let end = loop {
         tokio::select! {
             biased;
-            () = shared.shutdown.cancelled() => break End::Close(close::GOING_AWAY, "server shutting down".into()),
+            () = &mut shutdown => break End::Close(close::GOING_AWAY, "server shutting down".into()),
             () = &mut expiry => break End::Close(close::TOKEN_EXPIRED, "token expired; get a new one".into()),
-            kick = &mut kick_rx => break match kick {
-                Ok(k) => End::Close(k.code, k.reason),
-                Err(_) => End::Close(close::GOING_AWAY, "room closed, reconnect".into()),
+            kick = &mut kick_rx => {
+                // What the room queued before closing us (the error saying why) goes first.
+                let _ = tokio::time::timeout(KICK_DRAIN, drain(&mut ws, &wire, &shared, &mut out_rx)).await;
+                break match kick {
+                    Ok(k) => End::Close(k.code, k.reason),
+                    Err(_) => End::Close(close::GOING_AWAY, "room closed, reconnect".into()),
+                }
             },
             out = out_rx.recv() => {
                 let Some(out) = out else { break End::Close(close::GOING_AWAY, "room closed, reconnect".into()) };
@@ -236,7 +246,7 @@ async fn join(
     peer_id: u64,
     role: Role,
     echo_awareness: bool,
-    tx: mpsc::Sender<Out>,
+    tx: OutboxTx,
     kick: oneshot::Sender<Kick>,
 ) -> Option<RoomHandle> {
     let (mut tx, mut kick) = (tx, kick);
@@ -292,6 +302,7 @@ fn decode_duet(peer_id: u64, bytes: &[u8], shared: &Shared) -> Result<RoomCmd, R
                 peer_id,
                 seq: Some(seq),
                 update: update.0,
+                arrived: std::time::Instant::now(),
             }
         }
         ClientMsg::Awareness { client_id, state } => RoomCmd::Awareness {
@@ -326,7 +337,7 @@ async fn write_batch<S, W: Wire>(
     wire: &W,
     shared: &Shared,
     first: Out,
-    rx: &mut mpsc::Receiver<Out>,
+    rx: &mut OutboxRx,
 ) -> Result<(), WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -339,13 +350,25 @@ where
             ws.feed(Message::Binary(frame)).await?;
         }
         n += 1;
-        next = if n < WRITE_BATCH {
-            rx.try_recv().ok()
-        } else {
-            None
-        };
+        next = if n < WRITE_BATCH { rx.try_recv() } else { None };
     }
     ws.flush().await
+}
+
+/// Writes whatever is queued.
+async fn drain<S, W: Wire>(
+    ws: &mut WebSocketStream<S>,
+    wire: &W,
+    shared: &Shared,
+    rx: &mut OutboxRx,
+) -> Result<(), WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    while let Some(out) = rx.try_recv() {
+        write_batch(ws, wire, shared, out, rx).await?;
+    }
+    Ok(())
 }
 
 async fn send<S>(ws: &mut WebSocketStream<S>, shared: &Shared, frame: Bytes) -> Result<(), WsError>

@@ -74,6 +74,7 @@ impl Wire for YjsWire {
                         peer_id,
                         seq: None,
                         update: update.to_vec(),
+                        arrived: std::time::Instant::now(),
                     });
                 }
                 YMsg::Awareness(body) => {

@@ -23,6 +23,7 @@ pub mod guard;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod outbox;
 mod registry;
 pub mod room;
 pub mod sqlite;
@@ -93,11 +94,13 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     /// WebSocket buffers chosen on purpose: tungstenite's defaults (a 128 KiB read buffer)
-    /// cost ~134 KiB per idle connection; 4 KiB and an unbuffered writer cost ~6 KiB.
+    /// cost ~134 KiB per idle connection; a 4 KiB read buffer costs ~6 KiB. Writes gather up
+    /// to 16 KiB of frames so a batch from the send queue leaves in one syscall (conn.rs
+    /// flushes after each batch); the buffer only grows that far while a batch is written.
     fn websocket(&self) -> WebSocketConfig {
         WebSocketConfig::default()
             .read_buffer_size(4 * 1024)
-            .write_buffer_size(0)
+            .write_buffer_size(16 * 1024)
             .max_write_buffer_size(self.max_message_bytes.saturating_mul(2).max(1 << 20))
             .max_message_size(Some(self.max_message_bytes))
             .max_frame_size(Some(self.max_message_bytes))

@@ -57,8 +57,13 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     handshake_timeout_secs: u64,
     /// Per-member send queue, in messages; a member whose queue fills is closed with 1013.
-    #[arg(long, default_value_t = 1024)]
+    /// Acknowledgements do not count: a member has at most one waiting.
+    #[arg(long, default_value_t = 16 * 1024)]
     send_queue: usize,
+    /// Per-member send queue, in MiB of payload; a member past it is closed with 1013 (one
+    /// message of any size always fits an empty queue).
+    #[arg(long, default_value_t = 8)]
+    send_queue_mib: usize,
     /// Turns on token auth: a file with one secret (>= 32 bytes) per line, optionally
     /// `KID:SECRET`; the first signs, all verify. Mint tokens with `duet-server token`.
     #[arg(long, env = "DUET_AUTH_KEY_FILE", global = true)]
@@ -202,7 +207,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ..ServerConfig::default()
     };
     config.room.idle_unload = Duration::from_secs(args.idle_unload_secs);
-    config.room.send_queue = args.send_queue.max(1);
+    config.room.send_queue = duet_server::outbox::OutboxLimits {
+        messages: args.send_queue.max(1),
+        bytes: args.send_queue_mib.max(1).saturating_mul(1024 * 1024),
+    };
     config.access.allowed_origins = args.allowed_origins.clone();
     config.access.trusted_proxies = args.trusted_proxies.clone();
     config.limits.handshakes_per_sec = args.max_handshakes_per_sec.max(0.1);

@@ -31,8 +31,63 @@ impl Gauge {
     pub fn dec(&self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds of the latency histograms' buckets, in microseconds.
+const LATENCY_BUCKETS_US: [u64; 16] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 10_000_000,
+];
+
+/// A latency histogram with fixed buckets: one atomic add per observation.
+#[derive(Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); the last one is +Inf.
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: std::time::Duration) {
+        let us = elapsed.as_micros();
+        let i = LATENCY_BUCKETS_US
+            .iter()
+            .position(|b| us <= u128::from(*b))
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            cumulative += bucket.load(Ordering::Relaxed);
+            match LATENCY_BUCKETS_US.get(i) {
+                Some(us) => {
+                    let le = *us as f64 / 1e6;
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+                }
+                None => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+                }
+            }
+        }
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
     }
 }
 
@@ -52,6 +107,15 @@ pub struct Metrics {
     pub messages_in: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
+    /// Messages waiting in members' send queues, over all members.
+    pub send_queue_messages: Gauge,
+    /// Payload bytes waiting in members' send queues, over all members.
+    pub send_queue_bytes: Gauge,
+    /// From an update's arrival to its hand-off to the other members' queues.
+    pub relay_latency: Histogram,
+    /// From an update's arrival to its storage being confirmed (and, for duet clients, its
+    /// acknowledgement queued).
+    pub ack_latency: Histogram,
     closes: [Counter; CLOSE_CODES.len()],
     closes_other: Counter,
 }
@@ -127,6 +191,28 @@ impl Metrics {
             "WebSocket payload bytes sent.",
             self.bytes_out.get().to_string(),
         );
+        metric(
+            "duet_send_queue_messages",
+            "gauge",
+            "Messages waiting in members' send queues.",
+            self.send_queue_messages.get().to_string(),
+        );
+        metric(
+            "duet_send_queue_bytes",
+            "gauge",
+            "Payload bytes waiting in members' send queues.",
+            self.send_queue_bytes.get().to_string(),
+        );
+        self.relay_latency.render(
+            &mut out,
+            "duet_update_relay_seconds",
+            "Time from an update's arrival to its relay to the other members' queues.",
+        );
+        self.ack_latency.render(
+            &mut out,
+            "duet_update_ack_seconds",
+            "Time from an update's arrival until it is stored and acknowledged.",
+        );
         let _ = writeln!(
             out,
             "# HELP duet_closes_total Connections the server closed, by close code.\n# TYPE duet_closes_total counter"
@@ -157,7 +243,28 @@ mod tests {
         m.connections.inc();
         m.count_close(1013);
         m.count_close(4999);
+        m.relay_latency
+            .observe(std::time::Duration::from_micros(300));
+        m.relay_latency.observe(std::time::Duration::from_secs(60));
         let text = m.render();
+        assert!(
+            text.contains("duet_update_relay_seconds_bucket{le=\"0.00025\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("duet_update_relay_seconds_bucket{le=\"0.0005\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("duet_update_relay_seconds_bucket{le=\"+Inf\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("duet_update_relay_seconds_count 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("duet_update_ack_seconds_count 0\n"), "{text}");
+        assert!(text.contains("duet_send_queue_bytes 0\n"), "{text}");
         assert!(text.contains("duet_connections 1\n"), "{text}");
         assert!(text.contains("duet_messages_received_total 0\n"), "{text}");
         assert!(

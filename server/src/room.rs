@@ -27,6 +27,7 @@
 
 use crate::contain::contained;
 use crate::metrics::Metrics;
+use crate::outbox::{OutboxLimits, OutboxTx};
 use crate::store::{BoxFuture, Store, StoreError};
 use bytes::Bytes;
 use duet_protocol::{AwarenessEntry, ErrorCode, PeerState, Role, RoomName, ServerMsg, close};
@@ -135,7 +136,7 @@ pub enum RoomCmd {
         role: Role,
         /// Yjs clients expect their own awareness echoed back, as the y-websocket server does.
         echo_awareness: bool,
-        tx: mpsc::Sender<Out>,
+        tx: OutboxTx,
         kick: oneshot::Sender<Kick>,
         reply: oneshot::Sender<()>,
     },
@@ -147,6 +148,8 @@ pub enum RoomCmd {
         peer_id: u64,
         seq: Option<u64>,
         update: Vec<u8>,
+        /// When the connection read it, for the relay and ack latency histograms.
+        arrived: Instant,
     },
     Awareness {
         peer_id: u64,
@@ -191,8 +194,8 @@ impl RoomHandle {
 pub struct RoomConfig {
     /// Inbox capacity of a room.
     pub inbox: usize,
-    /// Send-queue capacity per member; a member whose queue is full is closed with 1013.
-    pub send_queue: usize,
+    /// Send-queue bounds per member; a member whose queue is full is closed with 1013.
+    pub send_queue: OutboxLimits,
     /// How long a room with no members stays loaded.
     pub idle_unload: Duration,
 }
@@ -201,7 +204,10 @@ impl Default for RoomConfig {
     fn default() -> Self {
         Self {
             inbox: 256,
-            send_queue: 1024,
+            send_queue: OutboxLimits {
+                messages: 16 * 1024,
+                bytes: 8 * 1024 * 1024,
+            },
             idle_unload: Duration::from_secs(60),
         }
     }
@@ -210,7 +216,7 @@ impl Default for RoomConfig {
 struct Member {
     role: Role,
     echo_awareness: bool,
-    tx: mpsc::Sender<Out>,
+    tx: OutboxTx,
     kick: Option<oneshot::Sender<Kick>>,
 }
 
@@ -223,7 +229,8 @@ struct Slot {
     updated: Instant,
 }
 
-type StoreResult = (u64, Option<u64>, Result<(), StoreError>);
+/// Author, its seq, when the update arrived, and what the store said.
+type StoreResult = (u64, Option<u64>, Instant, Result<(), StoreError>);
 
 /// The state a room task owns.
 struct Room {
@@ -410,7 +417,8 @@ impl Room {
                 peer_id,
                 seq,
                 update,
-            } => self.update(peer_id, seq, update),
+                arrived,
+            } => self.update(peer_id, seq, update, arrived),
             RoomCmd::Awareness {
                 peer_id,
                 client_id,
@@ -426,12 +434,12 @@ impl Room {
         peer_id: u64,
         role: Role,
         echo_awareness: bool,
-        tx: mpsc::Sender<Out>,
+        tx: OutboxTx,
         kick: oneshot::Sender<Kick>,
         reply: oneshot::Sender<()>,
     ) {
         if let Some(reason) = &self.broken {
-            let _ = tx.try_send(Out::Error(
+            let _ = tx.push(Out::Error(
                 ErrorCode::ROOM_UNAVAILABLE,
                 format!("room {} cannot be opened: {reason}", self.name),
             ));
@@ -475,7 +483,7 @@ impl Room {
         }
     }
 
-    fn update(&mut self, peer_id: u64, seq: Option<u64>, update: Vec<u8>) {
+    fn update(&mut self, peer_id: u64, seq: Option<u64>, update: Vec<u8>, arrived: Instant) {
         let Some(member) = self.members.get(&peer_id) else {
             return;
         };
@@ -528,14 +536,16 @@ impl Room {
                         .updates_relayed
                         .inc_by(self.members.len() as u64 - 1);
                     self.broadcast(Some(peer_id), |_| Out::Update(shared.clone()));
+                    self.metrics.relay_latency.observe(arrived.elapsed());
                     let store = self.store.append(&self.name, shared.raw().to_vec());
-                    self.pending
-                        .push_back(Box::pin(async move { (peer_id, seq, store.await) }));
+                    self.pending.push_back(Box::pin(async move {
+                        (peer_id, seq, arrived, store.await)
+                    }));
                 } else {
                     // Nothing new to store; the ack still waits for the author's earlier
                     // appends, since an ack covers every earlier seq.
                     self.pending
-                        .push_back(Box::pin(async move { (peer_id, seq, Ok(())) }));
+                        .push_back(Box::pin(async move { (peer_id, seq, arrived, Ok(())) }));
                 }
             }
             Err(ApplyError::Orphan) => self.reject(
@@ -563,13 +573,20 @@ impl Room {
         }
     }
 
-    fn stored(&mut self, (peer_id, seq, result): StoreResult) {
+    fn stored(&mut self, (peer_id, seq, arrived, result): StoreResult) {
         match result {
             Ok(()) => {
                 self.metrics.updates_stored.inc();
+                self.metrics.ack_latency.observe(arrived.elapsed());
                 // After a failure nothing is acknowledged: an ack covers every earlier seq.
                 if let (Some(seq), None) = (seq, &self.write_failed) {
-                    self.send(peer_id, Out::Ack(seq));
+                    let full = self
+                        .members
+                        .get(&peer_id)
+                        .is_some_and(|m| m.tx.ack(seq).is_err());
+                    if full {
+                        self.kick_slow(peer_id);
+                    }
                 }
             }
             Err(e) if self.write_failed.is_none() => self.refuse_writes(&e),
@@ -591,7 +608,7 @@ impl Room {
             if let Some(member) = self.members.get(&peer_id) {
                 let _ = member
                     .tx
-                    .try_send(Out::Error(ErrorCode::STORAGE_UNAVAILABLE, message.clone()));
+                    .push(Out::Error(ErrorCode::STORAGE_UNAVAILABLE, message.clone()));
             }
             self.kick(
                 peer_id,
@@ -723,7 +740,7 @@ impl Room {
     /// Queues `out` for one member; a member whose queue is full is closed (1013).
     fn send(&mut self, peer_id: u64, out: Out) {
         let full = match self.members.get(&peer_id) {
-            Some(member) => member.tx.try_send(out).is_err(),
+            Some(member) => member.tx.push(out).is_err(),
             None => false,
         };
         if full {
@@ -737,7 +754,7 @@ impl Room {
             if Some(peer_id) == except {
                 continue;
             }
-            if member.tx.try_send(out(peer_id)).is_err() {
+            if member.tx.push(out(peer_id)).is_err() {
                 slow.push(peer_id);
             }
         }
@@ -759,7 +776,7 @@ impl Room {
     fn reject(&mut self, peer_id: u64, error: ErrorCode, code: u16, message: String) {
         tracing::debug!(room = %self.name, peer_id, %message, "rejecting a member's message");
         if let Some(member) = self.members.get(&peer_id) {
-            let _ = member.tx.try_send(Out::Error(error, message.clone()));
+            let _ = member.tx.push(Out::Error(error, message.clone()));
         }
         self.kick(peer_id, code, message);
     }
