@@ -249,6 +249,9 @@ struct Room {
     needs_reload: bool,
     /// Bytes of updates integrated while some of their dependencies are missing.
     orphan_bytes: usize,
+    /// The whole document encoded for a newcomer (sync step 2 against an empty state
+    /// vector), kept until the document changes: a crowd joining at once costs one encoding.
+    full_state: Option<Arc<Vec<u8>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -380,6 +383,7 @@ impl Room {
             write_failed: None,
             needs_reload: false,
             orphan_bytes: 0,
+            full_state: None,
             metrics,
         }
     }
@@ -392,6 +396,7 @@ impl Room {
         let fresh = Room::load(self.name.clone(), self.store.clone(), self.metrics.clone()).await;
         self.doc = fresh.doc;
         self.broken = fresh.broken;
+        self.full_state = None;
         self.needs_reload = false;
         if !self.doc.transact().has_missing_updates() {
             self.orphan_bytes = 0;
@@ -471,7 +476,15 @@ impl Room {
     fn sync_step1(&mut self, peer_id: u64, state_vector: &[u8]) {
         match decode_state_vector(state_vector) {
             Ok(sv) => {
-                let diff = self.doc.transact().encode_diff_v1(&sv);
+                let diff = if sv.is_empty() {
+                    let doc = &self.doc;
+                    let full = self
+                        .full_state
+                        .get_or_insert_with(|| Arc::new(doc.transact().encode_diff_v1(&sv)));
+                    full.as_ref().clone()
+                } else {
+                    self.doc.transact().encode_diff_v1(&sv)
+                };
                 self.send(peer_id, Out::SyncStep2(diff));
             }
             Err(e) => self.reject(
@@ -532,6 +545,7 @@ impl Room {
                 let changed = applied != Applied::Unchanged;
                 let shared = SharedUpdate::new(update);
                 if changed {
+                    self.full_state = None;
                     self.metrics
                         .updates_relayed
                         .inc_by(self.members.len() as u64 - 1);

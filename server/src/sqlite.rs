@@ -102,7 +102,9 @@ pub struct SqliteOptions {
     pub max_batch: usize,
     /// Compact a room once its log holds this many rows past its snapshot...
     pub compact_after_rows: u64,
-    /// ...or this many bytes.
+    /// ...or this many bytes; in both cases only once the log is also at least half the
+    /// snapshot's size (or [`MAX_LOG_ROWS_FACTOR`] times the rows), so the cost of merging
+    /// stays proportional to what was appended however large the document grows.
     pub compact_after_bytes: u64,
     /// `PRAGMA max_page_count` for the writer, to simulate a full disk in tests.
     pub max_page_count: Option<u64>,
@@ -376,6 +378,10 @@ impl Store for SqliteStore {
     }
 }
 
+/// A log this many times `compact_after_rows` is compacted whatever the snapshot's size, which
+/// bounds the rows a load replays.
+pub const MAX_LOG_ROWS_FACTOR: u64 = 64;
+
 /// What the writer remembers about a room it wrote to.
 struct RoomLog {
     id: i64,
@@ -383,6 +389,8 @@ struct RoomLog {
     /// Log rows and bytes past the snapshot.
     rows: u64,
     bytes: u64,
+    /// Size of the room's snapshot.
+    snapshot_bytes: u64,
     compacting: bool,
     /// Compaction failed at this size; try again once the log has doubled.
     retry_at_rows: u64,
@@ -485,9 +493,11 @@ impl Writer {
                         )?;
                     }
                     let (rows, bytes) = log_size(&txn, *room_id)?;
+                    let snapshot_bytes = snapshot_size(&txn, *room_id)?;
                     if let Some(log) = self.rooms.values_mut().find(|l| l.id == *room_id) {
                         log.rows = rows;
                         log.bytes = bytes;
+                        log.snapshot_bytes = snapshot_bytes;
                         log.compacting = false;
                     }
                 }
@@ -508,7 +518,11 @@ impl Writer {
             self.options.compact_after_bytes,
         );
         for (name, log) in &mut self.rooms {
-            let due = (log.rows >= rows || log.bytes >= bytes) && log.rows >= log.retry_at_rows;
+            let big_enough = log.bytes.saturating_mul(2) >= log.snapshot_bytes
+                || log.rows >= rows.saturating_mul(MAX_LOG_ROWS_FACTOR);
+            let due = (log.rows >= rows || log.bytes >= bytes)
+                && big_enough
+                && log.rows >= log.retry_at_rows;
             if due && !log.compacting && log.rows > 1 {
                 log.compacting = true;
                 let job = CompactJob {
@@ -545,9 +559,21 @@ fn remember(txn: &rusqlite::Transaction<'_>, room: &str) -> rusqlite::Result<Roo
         next_seq: last.max(covers) + 1,
         rows,
         bytes,
+        snapshot_bytes: snapshot_size(txn, id)?,
         compacting: false,
         retry_at_rows: 0,
     })
+}
+
+fn snapshot_size(txn: &rusqlite::Transaction<'_>, id: i64) -> rusqlite::Result<u64> {
+    Ok(txn
+        .query_row(
+            "SELECT length(state) FROM snapshot WHERE room = ?1",
+            [id],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+        .unwrap_or(0) as u64)
 }
 
 fn log_size(txn: &rusqlite::Transaction<'_>, id: i64) -> rusqlite::Result<(u64, u64)> {

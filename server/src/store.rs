@@ -41,15 +41,28 @@ pub trait Store: Send + Sync + 'static {
 #[derive(Default)]
 pub struct MemoryStore {
     // A std Mutex: it is held only to copy or push bytes, never across an `.await`.
-    rooms: Mutex<HashMap<RoomName, Vec<Vec<u8>>>>,
+    rooms: Mutex<HashMap<RoomName, MemoryLog>>,
 }
 
-/// How many updates the memory store keeps per room before merging them into one.
+#[derive(Default)]
+struct MemoryLog {
+    updates: Vec<Vec<u8>>,
+    /// Bytes in `updates` past the first (the merged one after a compaction).
+    appended: usize,
+}
+
+/// How many updates the memory store keeps per room before merging them into one (and only
+/// once they are at least half the size of the merged part, so merging a large document
+/// costs in proportion to what was appended).
 const MEMORY_COMPACT_AFTER: usize = 512;
 
 impl Store for MemoryStore {
     fn load(&self, room: &RoomName) -> BoxFuture<'_, Result<Vec<Vec<u8>>, StoreError>> {
-        let updates = self.rooms().get(room).cloned().unwrap_or_default();
+        let updates = self
+            .rooms()
+            .get(room)
+            .map(|log| log.updates.clone())
+            .unwrap_or_default();
         Box::pin(async move { Ok(updates) })
     }
 
@@ -60,13 +73,18 @@ impl Store for MemoryStore {
     ) -> BoxFuture<'static, Result<(), StoreError>> {
         let mut rooms = self.rooms();
         let log = rooms.entry(room.clone()).or_default();
-        log.push(update);
-        if log.len() >= MEMORY_COMPACT_AFTER {
+        if !log.updates.is_empty() {
+            log.appended += update.len();
+        }
+        log.updates.push(update);
+        let base = log.updates[0].len();
+        if log.updates.len() >= MEMORY_COMPACT_AFTER && log.appended * 2 >= base {
             // Merge through a document (contained: yrs has panicked on hostile updates, and
             // `merge_updates_v1` did here under fuzzing). Should it fail, keep the log.
-            if let Some(merged) = compact(log) {
-                *log = vec![merged];
+            if let Some(merged) = compact(&log.updates) {
+                log.updates = vec![merged];
             }
+            log.appended = 0;
         }
         Box::pin(async move { Ok(()) })
     }
@@ -76,7 +94,7 @@ impl MemoryStore {
     /// The rooms map. A panic while it was held cannot have left it half-written (every
     /// change is a push or a whole replacement), so a poisoned lock is simply taken over:
     /// one bad room must never stop the others from storing.
-    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomName, Vec<Vec<u8>>>> {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomName, MemoryLog>> {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -93,4 +111,56 @@ fn compact(log: &[Vec<u8>]) -> Option<Vec<u8>> {
             .encode_state_as_update_v1(&StateVector::default())
     })
     .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yrs::{Doc, GetString, ReadTxn, StateVector, Text, Transact};
+
+    #[tokio::test]
+    async fn merging_costs_in_proportion_to_what_was_appended() {
+        let store = MemoryStore::default();
+        let room = RoomName::new("m").expect("valid");
+        let doc = crate::room::new_doc();
+        let text = doc.get_or_insert_text(crate::room::ROOT_TEXT);
+        text.insert(&mut doc.transact_mut(), 0, &"lorem ipsum ".repeat(10_000));
+        let big = doc
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        store.append(&room, big.clone()).await.expect("stored");
+        let edit = || {
+            let before = doc.transact().state_vector();
+            text.insert(&mut doc.transact_mut(), 0, "x");
+            doc.transact().encode_diff_v1(&before)
+        };
+        let mut appended = 0;
+        // 1,000 small updates are far less than half of the 120 KB base: kept as they are.
+        for _ in 0..1_000 {
+            let u = edit();
+            appended += u.len();
+            store.append(&room, u).await.expect("stored");
+        }
+        assert_eq!(store.load(&room).await.expect("loads").len(), 1_001);
+        while appended * 2 < big.len() {
+            let u = edit();
+            appended += u.len();
+            store.append(&room, u).await.expect("stored");
+        }
+        let loaded = store.load(&room).await.expect("loads");
+        assert!(
+            loaded.len() < 10,
+            "merged once they reach half: {}",
+            loaded.len()
+        );
+        let check = Doc::new();
+        let t = check.get_or_insert_text(crate::room::ROOT_TEXT);
+        for u in &loaded {
+            crate::room::apply_update(&check, u, false).expect("applies");
+        }
+        assert_eq!(
+            t.get_string(&check.transact()),
+            text.get_string(&doc.transact())
+        );
+    }
 }

@@ -199,3 +199,74 @@ fn a_garbage_database_file_is_reported_as_corrupt() {
         Ok(_) => panic!("a garbage file opened as a database"),
     }
 }
+
+/// Appends `n` one-character edits after `base`'s document, as updates.
+fn small_edits_after(base: &[u8], n: usize) -> Vec<Vec<u8>> {
+    use yrs::updates::decoder::Decode;
+    let doc = Doc::new();
+    let text = doc.get_or_insert_text(ROOT_TEXT);
+    doc.transact_mut()
+        .apply_update(yrs::Update::decode_v1(base).expect("decodes"))
+        .expect("applies");
+    (0..n)
+        .map(|_| {
+            let before = doc.transact().state_vector();
+            text.insert(&mut doc.transact_mut(), 0, "x");
+            doc.transact().encode_diff_v1(&before)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_large_snapshot_is_not_merged_again_for_every_few_rows() {
+    let dir = temp_dir("proportional");
+    let options = SqliteOptions {
+        compact_after_rows: 10,
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&dir, options).expect("opens");
+    let doc = Doc::new();
+    let text = doc.get_or_insert_text(ROOT_TEXT);
+    text.insert(&mut doc.transact_mut(), 0, &"lorem ipsum ".repeat(20_000));
+    let big = doc
+        .transact()
+        .encode_state_as_update_v1(&yrs::StateVector::default());
+    let admin = Admin::open(&dir).expect("admin opens");
+    let wait_for_snapshot = |log_at_most: u64| {
+        for _ in 0..200 {
+            let info = admin.list().expect("lists");
+            if info[0].snapshot_bytes > 0 && info[0].log_updates <= log_at_most {
+                return info[0].clone();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("no compaction: {:?}", admin.list());
+    };
+    store.append(&room("p"), big.clone()).await.expect("stored");
+    let small = small_edits_after(&big, 1_000);
+    for u in &small[..10] {
+        store.append(&room("p"), u.clone()).await.expect("stored");
+    }
+    // The first ten rows (big one included) are merged: the snapshot is large now.
+    let first = wait_for_snapshot(1);
+    assert!(first.snapshot_bytes > 100_000, "{first:?}");
+    // 300 rows of a few bytes each are far less than half the snapshot: no merge yet.
+    for u in &small[10..310] {
+        store.append(&room("p"), u.clone()).await.expect("stored");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = admin.list().expect("lists")[0].log_updates;
+    assert!(
+        (300..=301).contains(&log),
+        "{log} rows: merged again too early"
+    );
+    // Past MAX_LOG_ROWS_FACTOR x compact_after_rows the log is merged whatever its size.
+    for u in &small[310..] {
+        store.append(&room("p"), u.clone()).await.expect("stored");
+    }
+    wait_for_snapshot(64 * 10 - 1);
+    let loaded = store.load(&room("p")).await.expect("loads");
+    let mut expected = "x".repeat(1_000);
+    expected.push_str(&"lorem ipsum ".repeat(20_000));
+    assert_eq!(text_from(&loaded), expected);
+}
