@@ -47,4 +47,37 @@ mod tests {
         assert_eq!(contained(|| -> i32 { panic!("boom") }), Err(Panicked));
         assert!(!CONTAINED.with(Cell::get));
     }
+
+    /// A 25-byte update that passes the guard and makes yrs 0.28.1 panic while applying it, in
+    /// debug and release builds alike: one string block of client 7 at clock 2^31 + 1 (yrs
+    /// computes `local_clock as i32 - clock as i32`, gets a positive "offset" and integrates the
+    /// block without the Skip that should fill clocks 0..2^31), then a delete of client 7's
+    /// clocks 0..1. `ClientBlockList::find_index(0)` walks left of the first block: `mid - 1`
+    /// underflows (debug: overflow panic; release: index out of bounds). The block is already
+    /// integrated when it panics, so the document is left changed: the room must reload it.
+    /// `tests/tests/hardening.rs` sends the same bytes to a real server.
+    #[test]
+    fn a_real_update_makes_yrs_panic_mid_apply_and_leaves_the_document_changed() {
+        use crate::room::{ApplyError, apply_update, new_doc};
+        use yrs::{ReadTxn, Transact};
+        let bad = include_bytes!("../../fuzz/regressions/yrs_apply-panic-find-index-1.bin");
+        assert_eq!(
+            crate::guard::check_update_v1(bad),
+            Ok(()),
+            "passes the guard"
+        );
+        let doc = new_doc();
+        let result = apply_update(&doc, bad, false);
+        assert!(
+            matches!(result, Err(ApplyError::Panicked)),
+            "yrs no longer panics on this input ({result:?}): the end-to-end 1011 test in \
+             tests/tests/hardening.rs needs another panicking input"
+        );
+        let sv = doc.transact().state_vector();
+        assert!(
+            sv.get(&yrs::block::ClientID::new(7)) > 0,
+            "the half-applied block stays in the document"
+        );
+        assert!(!CONTAINED.with(Cell::get));
+    }
 }

@@ -4,6 +4,7 @@
 use duet_e2e::node::NodeClient;
 use duet_e2e::raw::{Ended, RawClient};
 use duet_e2e::server::{ServerProcess, workspace_bin};
+use duet_e2e::ydoc;
 use duet_protocol::{ClientMsg, ErrorCode, ServerMsg, close};
 use std::io::Write;
 use std::time::Duration;
@@ -76,6 +77,16 @@ fn token(keys: &str, room: &str, role: &str, ttl: &str) -> String {
 
 /// Sends a WebSocket upgrade by hand and returns the raw HTTP response.
 async fn upgrade(addr: std::net::SocketAddr, path: &str, headers: &str) -> String {
+    upgrade_kept(addr, path, headers).await.0
+}
+
+/// Like [`upgrade`], but also returns the connection, so an admitted one stays open (and keeps
+/// its place in the connection caps) until dropped.
+async fn upgrade_kept(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &str,
+) -> (String, tokio::net::TcpStream) {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: duet.v1\r\n{headers}\r\n"
@@ -86,7 +97,7 @@ async fn upgrade(addr: std::net::SocketAddr, path: &str, headers: &str) -> Strin
         .await
         .expect("response in time")
         .unwrap_or(0);
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    (String::from_utf8_lossy(&buf[..n]).into_owned(), tcp)
 }
 
 async fn metric(addr: std::net::SocketAddr, name: &str) -> i64 {
@@ -511,5 +522,268 @@ async fn orphaned_updates_are_bounded_per_room() -> anyhow::Result<()> {
     honest
         .recv_until(T, |m| matches!(m, ServerMsg::Ack { seq: 2 }).then_some(()))
         .await?;
+    Ok(())
+}
+
+/// A document with a fixed client id, so tests can tell authors apart in state vectors.
+fn doc_with_id(id: u64) -> Doc {
+    Doc::with_options(Options {
+        offset_kind: OffsetKind::Utf16,
+        client_id: yrs::block::ClientID::new(id),
+        ..Options::default()
+    })
+}
+
+/// The update that appends `s` to `doc`'s text.
+fn append(doc: &Doc, s: &str) -> Vec<u8> {
+    let before = doc.transact().state_vector();
+    let text = doc.get_or_insert_text("content");
+    {
+        let mut txn = doc.transact_mut();
+        let len = text.len(&txn);
+        text.insert(&mut txn, len, s);
+    }
+    doc.transact().encode_diff_v1(&before)
+}
+
+/// Appends `s`, sends it as update `seq` and waits for its ack, applying whatever updates
+/// arrive meanwhile.
+async fn edit(c: &mut RawClient, doc: &Doc, seq: u64, s: &str) -> anyhow::Result<()> {
+    c.send(&ClientMsg::Update {
+        seq,
+        update: append(doc, s).into(),
+    })
+    .await?;
+    loop {
+        match c.recv(T).await? {
+            ServerMsg::Update { update } => ydoc::apply(doc, &update.0),
+            ServerMsg::Ack { seq: s } if s >= seq => return Ok(()),
+            ServerMsg::Error { code, message } => anyhow::bail!("error {code:?}: {message}"),
+            _ => {}
+        }
+    }
+}
+
+/// Waits for the next relayed update and applies it.
+async fn receive_update(c: &mut RawClient, doc: &Doc) -> anyhow::Result<()> {
+    let update = c
+        .recv_until(T, |m| match m {
+            ServerMsg::Update { update } => Some(update.0.clone()),
+            _ => None,
+        })
+        .await?;
+    ydoc::apply(doc, &update);
+    Ok(())
+}
+
+/// yrs 0.28.1 panics while applying this 25-byte update, which passes the guard (see
+/// `server/src/contain.rs` and `fuzz/README.md`): the block is integrated, then the delete
+/// panics, so the room's document is left half-changed. The sender is closed with 1011 and a
+/// reason; the room drops its document and reloads it from storage; the other members stay
+/// connected, keep editing and converge; what is stored never contains the bad update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yrs_panic_closes_1011_and_the_room_reloads_from_storage() -> anyhow::Result<()> {
+    const BAD: &[u8] = include_bytes!("../../fuzz/regressions/yrs_apply-panic-find-index-1.bin");
+    const BAD_CLIENT: u64 = 7;
+    let dir = tempdir::Dir::new("panic");
+    let data = dir.path().join("data").display().to_string();
+    let mut server = ServerProcess::start(&["--data-dir", &data])?;
+    let url = server.url();
+    let room = "crashy";
+
+    let (a_doc, b_doc) = (doc_with_id(101), doc_with_id(102));
+    let mut a = ydoc::join(&url, room, &a_doc, 1).await?;
+    let mut b = ydoc::join(&url, room, &b_doc, 1).await?;
+    edit(&mut a, &a_doc, 2, "alpha ").await?;
+    receive_update(&mut b, &b_doc).await?;
+    edit(&mut b, &b_doc, 2, "beta ").await?;
+    receive_update(&mut a, &a_doc).await?;
+    assert_eq!(ydoc::text_of(&a_doc), "alpha beta ");
+
+    // B sends the update that makes yrs panic: B alone is closed, with 1011 and a reason.
+    b.send(&ClientMsg::Update {
+        seq: 3,
+        update: BAD.to_vec().into(),
+    })
+    .await?;
+    let ended = b.until_end(T).await?;
+    assert!(
+        matches!(&ended, Ended::Closed { code: close::INTERNAL, reason } if reason.contains("crashed")),
+        "the sender of the panicking update: {ended:?}"
+    );
+
+    // A is still connected and still edits; its ack means the room (reloaded) stored it.
+    edit(&mut a, &a_doc, 3, "gamma ").await?;
+    // A fresh joiner gets the stored document: A's and B's edits, nothing of the bad update
+    // (without the reload the room would still hold its half-applied block of client 7).
+    let c_doc = doc_with_id(103);
+    let mut c = ydoc::join(&url, room, &c_doc, 1).await?;
+    assert_eq!(ydoc::text_of(&c_doc), "alpha beta gamma ");
+    let bad_client = yrs::block::ClientID::new(BAD_CLIENT);
+    assert_eq!(
+        c_doc.transact().state_vector().get(&bad_client),
+        0,
+        "nothing of the panicking update is in the room's document"
+    );
+    // Survivor and newcomer keep editing and converge.
+    edit(&mut c, &c_doc, 2, "delta").await?;
+    receive_update(&mut a, &a_doc).await?;
+    assert_eq!(ydoc::text_of(&a_doc), "alpha beta gamma delta");
+    assert_eq!(
+        a_doc.transact().state_vector(),
+        c_doc.transact().state_vector()
+    );
+
+    // What is stored is exactly that: restart without a goodbye and read it back.
+    drop((a, c));
+    server.restart()?;
+    let d_doc = doc_with_id(104);
+    let _d = ydoc::join(&server.url(), room, &d_doc, 0).await?;
+    assert_eq!(ydoc::text_of(&d_doc), "alpha beta gamma delta");
+    assert_eq!(
+        d_doc.transact().state_vector(),
+        a_doc.transact().state_vector()
+    );
+    Ok(())
+}
+
+/// A connection sending more payload bytes per second than `--max-bytes-per-sec` allows (in
+/// messages well under the size and message-rate limits) is closed with 1008 and a reason;
+/// the message that crossed the budget and everything after it is neither applied nor stored,
+/// and the other member is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_over_its_byte_rate_is_closed_with_1008() -> anyhow::Result<()> {
+    // The binary's burst is max(16 s of the rate, two maximal messages): 128 KiB here.
+    const RATE: f64 = 1024.0;
+    const MAX_MESSAGE: usize = 64 * 1024;
+    let burst = (RATE * 16.0).max(2.0 * MAX_MESSAGE as f64);
+    // Bytes of the join's sync messages, counted before the flood (generous).
+    const JOIN_BYTES: f64 = 1024.0;
+    let dir = tempdir::Dir::new("bytes");
+    let data = dir.path().join("data").display().to_string();
+    let mut server = ServerProcess::start(&[
+        "--data-dir",
+        &data,
+        "--max-message-bytes",
+        &MAX_MESSAGE.to_string(),
+        "--max-bytes-per-sec",
+        &RATE.to_string(),
+        "--max-messages-per-sec",
+        "100",
+    ])?;
+    let url = server.url();
+    let room = "bytes";
+    let honest_doc = doc_with_id(201);
+    let mut honest = ydoc::join(&url, room, &honest_doc, 1).await?;
+    edit(&mut honest, &honest_doc, 2, "honest ").await?;
+
+    let flood_doc = doc_with_id(202);
+    let started = std::time::Instant::now();
+    let mut flooder = ydoc::join(&url, room, &flood_doc, 1).await?;
+    // 15 KiB per message: eight fit the burst with ~8 KiB to spare, the ninth cannot.
+    let chunk = |i: usize| format!("<{i:02}>{}", "x".repeat(15 * 1024 - 4));
+    let mut sent = Vec::new();
+    for i in 0..12 {
+        let frame = duet_protocol::encode_client(&ClientMsg::Update {
+            seq: 2 + i as u64,
+            update: append(&flood_doc, &chunk(i)).into(),
+        });
+        let len = frame.len();
+        if flooder.send_raw(frame).await.is_err() {
+            break;
+        }
+        sent.push(len as f64);
+    }
+    let ended = flooder.until_end(T).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(
+        matches!(&ended, Ended::Closed { code: close::POLICY, reason } if reason.contains("bytes per second")),
+        "{ended:?}"
+    );
+
+    // The honest member is still connected and edits; it saw the flood's accepted part.
+    edit(&mut honest, &honest_doc, 3, "still here").await?;
+    // Everything acknowledged is stored: read it back after a restart.
+    drop(honest);
+    server.restart()?;
+    let check = doc_with_id(203);
+    let _c = ydoc::join(&server.url(), room, &check, 0).await?;
+    let text = ydoc::text_of(&check);
+    assert!(
+        text.contains("honest ") && text.contains("still here"),
+        "{}",
+        &text[..40.min(text.len())]
+    );
+    let stored: Vec<usize> = (0..sent.len())
+        .filter(|i| text.contains(&format!("<{i:02}>")))
+        .collect();
+    let accepted = stored.len();
+    assert_eq!(
+        stored,
+        (0..accepted).collect::<Vec<_>>(),
+        "a prefix of the flood is stored"
+    );
+    assert!(
+        accepted >= 1 && accepted < sent.len(),
+        "accepted {accepted} of {}",
+        sent.len()
+    );
+    let accepted_bytes: f64 = sent[..accepted].iter().sum();
+    assert!(
+        accepted_bytes <= burst + RATE * elapsed,
+        "stored {accepted_bytes} bytes, over the budget of {burst} + {RATE}/s for {elapsed:.2} s"
+    );
+    assert!(
+        accepted_bytes + sent[accepted] + JOIN_BYTES > burst,
+        "closed before the budget was spent ({accepted_bytes} of {burst} bytes)"
+    );
+    Ok(())
+}
+
+/// Behind a trusted proxy (`--trusted-proxy`), the per-IP cap counts the client named by the
+/// last `X-Forwarded-For` hop; from anyone else the header is ignored and the socket's address
+/// counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_forwarded_for_counts_only_behind_a_trusted_proxy() -> anyhow::Result<()> {
+    let xff = |v: &str| format!("X-Forwarded-For: {v}\r\n");
+
+    let server = ServerProcess::start(&[
+        "--trusted-proxy",
+        "127.0.0.1",
+        "--max-connections-per-ip",
+        "2",
+    ])?;
+    let (first, _k1) = upgrade_kept(server.addr, "/x", &xff("203.0.113.1")).await;
+    assert!(first.starts_with("HTTP/1.1 101"), "{first}");
+    // The proxy appends the address it saw: earlier hops are the client's to forge.
+    let (second, _k2) = upgrade_kept(server.addr, "/x", &xff("198.51.100.9, 203.0.113.1")).await;
+    assert!(second.starts_with("HTTP/1.1 101"), "{second}");
+    let third = upgrade(server.addr, "/x", &xff("203.0.113.1")).await;
+    assert!(
+        third.starts_with("HTTP/1.1 429") && third.contains("203.0.113.1"),
+        "a third connection from the same forwarded client: {third}"
+    );
+    let (other, _k3) = upgrade_kept(server.addr, "/x", &xff("203.0.113.2")).await;
+    assert!(
+        other.starts_with("HTTP/1.1 101"),
+        "another forwarded client: {other}"
+    );
+    let (direct, _k4) = upgrade_kept(server.addr, "/x", "").await;
+    assert!(
+        direct.starts_with("HTTP/1.1 101"),
+        "the proxy's own address has its own count: {direct}"
+    );
+
+    // Without --trusted-proxy the header changes nothing: all three come from 127.0.0.1.
+    let server = ServerProcess::start(&["--max-connections-per-ip", "2"])?;
+    let (first, _k1) = upgrade_kept(server.addr, "/x", &xff("203.0.113.1")).await;
+    let (second, _k2) = upgrade_kept(server.addr, "/x", &xff("203.0.113.2")).await;
+    assert!(first.starts_with("HTTP/1.1 101"), "{first}");
+    assert!(second.starts_with("HTTP/1.1 101"), "{second}");
+    let third = upgrade(server.addr, "/x", &xff("203.0.113.3")).await;
+    assert!(
+        third.starts_with("HTTP/1.1 429") && third.contains("127.0.0.1"),
+        "an untrusted X-Forwarded-For is ignored: {third}"
+    );
     Ok(())
 }
