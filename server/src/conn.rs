@@ -122,9 +122,9 @@ pub(crate) async fn run<S, W>(
             close::TOKEN_EXPIRED
         };
         if let Some(frame) = wire.refusal(&refused.to_string()) {
-            let _ = send(&mut ws, &shared, frame).await;
+            let _ = Box::pin(send(&mut ws, &shared, frame)).await;
         }
-        finish(ws, &shared, End::Close(code, refused.to_string())).await;
+        Box::pin(finish(ws, &shared, End::Close(code, refused.to_string()))).await;
         return;
     }
     let mut traffic = shared.admission.traffic(std::time::Instant::now());
@@ -143,11 +143,11 @@ pub(crate) async fn run<S, W>(
     let (kick_tx, mut kick_rx) = oneshot::channel::<Kick>();
 
     if let Some(welcome) = wire.welcome(peer_id, role, &room_name)
-        && send(&mut ws, &shared, welcome).await.is_err()
+        && Box::pin(send(&mut ws, &shared, welcome)).await.is_err()
     {
         return;
     }
-    let joined = join(
+    let joined = Box::pin(join(
         &shared,
         &room_name,
         peer_id,
@@ -155,11 +155,11 @@ pub(crate) async fn run<S, W>(
         W::ECHO_AWARENESS,
         tx,
         kick_tx,
-    )
+    ))
     .await;
     let Some(room) = joined else {
         let end = End::Close(close::GOING_AWAY, "room unavailable, reconnect".into());
-        finish(ws, &shared, end).await;
+        Box::pin(finish(ws, &shared, end)).await;
         return;
     };
 
@@ -175,7 +175,7 @@ pub(crate) async fn run<S, W>(
             () = &mut expiry => break End::Close(close::TOKEN_EXPIRED, "token expired; get a new one".into()),
             kick = &mut kick_rx => {
                 // What the room queued before closing us (the error saying why) goes first.
-                let _ = tokio::time::timeout(KICK_DRAIN, drain(&mut ws, &wire, &shared, &mut out_rx)).await;
+                let _ = Box::pin(tokio::time::timeout(KICK_DRAIN, drain(&mut ws, &wire, &shared, &mut out_rx))).await;
                 break match kick {
                     Ok(k) => End::Close(k.code, k.reason),
                     Err(_) => End::Close(close::GOING_AWAY, "room closed, reconnect".into()),
@@ -214,7 +214,7 @@ pub(crate) async fn run<S, W>(
                             }
                             Err(refusal) => {
                                 if let Some(reply) = refusal.reply {
-                                    let _ = send(&mut ws, &shared, reply).await;
+                                    let _ = Box::pin(send(&mut ws, &shared, reply)).await;
                                 }
                                 break End::Close(refusal.code, refusal.reason);
                             }
@@ -229,7 +229,7 @@ pub(crate) async fn run<S, W>(
         }
     };
     let _ = room.send(RoomCmd::Leave { peer_id }).await;
-    finish(ws, &shared, end).await;
+    Box::pin(finish(ws, &shared, end)).await;
 }
 
 async fn forward(room: &RoomHandle, cmds: Vec<RoomCmd>) -> Result<(), crate::room::RoomGone> {

@@ -99,7 +99,7 @@ impl ServerConfig {
     /// flushes after each batch); the buffer only grows that far while a batch is written.
     fn websocket(&self) -> WebSocketConfig {
         WebSocketConfig::default()
-            .read_buffer_size(4 * 1024)
+            .read_buffer_size(1024)
             .write_buffer_size(16 * 1024)
             .max_write_buffer_size(self.max_message_bytes.saturating_mul(2).max(1 << 20))
             .max_message_size(Some(self.max_message_bytes))
