@@ -797,10 +797,10 @@ impl Room {
 
     fn kick(&mut self, peer_id: u64, code: u16, reason: String) {
         if let Some(mut member) = self.members.remove(&peer_id) {
+            // The connection counts the close when it sends it (conn.rs `finish`).
             if let Some(kick) = member.kick.take() {
                 let _ = kick.send(Kick { code, reason });
             }
-            self.metrics.count_close(code);
         }
         self.drop_awareness_of(peer_id);
     }

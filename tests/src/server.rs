@@ -84,6 +84,11 @@ impl ServerProcess {
         format!("ws://{}", self.addr)
     }
 
+    /// The server's process id (for reading `/proc/PID/status` and the like).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process with SIGKILL (no goodbye to anyone) and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -417,18 +417,197 @@ async fn a_flooding_connection_is_closed_with_1008() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A `duet-server` run with its output captured and its environment free of `DUET_*`
+/// settings, killed when dropped.
+struct Captured {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Captured {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = std::process::Command::new(workspace_bin("duet-server").expect("bin"));
+        cmd.args(args)
+            .env_remove("DUET_LISTEN")
+            .env_remove("DUET_AUTH_KEY_FILE")
+            .env_remove("DUET_DATA_DIR")
+            .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("starts duet-server");
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        Self { child, stdout }
+    }
+
+    /// The first line on standard output ("" if the process exited without one).
+    fn first_line(&mut self) -> String {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let _ = self.stdout.read_line(&mut line);
+        line
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    fn exit_status(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills the process (if still running) and returns everything it wrote to stderr.
+    fn stop(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut err = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+        }
+        err
+    }
+}
+
+impl Drop for Captured {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address in the server's `duet-server listening on ws://ADDR (...)` line.
+fn listening_addr(line: &str) -> Option<std::net::SocketAddr> {
+    line.strip_prefix("duet-server listening on ws://")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// This machine's address on the interface with the default route, if it has a
+/// non-loopback one (a UDP `connect` only picks a route; nothing is sent).
+fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("8.8.8.8:80").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
 #[test]
 fn exposing_the_server_without_auth_is_refused() {
-    let out = std::process::Command::new(workspace_bin("duet-server").expect("bin"))
-        .args(["--listen", "0.0.0.0:0", "--memory"])
-        .output()
-        .expect("runs");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("without auth") && err.contains("--auth-key-file"),
-        "{err}"
+    // Through the flag, through the environment, and on IPv6's any-address.
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&[&str], Env); 3] = [
+        (&["--listen", "0.0.0.0:0", "--memory"], &[]),
+        (&["--listen", "[::]:0", "--memory"], &[]),
+        (&["--memory"], &[("DUET_LISTEN", "0.0.0.0:0")]),
+    ];
+    for (args, env) in cases {
+        let mut server = Captured::start(args, env);
+        let status = server.exit_status(T);
+        // Stopped first, so reading stdout ends even if it kept running.
+        let err = server.stop();
+        let line = server.first_line();
+        let status = status.unwrap_or_else(|| panic!("{args:?} {env:?} kept running: {err}"));
+        assert!(!status.success(), "{args:?} {env:?}: {status}");
+        assert!(
+            !line.contains("listening"),
+            "{args:?} {env:?} listened: {line}"
+        );
+        assert!(
+            err.contains("refusing to listen")
+                && err.contains("without auth")
+                && err.contains("--auth-key-file")
+                && err.contains("--insecure-no-auth"),
+            "{args:?} {env:?}: {err}"
+        );
+    }
+}
+
+/// `--insecure-no-auth` exposes the server with a warning; with no `--listen` at all it binds
+/// 127.0.0.1:7070 and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_is_loopback_by_default_and_warns_when_exposed_without_auth()
+-> anyhow::Result<()> {
+    let outside = non_loopback_ip();
+    if outside.is_none() {
+        eprintln!("no non-loopback address on this machine: skipping the outside connections");
+    }
+
+    // (a) Exposed on purpose: it serves, on every interface, and says it has no auth.
+    let mut exposed = Captured::start(
+        &["--listen", "0.0.0.0:0", "--insecure-no-auth", "--memory"],
+        &[],
     );
+    let line = exposed.first_line();
+    let Some(addr) = listening_addr(&line) else {
+        anyhow::bail!("no address line: {line:?}; stderr: {}", exposed.stop());
+    };
+    assert!(addr.ip().is_unspecified(), "{line}");
+    let mut targets = vec![std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))];
+    targets.extend(outside.map(|ip| std::net::SocketAddr::new(ip, addr.port())));
+    for target in targets {
+        let mut c = RawClient::connect(&format!("ws://{target}"), "exposed").await?;
+        assert!(
+            matches!(c.recv(T).await?, ServerMsg::Welcome { .. }),
+            "served on {target}"
+        );
+    }
+    let err = exposed.stop();
+    assert!(
+        err.contains("non-loopback address WITHOUT auth") && err.contains("--insecure-no-auth"),
+        "no warning on stderr: {err}"
+    );
+
+    // (b) No --listen: 127.0.0.1:7070, unreachable from the machine's other address. The
+    // port may be taken on a shared machine; then only this part is skipped.
+    const DEFAULT_PORT: u16 = 7070;
+    let default = std::net::SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT));
+    let port_free = std::net::TcpListener::bind(default).is_ok()
+        && outside.is_none_or(|ip| std::net::TcpListener::bind((ip, DEFAULT_PORT)).is_ok());
+    if !port_free {
+        eprintln!("{default} is in use: skipping the default-address check");
+        return Ok(());
+    }
+    let mut server = Captured::start(&["--memory"], &[]);
+    let line = server.first_line();
+    if line.is_empty() {
+        let err = server.stop();
+        if err.contains("cannot listen") {
+            eprintln!("{default} was taken meanwhile: skipping the default-address check: {err}");
+            return Ok(());
+        }
+        anyhow::bail!("the server exited without listening: {err}");
+    }
+    assert_eq!(listening_addr(&line), Some(default), "{line}");
+    let mut c = RawClient::connect(&format!("ws://{default}"), "local").await?;
+    assert!(matches!(c.recv(T).await?, ServerMsg::Welcome { .. }));
+    if let Some(ip) = outside {
+        let from_outside = std::net::SocketAddr::new(ip, DEFAULT_PORT);
+        let reached = std::net::TcpStream::connect_timeout(&from_outside, Duration::from_secs(2));
+        assert!(
+            reached.is_err(),
+            "the default server answers on {from_outside}: it must bind loopback only"
+        );
+        eprintln!(
+            "{from_outside}: {}",
+            reached.err().map(|e| e.to_string()).unwrap_or_default()
+        );
+    }
+    let err = server.stop();
+    assert!(
+        !err.contains("WITHOUT auth"),
+        "no warning on loopback: {err}"
+    );
+    Ok(())
 }
 
 /// Updates whose dependencies never arrive are held, up to a bound: past 4 MiB the sender is
@@ -785,5 +964,330 @@ async fn x_forwarded_for_counts_only_behind_a_trusted_proxy() -> anyhow::Result<
         third.starts_with("HTTP/1.1 429") && third.contains("127.0.0.1"),
         "an untrusted X-Forwarded-For is ignored: {third}"
     );
+    Ok(())
+}
+
+/// `VmHWM` / `VmRSS` style fields of `/proc/PID/status`, in KiB (`None` off Linux).
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        line.strip_prefix(field)?
+            .strip_prefix(':')?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+type YjsWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects the way y-websocket does: no subprotocol, the room (and any `?token=`) in the path.
+async fn yjs_connect(url: &str, path: &str) -> anyhow::Result<YjsWs> {
+    let (ws, response) = tokio_tungstenite::connect_async(format!("{url}/{path}")).await?;
+    assert!(
+        response.headers().get("sec-websocket-protocol").is_none(),
+        "a Yjs connection gets no duet subprotocol"
+    );
+    Ok(ws)
+}
+
+/// Reads until the server's close frame: the binary frames before it, its code and reason.
+async fn yjs_until_close(ws: &mut YjsWs) -> anyhow::Result<(Vec<Vec<u8>>, u16, String)> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut frames = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let next = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .map_err(|_| anyhow::anyhow!("no close frame within 5 s"))?;
+        match next {
+            Some(Ok(Message::Binary(b))) => frames.push(b.to_vec()),
+            Some(Ok(Message::Close(Some(f)))) => {
+                return Ok((frames, f.code.into(), f.reason.to_string()));
+            }
+            Some(Ok(Message::Close(None))) => anyhow::bail!("close frame without a code"),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => anyhow::bail!("dropped without a close frame: {e}"),
+            None => anyhow::bail!("ended without a close frame"),
+        }
+    }
+}
+
+/// lib0's varUint.
+fn var_uint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A y-protocols message: `kind`, then for sync messages `subtype`, then `payload` with its
+/// length.
+fn y_message(kind: u64, subtype: Option<u64>, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    var_uint(&mut out, kind);
+    if let Some(subtype) = subtype {
+        var_uint(&mut out, subtype);
+    }
+    var_uint(&mut out, payload.len() as u64);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Tiny updates whose leading counts claim 2^28 or 2^31 entries: the sender is closed with 1007
+/// at once, the server's peak memory does not move, nothing is relayed or stored, and the other
+/// member keeps editing. The same through the y-websocket endpoint, plus y-protocols' own length
+/// prefixes. (yrs 0.28.1 reserves memory for a count before reading the entries: decoding the
+/// 5-byte "2^28 clients" update unguarded took 0.44 s and raised a process's peak RSS by
+/// 490 MiB; for 2^31 its 176 GB reservation fails on a 24 GB machine, but not on every machine.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_claiming_huge_counts_close_1007_at_once_and_cost_no_memory() -> anyhow::Result<()>
+{
+    // About 30 connections in a burst: more than the default handshake burst allows.
+    let server = ServerProcess::start(&["--max-handshakes-per-sec", "1000"])?;
+    let url = server.url();
+    let room = "amplify";
+    let honest_doc = doc_with_id(301);
+    let mut honest = ydoc::join(&url, room, &honest_doc, 1).await?;
+    edit(&mut honest, &honest_doc, 2, "before ").await?;
+    let stored_before = metric(server.addr, "duet_updates_stored_total").await;
+    assert!(stored_before >= 1, "{stored_before}");
+    let peak_before = proc_status_kib(server.pid(), "VmHWM");
+
+    let huge = |shift: u32| {
+        let mut v = Vec::new();
+        var_uint(&mut v, 1 << shift);
+        v
+    };
+    let mut amplifying: Vec<(String, Vec<u8>)> = Vec::new();
+    for shift in [28, 31] {
+        let n = huge(shift);
+        amplifying.extend([
+            (format!("2^{shift} clients"), n.clone()),
+            (
+                format!("one client with 2^{shift} blocks"),
+                [&[1][..], &n, &[5, 0]].concat(),
+            ),
+            (
+                format!("a delete set of 2^{shift} clients"),
+                [&[0][..], &n].concat(),
+            ),
+            (
+                format!("a delete set client with 2^{shift} ranges"),
+                [&[0, 1, 5][..], &n].concat(),
+            ),
+        ]);
+    }
+
+    // duet.v1: the update inside an `Update` message.
+    for (what, update) in &amplifying {
+        let mut bad = RawClient::connect(&url, room).await?;
+        let started = std::time::Instant::now();
+        bad.send(&ClientMsg::Update {
+            seq: 1,
+            update: update.clone().into(),
+        })
+        .await?;
+        let ended = bad.until_end(Duration::from_secs(5)).await?;
+        eprintln!("duet, {what}: {ended:?} after {:?}", started.elapsed());
+        assert!(
+            matches!(&ended, Ended::Closed { code: close::INVALID_PAYLOAD, reason } if reason.contains("malformed update")),
+            "duet, {what}: {ended:?}"
+        );
+    }
+    // duet.v1: the message's own length prefix for the update claims 2^31 bytes.
+    let honest_frame = duet_protocol::encode_client(&ClientMsg::Update {
+        seq: 1,
+        update: vec![0, 0].into(),
+    });
+    assert_eq!(
+        honest_frame,
+        [2, 1, 2, 0, 0],
+        "the bincode layout changed; update this test"
+    );
+    // bincode's varint: 0xfc, then a u32 little-endian.
+    let lying_frame = [&[2, 1, 0xfc][..], &(1u32 << 31).to_le_bytes(), &[0, 0]].concat();
+    let mut bad = RawClient::connect(&url, room).await?;
+    bad.send_raw(lying_frame).await?;
+    let ended = bad.until_end(Duration::from_secs(5)).await?;
+    assert!(
+        matches!(
+            &ended,
+            Ended::Closed {
+                code: close::INVALID_PAYLOAD,
+                ..
+            }
+        ),
+        "duet, a 2^31-byte length prefix: {ended:?}"
+    );
+
+    // y-websocket: the same updates as sync updates and sync step 2, and y-protocols' length
+    // prefixes (the update's, an awareness update's entry count) claiming 2^31.
+    let mut yjs_frames: Vec<(String, Vec<u8>)> = Vec::new();
+    for (what, update) in &amplifying {
+        yjs_frames.push((
+            format!("sync update, {what}"),
+            y_message(0, Some(2), update),
+        ));
+        yjs_frames.push((
+            format!("sync step 2, {what}"),
+            y_message(0, Some(1), update),
+        ));
+    }
+    yjs_frames.push((
+        "a sync update whose length claims 2^31 bytes".into(),
+        [&[0, 2][..], &huge(31), &[0, 0]].concat(),
+    ));
+    yjs_frames.push((
+        "an awareness update of 2^31 entries".into(),
+        y_message(1, None, &[&huge(31)[..], &[1, 1, 2, b'{', b'}']].concat()),
+    ));
+    for (what, frame) in &yjs_frames {
+        let mut ws = yjs_connect(&url, room).await?;
+        let started = std::time::Instant::now();
+        futures_util::SinkExt::send(
+            &mut ws,
+            tokio_tungstenite::tungstenite::Message::Binary(frame.clone().into()),
+        )
+        .await?;
+        let (_, code, reason) = yjs_until_close(&mut ws).await?;
+        eprintln!(
+            "yjs, {what}: {code} {reason:?} after {:?}",
+            started.elapsed()
+        );
+        assert_eq!(code, close::INVALID_PAYLOAD, "yjs, {what}: {reason}");
+        assert!(!reason.is_empty(), "yjs, {what}");
+    }
+
+    // Memory: the peak resident size of the server did not move (yrs would have reserved
+    // gigabytes for these counts).
+    match (peak_before, proc_status_kib(server.pid(), "VmHWM")) {
+        (Some(before), Some(after)) => {
+            eprintln!("server peak RSS: {before} KiB before, {after} KiB after");
+            assert!(
+                after < before + 64 * 1024,
+                "the server's peak RSS grew from {before} KiB to {after} KiB"
+            );
+        }
+        _ => eprintln!("no /proc/PID/status here: skipping the memory check"),
+    }
+
+    // The honest member still edits; only its edits were stored, nothing of the bad ones.
+    edit(&mut honest, &honest_doc, 3, "after").await?;
+    assert_eq!(ydoc::text_of(&honest_doc), "before after");
+    assert_eq!(
+        metric(server.addr, "duet_updates_stored_total").await,
+        stored_before + 1,
+        "only the honest edit was stored"
+    );
+    let late_doc = doc_with_id(302);
+    let _late = ydoc::join(&url, room, &late_doc, 0).await?;
+    assert_eq!(ydoc::text_of(&late_doc), "before after");
+    assert_eq!(
+        late_doc.transact().state_vector(),
+        honest_doc.transact().state_vector(),
+        "the room holds the honest member's blocks and nothing else"
+    );
+    // Every refused sender is counted once, whichever side (room or connection) refused it.
+    let refused = amplifying.len() + 1 + yjs_frames.len();
+    assert_eq!(
+        metric(server.addr, "duet_closes_total{code=\"1007\"}").await,
+        refused as i64,
+        "each 1007 close counted exactly once"
+    );
+    Ok(())
+}
+
+/// A Yjs client is upgraded and then closed with a code y-websocket stops on: 4403 for a token
+/// for another room, 4401 without a token, with a forged one or an expired one. It is told why
+/// (a permission-denied message and the close reason), learns nothing of the room, and no room
+/// is loaded for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yjs_clients_get_4403_for_another_rooms_token_and_4401_without_a_valid_one()
+-> anyhow::Result<()> {
+    let dir = tempdir::Dir::new("yroom");
+    let keys = key_file(&dir);
+    let server = ServerProcess::start(&["--auth-key-file", &keys])?;
+    let url = server.url();
+    let expiring = token(&keys, "notes", "editor", "1s");
+    let minted = std::time::Instant::now();
+    let other = token(&keys, "other", "editor", "1h");
+    let good = token(&keys, "notes", "editor", "1h");
+    let forged = {
+        // Change the signature's first character: same claims, bad signature.
+        let at = good.rfind('.').expect("a JWT") + 1;
+        let swap = if good[at..].starts_with('A') {
+            "B"
+        } else {
+            "A"
+        };
+        format!("{}{swap}{}", &good[..at], &good[at + 1..])
+    };
+
+    let refused = |code: u16, frames: &[Vec<u8>], reason: &str, what: &str| {
+        assert!(!reason.is_empty(), "{what}: close {code} without a reason");
+        assert!(
+            frames.iter().any(|f| f.starts_with(&[2, 0])),
+            "{what}: no permission-denied message before the close: {frames:?}"
+        );
+        assert!(
+            !frames.iter().any(|f| f.first() == Some(&0)),
+            "{what}: a refused client got sync messages: {frames:?}"
+        );
+    };
+
+    let mut ws = yjs_connect(&url, &format!("notes?token={other}")).await?;
+    let (frames, code, reason) = yjs_until_close(&mut ws).await?;
+    assert_eq!(code, close::FORBIDDEN, "another room's token: {reason}");
+    assert!(reason.contains("\"other\""), "{reason}");
+    refused(code, &frames, &reason, "another room's token");
+
+    for (what, path) in [
+        ("no token", "notes".to_owned()),
+        ("a forged token", format!("notes?token={forged}")),
+    ] {
+        let mut ws = yjs_connect(&url, &path).await?;
+        let (frames, code, reason) = yjs_until_close(&mut ws).await?;
+        assert_eq!(code, close::TOKEN_EXPIRED, "{what}: {reason}");
+        refused(code, &frames, &reason, what);
+    }
+
+    // A 1 s token is expired once 2 s have passed (expiry is checked in whole seconds).
+    tokio::time::sleep(Duration::from_millis(2100).saturating_sub(minted.elapsed())).await;
+    let mut ws = yjs_connect(&url, &format!("notes?token={expiring}")).await?;
+    let (frames, code, reason) = yjs_until_close(&mut ws).await?;
+    assert_eq!(code, close::TOKEN_EXPIRED, "an expired token: {reason}");
+    assert!(reason.contains("expired"), "{reason}");
+    refused(code, &frames, &reason, "an expired token");
+
+    assert_eq!(
+        metric(server.addr, "duet_rooms_loaded").await,
+        0,
+        "refused clients load no room"
+    );
+    assert_eq!(
+        metric(server.addr, "duet_closes_total{code=\"4403\"}").await,
+        1
+    );
+    assert_eq!(
+        metric(server.addr, "duet_closes_total{code=\"4401\"}").await,
+        3
+    );
+
+    // The control: this room's token is served (sync step 1 first) and loads the room.
+    let mut ws = yjs_connect(&url, &format!("notes?token={good}")).await?;
+    let first = tokio::time::timeout(T, futures_util::StreamExt::next(&mut ws))
+        .await?
+        .expect("a frame")?;
+    assert!(
+        first.into_data().starts_with(&[0, 0]),
+        "a valid token gets sync step 1"
+    );
+    assert_eq!(metric(server.addr, "duet_rooms_loaded").await, 1);
     Ok(())
 }
