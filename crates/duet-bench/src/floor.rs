@@ -46,6 +46,82 @@ async fn echo_server(reply: Option<Vec<u8>>) -> anyhow::Result<String> {
     Ok(format!("ws://{addr}"))
 }
 
+/// An echo server on its own OS thread and runtime (as a separate server process would be),
+/// for round trips that pay the same thread wake-ups as a relay does.
+pub fn spawn_echo_thread() -> anyhow::Result<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("echo-floor".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Err(anyhow::Error::from(e)));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let url = echo_server(None).await;
+                let _ = tx.send(url);
+                // The echo task runs until its one connection ends.
+                std::future::pending::<()>().await;
+            });
+        })?;
+    rx.recv().context("echo thread ended early")?
+}
+
+/// Round trips of 40-byte messages to the echo at `url`, one every `every`, from `start`
+/// until `until`: the raw WebSocket round trip under the same load and pacing as a run.
+pub async fn paced_round_trips(
+    url: String,
+    start: Instant,
+    every: std::time::Duration,
+    until: Instant,
+) -> anyhow::Result<Summary> {
+    let stream = tokio::net::TcpStream::connect(url.trim_start_matches("ws://")).await?;
+    stream.set_nodelay(true)?;
+    let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+        .await
+        .context("echo handshake")?;
+    let payload = vec![0x5au8; 40];
+    let mut samples = Vec::new();
+    let mut at = start;
+    while at < until {
+        sleep_until_precisely(at).await;
+        let t = Instant::now();
+        ws.send(Message::binary(payload.clone())).await?;
+        loop {
+            match ws.next().await {
+                Some(Ok(m)) if m.is_binary() => break,
+                Some(Ok(_)) => continue,
+                _ => anyhow::bail!("echo closed"),
+            }
+        }
+        samples.push(nanos(t.elapsed()));
+        at += every;
+    }
+    Ok(summarize(&mut samples))
+}
+
+/// Sleeps until `at` without tokio's timer lateness: its wheel ticks in whole milliseconds
+/// and rounds deadlines up, which would add ~0.5-1 ms to every latency taken from a
+/// scheduled send time. Sleeps to 2 ms before, then yields (letting other tasks run) until
+/// the moment.
+pub async fn sleep_until_precisely(at: Instant) {
+    const SPIN: std::time::Duration = std::time::Duration::from_millis(2);
+    if let Some(early) = at.checked_sub(SPIN)
+        && early > Instant::now()
+    {
+        tokio::time::sleep_until(early.into()).await;
+    }
+    while Instant::now() < at {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// `rounds` round trips of `size`-byte messages.
 pub async fn ws_round_trip(rounds: usize, size: usize) -> anyhow::Result<Summary> {
     let url = echo_server(None).await?;

@@ -41,8 +41,7 @@ pub struct RelayOpts {
     #[arg(long)]
     pub edits: Option<usize>,
     /// duet only: at most this many updates in flight without an acknowledgement (0 = no
-    /// limit). duet-server queues one ack per update, so an unlimited flat-out writer can
-    /// fill its own send queue with acks and be closed with 1013.
+    /// limit), as the duet client's own flow control does.
     #[arg(long, default_value_t = 256)]
     pub window: u64,
     /// Give up after this many seconds.
@@ -231,7 +230,7 @@ pub async fn write_all(
         let at = match cadence {
             Some(c) => {
                 let sched = t0 + offset + c * i as u32;
-                tokio::time::sleep_until(sched.into()).await;
+                floor::sleep_until_precisely(sched).await;
                 nanos(sched.saturating_duration_since(t0))
             }
             None => nanos(t0.elapsed()),
@@ -393,6 +392,24 @@ pub async fn run(ctx: &Ctx, o: &RelayOpts) -> anyhow::Result<Report> {
         drains.spawn(drain(rx, ctx.protocol, last_seq, t0, acked, wtx));
     }
 
+    // At a cadence, the floor is also taken beside the run: round trips to an echo on its own
+    // thread, paced like the room's edits (one per cadence / writers, between them), so both
+    // pay the same wake-ups and share the machine alike.
+    let paced = match cadence {
+        Some(c) => {
+            let every = c / o.writers.max(1) as u32;
+            let last = t0 + c * work.streams[0].updates.len() as u32;
+            let echo = floor::spawn_echo_thread()?;
+            Some(tokio::spawn(floor::paced_round_trips(
+                echo,
+                t0 + every / 2,
+                every,
+                last,
+            )))
+        }
+        None => None,
+    };
+
     // Progress while it runs.
     let expected = total * o.readers;
     let ticker = tokio::spawn(async move {
@@ -425,6 +442,10 @@ pub async fn run(ctx: &Ctx, o: &RelayOpts) -> anyhow::Result<Report> {
         None
     };
     ticker.abort();
+    let paced_rtt = match paced {
+        Some(p) => Some(p.await??),
+        None => None,
+    };
     let cpu1 = ctx.target.cpu_secs();
     let rss1 = ctx.target.rss();
     let m1 = ctx.target.metrics().await;
@@ -513,6 +534,17 @@ pub async fn run(ctx: &Ctx, o: &RelayOpts) -> anyhow::Result<Report> {
         "µs",
         ratio(Some(lat.p99_us), floor.ws_rtt.p50_us, "WebSocket RTT p50"),
     );
+    if let Some(p) = &paced_rtt {
+        rep.row(
+            "latency p50 vs paced RTT",
+            Some(lat.p50_us / p.p50_us.max(f64::MIN_POSITIVE)),
+            "x",
+            format!(
+                "paced WebSocket RTT beside the run: p50 {:.1} µs, p99 {:.1} µs ({} samples)",
+                p.p50_us, p.p99_us, p.count
+            ),
+        );
+    }
     rep.row("latency max", Some(lat.max_us), "µs", String::new());
     rep.row(
         "latency samples",
