@@ -47,6 +47,10 @@ pub struct RelayOpts {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout_secs: u64,
+    /// Load the room with this snapshot (S1: 315k chars, C1: 534k chars, or a path to a
+    /// v2-encoded document) before the replay, to see how relay cost grows with the document.
+    #[arg(long)]
+    pub preload: Option<String>,
 }
 
 /// The pre-encoded workload: one stream per writer, the keys, the text all should reach.
@@ -337,6 +341,31 @@ pub async fn run(ctx: &Ctx, o: &RelayOpts) -> anyhow::Result<Report> {
     );
     crate::target::check_nofile(o.writers + o.readers)?;
 
+    // The preloaded document, seeded by a member that stays until the end.
+    let mut expected_text = work.expected.clone();
+    let mut seeder = None;
+    if let Some(name) = &o.preload {
+        let path = trace::resolve_snapshot(name)?;
+        let snap = trace::load_snapshot_v1(&path)?;
+        progress!(
+            "preloading {url} with {} ({} bytes v1)",
+            path.display(),
+            snap.update.len()
+        );
+        let mut s = conn::join(&url, ctx.protocol, ConnOpts::default()).await?;
+        super::rooms::seed(&mut s.ws, ctx.protocol, &snap.update).await?;
+        let doc = new_doc(998);
+        doc.transact_mut()
+            .apply_update(Update::decode_v1(&snap.update)?)?;
+        for stream in &work.streams {
+            for u in &stream.updates {
+                doc.transact_mut().apply_update(Update::decode_v1(u)?)?;
+            }
+        }
+        expected_text = text_of(&doc);
+        seeder = Some(s);
+    }
+
     let readers = join_many(&url, ctx.protocol, o.readers, ConnOpts::default()).await?;
     let writers = join_many(&url, ctx.protocol, o.writers.max(1), ConnOpts::default()).await?;
     progress!("all {} clients synced", readers.len() + writers.len());
@@ -353,7 +382,15 @@ pub async fn run(ctx: &Ctx, o: &RelayOpts) -> anyhow::Result<Report> {
         let (_tx, rx) = j.ws.split();
         let keys = work.keys.clone();
         let last = last.clone();
-        let verify = (r == 0).then(|| new_doc(5_000));
+        // Reader 0 checks the text: it starts from what it was sent on joining.
+        let verify = if r == 0 {
+            let doc = new_doc(5_000);
+            doc.transact_mut()
+                .apply_update(Update::decode_v1(&j.doc)?)?;
+            Some(doc)
+        } else {
+            None
+        };
         let protocol = ctx.protocol;
         reader_tasks.spawn(async move {
             let out = read_until_done(rx, protocol, keys, last, t0, deadline, verify).await;
@@ -467,7 +504,8 @@ pub async fn run(ctx: &Ctx, o: &RelayOpts) -> anyhow::Result<Report> {
     let lat = summarize(&mut lat);
     let complete = reader_outs.iter().all(|r| r.complete);
     let converge_ns = reader_outs.iter().map(|r| r.last_ns).max().unwrap_or(0);
-    let verified = reader_outs.first().and_then(|r| r.text.as_ref()) == Some(&work.expected);
+    let verified = reader_outs.first().and_then(|r| r.text.as_ref()) == Some(&expected_text);
+    drop(seeder);
     let closes: Vec<u16> = reader_outs.iter().filter_map(|r| r.close).collect();
     let last_sched = sent_all
         .iter()
