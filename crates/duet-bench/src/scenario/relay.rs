@@ -667,6 +667,44 @@ pub async fn run(ctx: &Ctx, o: &RelayOpts) -> anyhow::Result<Report> {
             "B",
             String::new(),
         );
+        // duet-server's own histograms: how much of the latency is inside the server.
+        let mean_us = |name: &str| {
+            let sum = d(&format!("{name}_sum"))?;
+            let count = d(&format!("{name}_count"))?;
+            (count > 0.0).then(|| sum / count * 1e6)
+        };
+        // The median's bucket: the smallest bucket bound holding half the run's observations.
+        let p50_bound_us = |name: &str| {
+            let count = d(&format!("{name}_count"))?;
+            let mut bounds: Vec<(f64, f64)> = b
+                .keys()
+                .filter_map(|k| {
+                    let le = k.strip_prefix(&format!("{name}_bucket{{le=\""))?;
+                    let le: f64 = le.strip_suffix("\"}")?.parse().ok()?;
+                    Some((le, d(k)?))
+                })
+                .collect();
+            bounds.sort_by(|x, y| x.0.total_cmp(&y.0));
+            bounds
+                .into_iter()
+                .find(|(_, n)| *n >= count / 2.0 && count > 0.0)
+                .map(|(le, _)| le * 1e6)
+        };
+        rep.row(
+            "metrics: arrival to relay, mean",
+            mean_us("duet_update_relay_seconds"),
+            "µs",
+            format!(
+                "inside the server: read to queued for every other member; median at most {} µs",
+                p50_bound_us("duet_update_relay_seconds").map_or("?".into(), |v| format!("{v:.0}"))
+            ),
+        );
+        rep.row(
+            "metrics: arrival to ack, mean",
+            mean_us("duet_update_ack_seconds"),
+            "µs",
+            "inside the server: read to stored and acknowledged".into(),
+        );
     }
     Ok(rep)
 }
