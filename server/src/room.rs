@@ -555,6 +555,7 @@ impl Room {
                     self.pending.push_back(Box::pin(async move {
                         (peer_id, seq, arrived, store.await)
                     }));
+                    self.offer_snapshot();
                 } else {
                     // Nothing new to store; the ack still waits for the author's earlier
                     // appends, since an ack covers every earlier seq.
@@ -584,6 +585,24 @@ impl Room {
                 close::INVALID_PAYLOAD,
                 format!("malformed update, nothing applied: {e}"),
             ),
+        }
+    }
+
+    /// Hands the store the whole document when it asks (the memory store replaces its log).
+    /// Encoding is contained like every yrs call here; a document waiting on missing
+    /// dependencies is not offered, since its encoding would leave those parts out.
+    fn offer_snapshot(&mut self) {
+        if !self.store.wants_snapshot(&self.name) {
+            return;
+        }
+        let doc = &self.doc;
+        let state = contained(|| {
+            let txn = doc.transact();
+            (!txn.has_missing_updates())
+                .then(|| txn.encode_state_as_update_v1(&StateVector::default()))
+        });
+        if let Ok(Some(state)) = state {
+            self.store.snapshot(&self.name, state);
         }
     }
 

@@ -313,6 +313,34 @@ async fn an_idle_room_unloads_and_reloads_with_its_document() -> anyhow::Result<
     Ok(())
 }
 
+/// The memory store replaces its log with the room's snapshot every few hundred updates; a
+/// room that unloads after many edits (several snapshots, and edits after the last one)
+/// reloads to the same text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_room_reloads_from_its_snapshots_and_later_edits() -> anyhow::Result<()> {
+    let server = ServerProcess::start(&["--idle-unload-secs", "1"])?;
+    let d = doc();
+    let mut c = join(&server.url(), "snap", &d, 1).await?;
+    let mut seq = 1;
+    for i in 0..1_700 {
+        seq += 1;
+        c.send(&ClientMsg::Update {
+            seq,
+            update: append(&d, &format!("{i} ")).into(),
+        })
+        .await?;
+    }
+    wait_ack(&mut c, seq).await?;
+    drop(c);
+    let deadline = Instant::now() + T;
+    while rooms_loaded(server.addr).await? != 0 {
+        assert!(Instant::now() < deadline, "the idle room never unloaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(observe(&server.url(), "snap").await?, text_of(&d));
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joiners_during_a_load_get_the_whole_document() -> anyhow::Result<()> {
     let dir = temp_dir("load");
