@@ -81,29 +81,40 @@ pub async fn paced_round_trips(
     every: std::time::Duration,
     until: Instant,
 ) -> anyhow::Result<Summary> {
-    let stream = tokio::net::TcpStream::connect(url.trim_start_matches("ws://")).await?;
-    stream.set_nodelay(true)?;
-    let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
-        .await
-        .context("echo handshake")?;
+    let mut ws = connect_echo(&url).await?;
     let payload = vec![0x5au8; 40];
     let mut samples = Vec::new();
     let mut at = start;
     while at < until {
         sleep_until_precisely(at).await;
-        let t = Instant::now();
-        ws.send(Message::binary(payload.clone())).await?;
-        loop {
-            match ws.next().await {
-                Some(Ok(m)) if m.is_binary() => break,
-                Some(Ok(_)) => continue,
-                _ => anyhow::bail!("echo closed"),
-            }
-        }
-        samples.push(nanos(t.elapsed()));
+        samples.push(round_trip(&mut ws, &payload).await?);
         at += every;
     }
     Ok(summarize(&mut samples))
+}
+
+type EchoWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+async fn connect_echo(url: &str) -> anyhow::Result<EchoWs> {
+    let stream = tokio::net::TcpStream::connect(url.trim_start_matches("ws://")).await?;
+    stream.set_nodelay(true)?;
+    let (ws, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .context("echo handshake")?;
+    Ok(ws)
+}
+
+/// One message to the echo and back: the elapsed nanoseconds.
+async fn round_trip(ws: &mut EchoWs, payload: &[u8]) -> anyhow::Result<u64> {
+    let t = Instant::now();
+    ws.send(Message::binary(payload.to_vec())).await?;
+    loop {
+        match ws.next().await {
+            Some(Ok(m)) if m.is_binary() => return Ok(nanos(t.elapsed())),
+            Some(Ok(_)) => continue,
+            _ => anyhow::bail!("echo closed"),
+        }
+    }
 }
 
 /// Sleeps until `at` without tokio's timer lateness: its wheel ticks in whole milliseconds
@@ -125,25 +136,13 @@ pub async fn sleep_until_precisely(at: Instant) {
 /// `rounds` round trips of `size`-byte messages.
 pub async fn ws_round_trip(rounds: usize, size: usize) -> anyhow::Result<Summary> {
     let url = echo_server(None).await?;
-    let stream = tokio::net::TcpStream::connect(url.trim_start_matches("ws://")).await?;
-    stream.set_nodelay(true)?;
-    let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
-        .await
-        .context("echo handshake")?;
+    let mut ws = connect_echo(&url).await?;
     let payload = vec![0x5au8; size];
     let mut samples = Vec::with_capacity(rounds);
     for i in 0..rounds + 100 {
-        let t = Instant::now();
-        ws.send(Message::binary(payload.clone())).await?;
-        loop {
-            match ws.next().await {
-                Some(Ok(m)) if m.is_binary() => break,
-                Some(Ok(_)) => continue,
-                _ => anyhow::bail!("echo closed"),
-            }
-        }
+        let t = round_trip(&mut ws, &payload).await?;
         if i >= 100 {
-            samples.push(nanos(t.elapsed())); // the first 100 warm up
+            samples.push(t); // the first 100 warm up
         }
     }
     Ok(summarize(&mut samples))
