@@ -25,6 +25,40 @@ pub fn contained<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
     result
 }
 
+/// Debug builds only: a panic on demand in the middle of applying an update, so the end-to-end
+/// tests can exercise the containment path (close 1011, room reloaded from storage) without
+/// depending on a yrs bug that `guard.rs` lets through. Release builds do not contain it.
+///
+/// `room::apply_update` panics right after yrs applied an update, with the transaction still
+/// open (the document is half-changed, as with a real yrs panic), when the process was started
+/// with `DUET_FAILPOINT_PANIC_AFTER_APPLY=1` and the update's raw bytes contain
+/// `duet-failpoint:panic` (e.g. an update inserting that text).
+#[cfg(debug_assertions)]
+pub(crate) mod failpoint {
+    use std::sync::OnceLock;
+
+    /// The environment variable that arms the failpoint (value `1`), read once per process.
+    pub const ENV: &str = "DUET_FAILPOINT_PANIC_AFTER_APPLY";
+    /// The bytes an update must contain to trigger it.
+    pub const MARKER: &[u8] = b"duet-failpoint:panic";
+
+    fn armed() -> bool {
+        static ARMED: OnceLock<bool> = OnceLock::new();
+        *ARMED.get_or_init(|| std::env::var_os(ENV).is_some_and(|v| v == "1"))
+    }
+
+    pub(crate) fn marked(update: &[u8]) -> bool {
+        update.windows(MARKER.len()).any(|w| w == MARKER)
+    }
+
+    /// Panics if the failpoint is armed and `update` carries the marker.
+    pub(crate) fn panic_after_apply(update: &[u8]) {
+        if armed() && marked(update) {
+            panic!("failpoint {ENV}: panicking after apply, transaction open");
+        }
+    }
+}
+
 /// Installs a panic hook that keeps contained panics out of stderr.
 pub fn install_panic_hook() {
     let default = std::panic::take_hook();
@@ -48,36 +82,70 @@ mod tests {
         assert!(!CONTAINED.with(Cell::get));
     }
 
-    /// A 25-byte update that passes the guard and makes yrs 0.28.1 panic while applying it, in
-    /// debug and release builds alike: one string block of client 7 at clock 2^31 + 1 (yrs
-    /// computes `local_clock as i32 - clock as i32`, gets a positive "offset" and integrates the
-    /// block without the Skip that should fill clocks 0..2^31), then a delete of client 7's
-    /// clocks 0..1. `ClientBlockList::find_index(0)` walks left of the first block: `mid - 1`
+    /// A 25-byte update that makes yrs 0.28.1 panic while applying it, in debug and release
+    /// builds alike: one string block of client 7 at clock 2^31 + 1 (yrs computes
+    /// `local_clock as i32 - clock as i32`, gets a positive "offset" and integrates the block
+    /// without the Skip that should fill clocks 0..2^31), then a delete of client 7's clocks
+    /// 0..1. `ClientBlockList::find_index(0)` walks left of the first block: `mid - 1`
     /// underflows (debug: overflow panic; release: index out of bounds). The block is already
-    /// integrated when it panics, so the document is left changed: the room must reload it.
-    /// `tests/tests/hardening.rs` sends the same bytes to a real server.
+    /// integrated when it panics, so the document is left changed.
+    ///
+    /// `guard.rs` refuses it (clock beyond 2^31 - 1), so the server never hands it to yrs; this
+    /// test calls yrs directly to notice when a yrs upgrade fixes the bug (and the guard's clock
+    /// limit could go). The end-to-end 1011 test uses the debug-only [`failpoint`] instead.
     #[test]
     fn a_real_update_makes_yrs_panic_mid_apply_and_leaves_the_document_changed() {
+        use crate::guard::{GuardError, check_update_v1};
         use crate::room::{ApplyError, apply_update, new_doc};
-        use yrs::{ReadTxn, Transact};
+        use yrs::updates::decoder::Decode;
+        use yrs::{ReadTxn, Transact, Update};
         let bad = include_bytes!("../../fuzz/regressions/yrs_apply-panic-find-index-1.bin");
-        assert_eq!(
-            crate::guard::check_update_v1(bad),
-            Ok(()),
-            "passes the guard"
-        );
+        let client = yrs::block::ClientID::new(7);
+
+        // yrs itself, unguarded: it decodes, then panics mid-apply.
         let doc = new_doc();
-        let result = apply_update(&doc, bad, false);
+        let update = Update::decode_v1(bad).expect("yrs decodes it");
+        let result = contained(|| doc.transact_mut().apply_update(update));
         assert!(
-            matches!(result, Err(ApplyError::Panicked)),
-            "yrs no longer panics on this input ({result:?}): the end-to-end 1011 test in \
-             tests/tests/hardening.rs needs another panicking input"
+            result.is_err(),
+            "yrs no longer panics on this input ({result:?}): guard.rs may not need MAX_CLOCK \
+             any more; update fuzz/README.md"
         );
-        let sv = doc.transact().state_vector();
         assert!(
-            sv.get(&yrs::block::ClientID::new(7)) > 0,
+            doc.transact().state_vector().get(&client) > 0,
             "the half-applied block stays in the document"
         );
         assert!(!CONTAINED.with(Cell::get));
+
+        // The server refuses it before yrs sees it; the document is untouched.
+        assert!(matches!(
+            check_update_v1(bad),
+            Err(GuardError::ClockTooLarge { client: 7, .. })
+        ));
+        let doc = new_doc();
+        let result = apply_update(&doc, bad, false);
+        assert!(
+            matches!(&result, Err(ApplyError::Invalid(e)) if e.contains("beyond 2^31")),
+            "{result:?}"
+        );
+        assert_eq!(doc.transact().state_vector().get(&client), 0);
+    }
+
+    #[cfg(debug_assertions)]
+    #[test]
+    fn the_failpoint_marker_is_found_in_a_real_update() {
+        use yrs::{ReadTxn, Text, Transact};
+        let doc = crate::room::new_doc();
+        let text = doc.get_or_insert_text("content");
+        text.insert(&mut doc.transact_mut(), 0, "x duet-failpoint:panic y");
+        let update = doc
+            .transact()
+            .encode_state_as_update_v1(&yrs::StateVector::default());
+        assert!(failpoint::marked(&update));
+        assert!(!failpoint::marked(b"duet-failpoint:pani"));
+        // Not armed in unit tests: nothing happens.
+        if std::env::var_os(failpoint::ENV).is_none() {
+            failpoint::panic_after_apply(&update);
+        }
     }
 }

@@ -8,11 +8,26 @@
 //! least one byte) and nesting is capped, so whatever passes costs yrs at most a small multiple
 //! of its size.
 //!
+//! It also refuses clocks yrs cannot handle (see [`MAX_CLOCK`]).
+//!
 //! The layout follows yrs' `Update::decode` (update.rs), `ItemContent::decode` (block.rs),
 //! `Any::decode` (any.rs) and `IdSet::decode` (id_set.rs), in the v1 encoding.
 
 /// Deepest `Any` nesting accepted (Yjs documents in practice nest a handful of levels).
 pub const MAX_ANY_DEPTH: usize = 64;
+
+/// Largest clock accepted anywhere: where a client's blocks begin, where they end (the clock
+/// after its last block, i.e. the client's next state-vector clock), origins and parents, the
+/// end of every delete-set range, and state-vector entries.
+///
+/// yrs 0.28.1 stores clocks as `u32` but subtracts them as `i32` (`Update::integrate`:
+/// `local_clock as i32 - clock as i32`): a block of client 7 at clock 2^31 + 1 gets a positive
+/// "offset", is integrated without the Skip that should fill clocks 0..2^31, and a later
+/// delete of clock 0 underflows in `find_index` (panic mid-apply, document half-changed;
+/// `fuzz/regressions/yrs_apply-panic-find-index-1.bin`). With every clock at most `i32::MAX`
+/// the difference of two clocks always fits an `i32`. No honest peer gets near it: a client
+/// would need 2^31 operations.
+pub const MAX_CLOCK: u64 = i32::MAX as u64;
 
 /// Why an update was refused before decoding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +46,9 @@ pub enum GuardError {
     TooDeep,
     #[error("client {0} has more than one section")]
     DuplicateClient(u64),
+    /// A clock above [`MAX_CLOCK`] (saturated at `u64::MAX`).
+    #[error("clock {clock} of client {client} beyond 2^31 - 1 (yrs cannot handle it)")]
+    ClockTooLarge { client: u64, clock: u64 },
     #[error("unknown {what} tag {tag} at byte {at}")]
     UnknownTag {
         what: &'static str,
@@ -103,6 +121,11 @@ impl<'a> Skim<'a> {
     }
 
     fn bytes(&mut self) -> Result<(), GuardError> {
+        self.slice().map(drop)
+    }
+
+    /// A length-prefixed byte string.
+    fn slice(&mut self) -> Result<&'a [u8], GuardError> {
         let at = self.pos;
         let len = self.var()?;
         if len > self.remaining() as u64 {
@@ -112,7 +135,15 @@ impl<'a> Skim<'a> {
                 remaining: self.remaining(),
             });
         }
-        self.skip(len as usize)
+        let start = self.pos;
+        self.skip(len as usize)?;
+        Ok(&self.buf[start..self.pos])
+    }
+
+    /// A (client, clock) pair, such as an origin or a parent.
+    fn id(&mut self) -> Result<(), GuardError> {
+        let client = self.var()?;
+        clock_ok(client, self.var()?)
     }
 
     fn any(&mut self, depth: usize) -> Result<(), GuardError> {
@@ -148,39 +179,43 @@ impl<'a> Skim<'a> {
         }
     }
 
-    fn content(&mut self, info: u8) -> Result<(), GuardError> {
+    /// Skims an item's content and returns its length in clocks (yrs' `ItemContent::len`:
+    /// UTF-16 code units for strings, elements for `Any` and JSON, 1 for the rest).
+    fn content(&mut self, info: u8) -> Result<u64, GuardError> {
         let at = self.pos;
         match info & 0b1111 {
-            1 => self.var().map(drop), // deleted: length
+            1 => self.var(), // deleted: length
             2 => {
                 // JSON: yrs reads count + 1 strings
                 let n = self.count(1)?;
                 for _ in 0..=n {
                     self.bytes()?;
                 }
-                Ok(())
+                Ok(n + 1)
             }
-            3..=5 => self.bytes(), // binary, string, embed (JSON string)
+            4 => self.slice().map(utf16_len),  // string
+            3 | 5 => self.bytes().map(|()| 1), // binary, embed (JSON string)
             6 => {
                 self.bytes()?; // key
-                self.bytes() // value (JSON string)
+                self.bytes().map(|()| 1) // value (JSON string)
             }
             7 => {
                 let type_ref = self.u8()?;
                 if type_ref == 3 {
                     self.bytes()?; // XML element name
                 }
-                Ok(())
+                Ok(1)
             }
             8 => {
-                for _ in 0..self.count(1)? {
+                let n = self.count(1)?;
+                for _ in 0..n {
                     self.any(0)?;
                 }
-                Ok(())
+                Ok(n)
             }
             9 => {
                 self.bytes()?; // guid
-                self.any(0) // options
+                self.any(0).map(|()| 1) // options
             }
             tag => Err(GuardError::UnknownTag {
                 what: "content",
@@ -190,26 +225,24 @@ impl<'a> Skim<'a> {
         }
     }
 
-    fn block(&mut self) -> Result<(), GuardError> {
+    /// Skims a block and returns its length in clocks.
+    fn block(&mut self) -> Result<u64, GuardError> {
         let info = self.u8()?;
         match info {
-            BLOCK_SKIP | BLOCK_GC => self.var().map(drop),
+            BLOCK_SKIP | BLOCK_GC => self.var(),
             info => {
                 let has_origin = info & (HAS_ORIGIN | HAS_RIGHT_ORIGIN) != 0;
                 if info & HAS_ORIGIN != 0 {
-                    self.var()?;
-                    self.var()?;
+                    self.id()?;
                 }
                 if info & HAS_RIGHT_ORIGIN != 0 {
-                    self.var()?;
-                    self.var()?;
+                    self.id()?;
                 }
                 if !has_origin {
                     if self.var()? == 1 {
                         self.bytes()?; // named root type
                     } else {
-                        self.var()?; // parent id
-                        self.var()?;
+                        self.id()?; // parent id
                     }
                     if info & HAS_PARENT_SUB != 0 {
                         self.bytes()?;
@@ -221,8 +254,29 @@ impl<'a> Skim<'a> {
     }
 }
 
-/// Checks a v1 update. `Ok` means every count fits the bytes and nesting is bounded; yrs may
-/// still refuse it for other reasons.
+/// Refuses a clock above [`MAX_CLOCK`].
+fn clock_ok(client: u64, clock: u64) -> Result<(), GuardError> {
+    if clock > MAX_CLOCK {
+        return Err(GuardError::ClockTooLarge { client, clock });
+    }
+    Ok(())
+}
+
+/// A string's length in UTF-16 code units, as yrs counts it: one per UTF-8 lead byte, two for
+/// characters outside the BMP (4-byte sequences). Invalid UTF-8 (which yrs refuses) gets a
+/// number that is no larger than its byte count.
+fn utf16_len(s: &[u8]) -> u64 {
+    s.iter()
+        .map(|&b| match b {
+            0x80..=0xbf => 0, // continuation byte
+            0xf0.. => 2,
+            _ => 1,
+        })
+        .sum()
+}
+
+/// Checks a v1 update. `Ok` means every count fits the bytes, nesting is bounded and no clock
+/// passes [`MAX_CLOCK`]; yrs may still refuse it for other reasons.
 pub fn check_update_v1(update: &[u8]) -> Result<(), GuardError> {
     let mut s = Skim {
         buf: update,
@@ -239,28 +293,41 @@ pub fn check_update_v1(update: &[u8]) -> Result<(), GuardError> {
             return Err(GuardError::DuplicateClient(client));
         }
         clients.push(client);
-        s.var()?; // clock
+        // Where the client's blocks begin, then where each one ends: the clock after the last
+        // one is what the client's state-vector entry becomes.
+        let mut clock = s.var()?;
+        clock_ok(client, clock)?;
         for _ in 0..blocks {
-            s.block()?;
+            clock = clock.saturating_add(s.block()?);
+            clock_ok(client, clock)?;
         }
     }
-    // Delete set: clients, each with a count of (clock, len) ranges.
+    // Delete set: clients, each with a count of (clock, len) ranges; a range ends (exclusive)
+    // at MAX_CLOCK at most, like the blocks it can delete.
     for _ in 0..s.count(2)? {
-        s.var()?;
+        let client = s.var()?;
         for _ in 0..s.count(2)? {
-            s.var()?;
-            s.var()?;
+            let clock = s.var()?;
+            clock_ok(client, clock.saturating_add(s.var()?))?;
         }
     }
     Ok(())
 }
 
-/// Checks a v1 state vector: a count of (client, clock) pairs.
+/// Checks a v1 state vector: a count of (client, clock) pairs, each clock at most
+/// [`MAX_CLOCK`].
+///
+/// yrs 0.28.1 does not do the `i32` arithmetic with a peer's state vector (it only compares it
+/// with the document's clocks when it encodes a diff), so a larger clock would not crash it. It
+/// is refused anyway: the room's document never holds a clock above `MAX_CLOCK` (every update
+/// passes [`check_update_v1`]), so a peer claiming one holds data this server refuses and yrs
+/// cannot apply; one rule for every clock on the wire is simpler to reason about than two, and
+/// such a peer is better told at once (1007) than after its first update.
 pub fn check_state_vector_v1(sv: &[u8]) -> Result<(), GuardError> {
     let mut s = Skim { buf: sv, pos: 0 };
     for _ in 0..s.count(2)? {
-        s.var()?;
-        s.var()?;
+        let client = s.var()?;
+        clock_ok(client, s.var()?)?;
     }
     Ok(())
 }
@@ -349,6 +416,225 @@ mod tests {
         u.push(126);
         u.extend([0]);
         assert_eq!(check_update_v1(&u), Err(GuardError::TooDeep));
+    }
+
+    fn var(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// One client section holding one string block of `client` at `clock` (no origins, parent
+    /// the root text `content`), then a delete set of `deletes` (clock, len) for that client.
+    fn string_update(client: u64, clock: u64, s: &str, deletes: &[(u64, u64)]) -> Vec<u8> {
+        let mut u = vec![1, 1];
+        var(&mut u, client);
+        var(&mut u, clock);
+        u.extend([4, 1, 7]);
+        u.extend(b"content");
+        var(&mut u, s.len() as u64);
+        u.extend(s.as_bytes());
+        if deletes.is_empty() {
+            u.push(0);
+        } else {
+            u.push(1);
+            var(&mut u, client);
+            var(&mut u, deletes.len() as u64);
+            for &(clock, len) in deletes {
+                var(&mut u, clock);
+                var(&mut u, len);
+            }
+        }
+        u
+    }
+
+    fn too_large(client: u64, clock: u64) -> Result<(), GuardError> {
+        Err(GuardError::ClockTooLarge { client, clock })
+    }
+
+    #[test]
+    fn the_find_index_panic_is_refused_for_its_clock() {
+        let repro = include_bytes!("../../fuzz/regressions/yrs_apply-panic-find-index-1.bin");
+        assert_eq!(
+            &repro[..],
+            string_update(7, (1 << 31) + 1, "a", &[(0, 1)]),
+            "the regression file is the hand-built update this test describes"
+        );
+        let refused = check_update_v1(repro);
+        assert_eq!(refused, too_large(7, (1 << 31) + 1));
+        let message = refused.unwrap_err().to_string();
+        assert!(
+            message.contains("beyond 2^31 - 1 (yrs cannot handle it)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn updates_from_a_client_with_a_small_id_and_many_edits_pass() {
+        let doc = Doc::with_options(yrs::Options {
+            client_id: yrs::block::ClientID::new(7),
+            offset_kind: yrs::OffsetKind::Utf16,
+            ..yrs::Options::default()
+        });
+        let text = doc.get_or_insert_text("content");
+        for i in 0..200 {
+            let mut txn = doc.transact_mut();
+            text.insert(&mut txn, 0, "ab👋");
+            if i % 3 == 0 {
+                text.remove_range(&mut txn, 0, 2);
+            }
+        }
+        let u = doc
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        assert_eq!(check_update_v1(&u), Ok(()));
+        let sv = doc.transact().state_vector().encode_v1();
+        assert_eq!(check_state_vector_v1(&sv), Ok(()));
+    }
+
+    /// The boundary: a client's blocks may end at clock `i32::MAX` (its next clock, the one its
+    /// state-vector entry shows), not one later; a deleted range may end there too; a state
+    /// vector may hold `i32::MAX`. Strings count in UTF-16 code units, as yrs counts them.
+    #[test]
+    fn clocks_up_to_i32_max_pass_and_beyond_it_are_refused() {
+        const MAX: u64 = i32::MAX as u64;
+        assert_eq!(MAX_CLOCK, MAX);
+        // Where the blocks begin and end.
+        assert_eq!(
+            check_update_v1(&string_update(7, MAX - 1, "a", &[])),
+            Ok(())
+        );
+        assert_eq!(check_update_v1(&string_update(7, MAX, "", &[])), Ok(()));
+        assert_eq!(
+            check_update_v1(&string_update(7, MAX, "a", &[])),
+            too_large(7, MAX + 1)
+        );
+        assert_eq!(
+            check_update_v1(&string_update(7, MAX + 1, "", &[])),
+            too_large(7, MAX + 1)
+        );
+        assert_eq!(
+            check_update_v1(&string_update(7, MAX - 1, "ab", &[])),
+            too_large(7, MAX + 1)
+        );
+        assert_eq!(
+            check_update_v1(&string_update(7, u64::MAX, "", &[])),
+            too_large(7, u64::MAX)
+        );
+        // "é" is 2 bytes and 1 code unit; "👋" is 4 bytes and 2 code units.
+        assert_eq!(
+            check_update_v1(&string_update(7, MAX - 1, "é", &[])),
+            Ok(())
+        );
+        assert_eq!(
+            check_update_v1(&string_update(7, MAX - 2, "👋", &[])),
+            Ok(())
+        );
+        assert_eq!(
+            check_update_v1(&string_update(7, MAX - 2, "👋é", &[])),
+            too_large(7, MAX + 1)
+        );
+        // A block's length (a GC run here) saturates instead of wrapping.
+        let mut u = vec![1, 1, 7, 0, BLOCK_GC];
+        var(&mut u, u64::MAX);
+        u.push(0);
+        assert_eq!(check_update_v1(&u), too_large(7, u64::MAX));
+        // Origins and parents name existing clocks, so they are below the limit too: a block of
+        // client 8 whose left origin is client 7's clock 2^31.
+        let mut u = vec![1, 1, 8, 0, 0b1000_0100, 7];
+        var(&mut u, MAX + 1);
+        u.extend([1, b'a', 0]);
+        assert_eq!(check_update_v1(&u), too_large(7, MAX + 1));
+        // Delete set ranges: [clock, clock + len) ends at i32::MAX at most.
+        assert_eq!(
+            check_update_v1(&string_update(7, 0, "a", &[(MAX - 1, 1)])),
+            Ok(())
+        );
+        assert_eq!(
+            check_update_v1(&string_update(7, 0, "a", &[(0, MAX)])),
+            Ok(())
+        );
+        assert_eq!(
+            check_update_v1(&string_update(7, 0, "a", &[(MAX, 1)])),
+            too_large(7, MAX + 1)
+        );
+        assert_eq!(
+            check_update_v1(&string_update(7, 0, "a", &[(1, MAX)])),
+            too_large(7, MAX + 1)
+        );
+        assert_eq!(
+            check_update_v1(&string_update(7, 0, "a", &[(MAX + 1, 0)])),
+            too_large(7, MAX + 1)
+        );
+        // State vectors.
+        let sv = |clock: u64| {
+            let mut v = vec![1, 7];
+            var(&mut v, clock);
+            v
+        };
+        assert_eq!(check_state_vector_v1(&sv(MAX)), Ok(()));
+        assert_eq!(check_state_vector_v1(&sv(MAX + 1)), too_large(7, MAX + 1));
+    }
+
+    /// The guard's block lengths match yrs' clocks for every content a real document writes
+    /// (strings with surrogate pairs, deleted runs, formats, `Any`, types): moving the rich
+    /// update's client to start where its blocks end exactly at `MAX_CLOCK` passes, one later
+    /// is refused.
+    #[test]
+    fn the_guard_counts_clocks_as_yrs_does() {
+        let u = rich_update();
+        let update = yrs::Update::decode_v1(&u).expect("decodes");
+        let sv = update.state_vector();
+        let (client, end) = sv.iter().next().expect("one client");
+        assert_eq!(sv.len(), 1);
+        let (client, end) = (client.get(), u64::from(*end));
+        assert!(end > 10, "{end}");
+        // Header: client count 1, block count, client, start clock 0.
+        let mut s = Skim { buf: &u, pos: 0 };
+        assert_eq!(s.var(), Ok(1));
+        s.var().expect("block count");
+        assert_eq!(s.var(), Ok(client));
+        let at = s.pos;
+        assert_eq!(s.var(), Ok(0));
+        let starting_at = |start: u64| {
+            let mut v = u[..at].to_vec();
+            var(&mut v, start);
+            v.extend(&u[at + 1..]);
+            v
+        };
+        assert_eq!(check_update_v1(&starting_at(MAX_CLOCK - end)), Ok(()));
+        assert_eq!(
+            check_update_v1(&starting_at(MAX_CLOCK - end + 1)),
+            too_large(client, MAX_CLOCK + 1)
+        );
+    }
+
+    /// What the guard lets through at the boundary, yrs 0.28.1 applies without panicking: the
+    /// regression's shape (a block far from clock 0, then a delete of clock 0) with the largest
+    /// clocks that pass.
+    #[test]
+    fn yrs_applies_the_largest_clocks_that_pass() {
+        const MAX: u64 = MAX_CLOCK;
+        let cases = [
+            string_update(7, MAX - 1, "a", &[(0, 1)]),
+            string_update(7, MAX - 2, "👋", &[(0, 1), (MAX - 1, 1)]),
+            string_update(7, MAX, "", &[(0, MAX)]),
+        ];
+        for u in cases {
+            assert_eq!(check_update_v1(&u), Ok(()));
+            let doc = Doc::new();
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let update = yrs::Update::decode_v1(&u).expect("decodes");
+                doc.transact_mut().apply_update(update)
+            }));
+            assert!(
+                matches!(applied, Ok(Ok(()))),
+                "{u:?}: {:?}",
+                applied.map_err(|_| "panicked")
+            );
+        }
     }
 
     proptest! {

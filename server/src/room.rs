@@ -326,7 +326,13 @@ pub(crate) fn apply_update(
     }
     let applied = contained(|| {
         let mut txn = doc.transact_mut();
-        txn.apply_update(update).map_err(|e| e.to_string())
+        let result = txn.apply_update(update).map_err(|e| e.to_string());
+        // Debug builds only: a panic on demand, transaction open (see `contain::failpoint`).
+        #[cfg(debug_assertions)]
+        if result.is_ok() {
+            crate::contain::failpoint::panic_after_apply(bytes);
+        }
+        result
     });
     match applied {
         Ok(Ok(())) => {

@@ -37,6 +37,7 @@ pub struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl ServerProcess {
@@ -45,10 +46,29 @@ impl ServerProcess {
         Self::start_on("127.0.0.1:0", extra_args)
     }
 
+    /// Like [`start`](Self::start), with extra environment variables for the process (kept
+    /// across [`restart`](Self::restart)).
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_on_with_env("127.0.0.1:0", extra_args, env)
+    }
+
     /// Starts a server listening on `listen`. Without `--data-dir` in `extra_args` it keeps
     /// rooms in memory (`--memory`), so tests never share a data directory.
     pub fn start_on(listen: &str, extra_args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_on_with_env(listen, extra_args, &[])
+    }
+
+    /// Like [`start_on`](Self::start_on), with extra environment variables for the process.
+    pub fn start_on_with_env(
+        listen: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let bin = workspace_bin("duet-server")?;
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
         if !args.iter().any(|a| a == "--data-dir" || a == "--memory") {
             args.push("--memory".into());
@@ -61,6 +81,7 @@ impl ServerProcess {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -77,7 +98,12 @@ impl ServerProcess {
             .with_context(|| format!("unexpected first line from the server: {line:?}"))?
             .parse()
             .with_context(|| format!("bad address in {line:?}"))?;
-        Ok(Self { child, addr, args })
+        Ok(Self {
+            child,
+            addr,
+            args,
+            env,
+        })
     }
 
     pub fn url(&self) -> String {
@@ -111,15 +137,20 @@ impl ServerProcess {
         }
     }
 
-    /// Starts a new process on the same address with the same arguments.
+    /// Starts a new process on the same address with the same arguments and environment.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let listen = self.addr.to_string();
         // The port was just released; binding again can race the kernel briefly.
         let mut last = None;
         for _ in 0..50 {
-            match Self::start_on(&listen, &args) {
+            match Self::start_on_with_env(&listen, &args, &env) {
                 Ok(new) => {
                     *self = new;
                     return Ok(());

@@ -1,6 +1,7 @@
 //! A server you can expose: every access control and limit, with the exact HTTP status or
 //! close code it produces, and proof that a refused client created no room.
 
+use anyhow::Context as _;
 use duet_e2e::node::NodeClient;
 use duet_e2e::raw::{Ended, RawClient};
 use duet_e2e::server::{ServerProcess, workspace_bin};
@@ -755,18 +756,32 @@ async fn receive_update(c: &mut RawClient, doc: &Doc) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// yrs 0.28.1 panics while applying this 25-byte update, which passes the guard (see
-/// `server/src/contain.rs` and `fuzz/README.md`): the block is integrated, then the delete
-/// panics, so the room's document is left half-changed. The sender is closed with 1011 and a
-/// reason; the room drops its document and reloads it from storage; the other members stay
-/// connected, keep editing and converge; what is stored never contains the bad update.
+/// A panic while yrs applies an update, with the transaction open: the room's document is left
+/// half-changed. The sender is closed with 1011 and a reason; the room drops its document and
+/// reloads it from storage; the other members stay connected, keep editing and converge; what
+/// is stored never contains the bad update.
+///
+/// No known input makes yrs 0.28.1 panic past `guard.rs` any more (the 25-byte one in
+/// `fuzz/regressions/yrs_apply-panic-find-index-1.bin` is refused for its clock, see the next
+/// test), so the panic comes from the server's debug-only failpoint
+/// (`server/src/contain.rs`): armed by `DUET_FAILPOINT_PANIC_AFTER_APPLY=1`, it panics right
+/// after yrs integrated an update whose bytes contain `duet-failpoint:panic`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_yrs_panic_closes_1011_and_the_room_reloads_from_storage() -> anyhow::Result<()> {
-    const BAD: &[u8] = include_bytes!("../../fuzz/regressions/yrs_apply-panic-find-index-1.bin");
+    if !cfg!(debug_assertions) {
+        // The server binary is built with the same profile as this test: no failpoint in it.
+        eprintln!("skipped: the failpoint exists only in debug builds of duet-server");
+        return Ok(());
+    }
     const BAD_CLIENT: u64 = 7;
+    // A real, valid update: client 7 inserts the failpoint's marker.
+    let bad = append(&doc_with_id(BAD_CLIENT), "duet-failpoint:panic");
     let dir = tempdir::Dir::new("panic");
     let data = dir.path().join("data").display().to_string();
-    let mut server = ServerProcess::start(&["--data-dir", &data])?;
+    let mut server = ServerProcess::start_with_env(
+        &["--data-dir", &data],
+        &[("DUET_FAILPOINT_PANIC_AFTER_APPLY", "1")],
+    )?;
     let url = server.url();
     let room = "crashy";
 
@@ -779,13 +794,17 @@ async fn a_yrs_panic_closes_1011_and_the_room_reloads_from_storage() -> anyhow::
     receive_update(&mut a, &a_doc).await?;
     assert_eq!(ydoc::text_of(&a_doc), "alpha beta ");
 
-    // B sends the update that makes yrs panic: B alone is closed, with 1011 and a reason.
+    // B sends the update that makes the server panic mid-apply: B alone is closed, with 1011
+    // and a reason.
     b.send(&ClientMsg::Update {
         seq: 3,
-        update: BAD.to_vec().into(),
+        update: bad.into(),
     })
     .await?;
-    let ended = b.until_end(T).await?;
+    let ended = b.until_end(T).await.context(
+        "the failpoint did not fire (is duet-server a debug build, started with \
+         DUET_FAILPOINT_PANIC_AFTER_APPLY=1?)",
+    )?;
     assert!(
         matches!(&ended, Ended::Closed { code: close::INTERNAL, reason } if reason.contains("crashed")),
         "the sender of the panicking update: {ended:?}"
@@ -794,7 +813,7 @@ async fn a_yrs_panic_closes_1011_and_the_room_reloads_from_storage() -> anyhow::
     // A is still connected and still edits; its ack means the room (reloaded) stored it.
     edit(&mut a, &a_doc, 3, "gamma ").await?;
     // A fresh joiner gets the stored document: A's and B's edits, nothing of the bad update
-    // (without the reload the room would still hold its half-applied block of client 7).
+    // (without the reload the room would still hold client 7's marker text).
     let c_doc = doc_with_id(103);
     let mut c = ydoc::join(&url, room, &c_doc, 1).await?;
     assert_eq!(ydoc::text_of(&c_doc), "alpha beta gamma ");
@@ -822,6 +841,71 @@ async fn a_yrs_panic_closes_1011_and_the_room_reloads_from_storage() -> anyhow::
     assert_eq!(
         d_doc.transact().state_vector(),
         a_doc.transact().state_vector()
+    );
+    Ok(())
+}
+
+/// The 25-byte update that made yrs 0.28.1 panic mid-apply (a block of client 7 at clock
+/// 2^31 + 1, then a delete of its clock 0; see `fuzz/README.md`) is refused by the guard for
+/// its clock before yrs sees it: the sender is closed with 1007, not 1011, and the room is not
+/// reloaded. Nothing of it is relayed or stored, the other member stays, keeps editing, and a
+/// newcomer sees exactly the honest edits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_beyond_2_31_closes_1007_before_yrs_and_the_room_is_not_reloaded()
+-> anyhow::Result<()> {
+    const BAD: &[u8] = include_bytes!("../../fuzz/regressions/yrs_apply-panic-find-index-1.bin");
+    const BAD_CLIENT: u64 = 7;
+    let server = ServerProcess::start(&[])?;
+    let url = server.url();
+    let room = "big-clock";
+
+    let (a_doc, b_doc) = (doc_with_id(201), doc_with_id(202));
+    let mut a = ydoc::join(&url, room, &a_doc, 1).await?;
+    let mut b = ydoc::join(&url, room, &b_doc, 1).await?;
+    edit(&mut a, &a_doc, 2, "alpha ").await?;
+    receive_update(&mut b, &b_doc).await?;
+    let stored_before = metric(server.addr, "duet_updates_stored_total").await;
+    assert!(stored_before >= 1, "{stored_before}");
+
+    b.send(&ClientMsg::Update {
+        seq: 2,
+        update: BAD.to_vec().into(),
+    })
+    .await?;
+    let ended = b.until_end(T).await?;
+    assert!(
+        matches!(&ended, Ended::Closed { code: close::INVALID_PAYLOAD, reason }
+            if reason.contains("malformed update") && reason.contains("beyond 2^31")),
+        "the sender of the big-clock update: {ended:?}"
+    );
+
+    // A is still connected and edits on; its document holds only its own text, and only its
+    // edit was stored since.
+    edit(&mut a, &a_doc, 3, "beta").await?;
+    assert_eq!(ydoc::text_of(&a_doc), "alpha beta");
+    let bad_client = yrs::block::ClientID::new(BAD_CLIENT);
+    assert_eq!(a_doc.transact().state_vector().get(&bad_client), 0);
+    assert_eq!(
+        metric(server.addr, "duet_updates_stored_total").await,
+        stored_before + 1
+    );
+    // Refused, not crashed: one 1007 and no 1011 (a panic is what makes a room reload).
+    assert_eq!(
+        metric(server.addr, "duet_closes_total{code=\"1007\"}").await,
+        1
+    );
+    assert_eq!(
+        metric(server.addr, "duet_closes_total{code=\"1011\"}").await,
+        0
+    );
+    // A newcomer gets exactly A's edits, nothing of client 7.
+    let c_doc = doc_with_id(203);
+    let _c = ydoc::join(&url, room, &c_doc, 0).await?;
+    assert_eq!(ydoc::text_of(&c_doc), "alpha beta");
+    assert_eq!(
+        c_doc.transact().state_vector(),
+        a_doc.transact().state_vector(),
+        "the room holds A's blocks and nothing of client 7"
     );
     Ok(())
 }
