@@ -321,16 +321,19 @@ fn encode_out(out: Out) -> Bytes {
     let msg = match out {
         Out::Update(shared) => return shared.duet_frame(),
         Out::SyncStep1(sv) => ServerMsg::SyncStep1 {
-            state_vector: sv.into(),
+            state_vector: sv.into_vec().into(),
         },
         Out::SyncStep2(update) => ServerMsg::SyncStep2 {
-            update: update.into(),
+            update: update.to_vec().into(),
         },
         Out::Awareness(entries) => ServerMsg::Awareness {
             entries: entries.iter().map(|e| e.entry.clone()).collect(),
         },
         Out::Ack(seq) => ServerMsg::Ack { seq },
-        Out::Error(code, message) => ServerMsg::Error { code, message },
+        Out::Error(code, message) => ServerMsg::Error {
+            code,
+            message: message.into(),
+        },
     };
     duet_protocol::encode_server(&msg).into()
 }

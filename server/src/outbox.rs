@@ -73,7 +73,8 @@ pub(crate) fn channel(limits: OutboxLimits, metrics: Arc<Metrics>) -> (OutboxTx,
 /// they wait for, which overstates memory, never understates it).
 fn weight(out: &Out) -> usize {
     match out {
-        Out::SyncStep1(v) | Out::SyncStep2(v) => v.len(),
+        Out::SyncStep1(v) => v.len(),
+        Out::SyncStep2(v) => v.len(),
         Out::Update(u) => u.raw().len(),
         Out::Awareness(entries) => entries.len() * 64,
         Out::Ack(_) => 0,
@@ -184,16 +185,22 @@ mod tests {
     async fn bounds_are_messages_and_bytes_but_an_empty_queue_takes_anything() {
         let metrics = Arc::new(Metrics::default());
         let (tx, mut rx) = channel(limits(100, 10), metrics.clone());
-        tx.push(Out::SyncStep2(vec![0; 1_000]))
+        tx.push(Out::SyncStep2(vec![0; 1_000].into()))
             .expect("an empty queue takes a large message");
-        assert!(tx.push(Out::SyncStep2(vec![0; 1])).is_err(), "over bytes");
+        assert!(
+            tx.push(Out::SyncStep2(vec![0; 1].into())).is_err(),
+            "over bytes"
+        );
         assert_eq!(metrics.send_queue_bytes.get(), 1_000);
         rx.recv().await.unwrap();
         assert_eq!(metrics.send_queue_bytes.get(), 0);
         for _ in 0..10 {
-            tx.push(Out::SyncStep2(vec![0; 1])).unwrap();
+            tx.push(Out::SyncStep2(vec![0; 1].into())).unwrap();
         }
-        assert!(tx.push(Out::SyncStep2(vec![0; 1])).is_err(), "over bytes");
+        assert!(
+            tx.push(Out::SyncStep2(vec![0; 1].into())).is_err(),
+            "over bytes"
+        );
 
         let (tx, rx) = channel(limits(2, 1 << 20), metrics.clone());
         tx.push(Out::Ack(1)).unwrap();

@@ -112,15 +112,21 @@ pub enum AwarenessSource {
     Yjs { json: Option<Arc<str>>, clock: u32 },
 }
 
-/// What a room sends a member.
+/// What a room sends a member. Kept to 24 bytes (boxed slices, not vectors): every member's
+/// queue allocates its first block of 32 slots up front, idle or not.
 pub enum Out {
-    SyncStep1(Vec<u8>),
-    SyncStep2(Vec<u8>),
+    SyncStep1(Box<[u8]>),
+    /// Shared: a crowd of joiners gets the same encoding of the whole document.
+    SyncStep2(Arc<[u8]>),
     Update(Arc<SharedUpdate>),
     Awareness(Arc<[AwarenessOut]>),
     Ack(u64),
-    Error(ErrorCode, String),
+    Error(ErrorCode, Box<str>),
 }
+const _: () = assert!(
+    std::mem::size_of::<Out>() <= 24,
+    "Out grew: idle queues cost more"
+);
 
 /// Why a room closed a member.
 #[derive(Debug, Clone)]
@@ -251,7 +257,7 @@ struct Room {
     orphan_bytes: usize,
     /// The whole document encoded for a newcomer (sync step 2 against an empty state
     /// vector), kept until the document changes: a crowd joining at once costs one encoding.
-    full_state: Option<Arc<Vec<u8>>>,
+    full_state: Option<Arc<[u8]>>,
     metrics: Arc<Metrics>,
 }
 
@@ -452,7 +458,7 @@ impl Room {
         if let Some(reason) = &self.broken {
             let _ = tx.push(Out::Error(
                 ErrorCode::ROOM_UNAVAILABLE,
-                format!("room {} cannot be opened: {reason}", self.name),
+                format!("room {} cannot be opened: {reason}", self.name).into(),
             ));
             let _ = kick.send(Kick {
                 code: close::INTERNAL,
@@ -471,7 +477,7 @@ impl Room {
                 kick: Some(kick),
             },
         );
-        self.send(peer_id, Out::SyncStep1(sv));
+        self.send(peer_id, Out::SyncStep1(sv.into()));
         if !self.awareness.is_empty() {
             self.send_all_awareness(peer_id);
         }
@@ -484,12 +490,11 @@ impl Room {
             Ok(sv) => {
                 let diff = if sv.is_empty() {
                     let doc = &self.doc;
-                    let full = self
-                        .full_state
-                        .get_or_insert_with(|| Arc::new(doc.transact().encode_diff_v1(&sv)));
-                    full.as_ref().clone()
+                    self.full_state
+                        .get_or_insert_with(|| doc.transact().encode_diff_v1(&sv).into())
+                        .clone()
                 } else {
-                    self.doc.transact().encode_diff_v1(&sv)
+                    self.doc.transact().encode_diff_v1(&sv).into()
                 };
                 self.send(peer_id, Out::SyncStep2(diff));
             }
@@ -508,7 +513,10 @@ impl Room {
         };
         if let Some(reason) = &self.write_failed {
             let message = format!("room {} refuses writes: {reason}", self.name);
-            self.send(peer_id, Out::Error(ErrorCode::STORAGE_UNAVAILABLE, message));
+            self.send(
+                peer_id,
+                Out::Error(ErrorCode::STORAGE_UNAVAILABLE, message.into()),
+            );
             return;
         }
         if member.role == Role::Viewer {
@@ -645,9 +653,10 @@ impl Room {
         let peers: Vec<u64> = self.members.keys().copied().collect();
         for peer_id in peers {
             if let Some(member) = self.members.get(&peer_id) {
-                let _ = member
-                    .tx
-                    .push(Out::Error(ErrorCode::STORAGE_UNAVAILABLE, message.clone()));
+                let _ = member.tx.push(Out::Error(
+                    ErrorCode::STORAGE_UNAVAILABLE,
+                    message.as_str().into(),
+                ));
             }
             self.kick(
                 peer_id,
@@ -675,7 +684,7 @@ impl Room {
                 peer_id,
                 Out::Error(
                     ErrorCode::NOT_OWNER,
-                    format!("awareness entry {client_id} belongs to another connection"),
+                    format!("awareness entry {client_id} belongs to another connection").into(),
                 ),
             );
             return;
@@ -815,7 +824,7 @@ impl Room {
     fn reject(&mut self, peer_id: u64, error: ErrorCode, code: u16, message: String) {
         tracing::debug!(room = %self.name, peer_id, %message, "rejecting a member's message");
         if let Some(member) = self.members.get(&peer_id) {
-            let _ = member.tx.push(Out::Error(error, message.clone()));
+            let _ = member.tx.push(Out::Error(error, message.as_str().into()));
         }
         self.kick(peer_id, code, message);
     }
