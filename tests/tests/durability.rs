@@ -303,13 +303,37 @@ async fn an_idle_room_unloads_and_reloads_with_its_document() -> anyhow::Result<
     wait_ack(&mut c, 2).await?;
     assert_eq!(rooms_loaded(server.addr).await?, 1);
     drop(c);
-    let deadline = Instant::now() + T;
-    while rooms_loaded(server.addr).await? != 0 {
-        assert!(Instant::now() < deadline, "the idle room never unloaded");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_unloaded(server.addr).await?;
     assert_eq!(observe(&server.url(), "idle").await?, "still here");
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Sends one update per text, each appending it to `d`, with seqs after `seq`; the last seq.
+async fn send_appends(
+    c: &mut RawClient,
+    d: &Doc,
+    mut seq: u64,
+    texts: impl Iterator<Item = String>,
+) -> anyhow::Result<u64> {
+    for text in texts {
+        seq += 1;
+        c.send(&ClientMsg::Update {
+            seq,
+            update: append(d, &text).into(),
+        })
+        .await?;
+    }
+    Ok(seq)
+}
+
+/// Waits until the server holds no room in memory.
+async fn wait_unloaded(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + T;
+    while rooms_loaded(addr).await? != 0 {
+        anyhow::ensure!(Instant::now() < deadline, "the idle room never unloaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     Ok(())
 }
 
@@ -321,22 +345,10 @@ async fn a_memory_room_reloads_from_its_snapshots_and_later_edits() -> anyhow::R
     let server = ServerProcess::start(&["--idle-unload-secs", "1"])?;
     let d = doc();
     let mut c = join(&server.url(), "snap", &d, 1).await?;
-    let mut seq = 1;
-    for i in 0..1_700 {
-        seq += 1;
-        c.send(&ClientMsg::Update {
-            seq,
-            update: append(&d, &format!("{i} ")).into(),
-        })
-        .await?;
-    }
+    let seq = send_appends(&mut c, &d, 1, (0..1_700).map(|i| format!("{i} "))).await?;
     wait_ack(&mut c, seq).await?;
     drop(c);
-    let deadline = Instant::now() + T;
-    while rooms_loaded(server.addr).await? != 0 {
-        assert!(Instant::now() < deadline, "the idle room never unloaded");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_unloaded(server.addr).await?;
     assert_eq!(observe(&server.url(), "snap").await?, text_of(&d));
     Ok(())
 }
@@ -350,15 +362,8 @@ async fn joiners_during_a_load_get_the_whole_document() -> anyhow::Result<()> {
         ServerProcess::start(&["--data-dir", &dir_s, "--compact-after-rows", "1000000000"])?;
     let d = doc();
     let mut c = join(&server.url(), "big", &d, 1).await?;
-    let mut seq = 1;
-    for i in 0..3000 {
-        seq += 1;
-        c.send(&ClientMsg::Update {
-            seq,
-            update: append(&d, &format!("line {i} of a long document\n")).into(),
-        })
-        .await?;
-    }
+    let texts = (0..3000).map(|i| format!("line {i} of a long document\n"));
+    let seq = send_appends(&mut c, &d, 1, texts).await?;
     wait_ack(&mut c, seq).await?;
     drop(c);
     let expected = text_of(&d);
