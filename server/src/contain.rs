@@ -27,7 +27,7 @@ pub fn contained<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
 
 /// Debug builds only: a panic on demand in the middle of applying an update, so the end-to-end
 /// tests can exercise the containment path (close 1011, room reloaded from storage) without
-/// depending on a yrs bug that `guard.rs` lets through. Release builds do not contain it.
+/// depending on a yrs bug that the guard (`duet-guard`) lets through. Release builds do not contain it.
 ///
 /// `room::apply_update` panics right after yrs applied an update, with the transaction still
 /// open (the document is half-changed, as with a real yrs panic), when the process was started
@@ -90,7 +90,7 @@ mod tests {
     /// underflows (debug: overflow panic; release: index out of bounds). The block is already
     /// integrated when it panics, so the document is left changed.
     ///
-    /// `guard.rs` refuses it (clock beyond 2^31 - 1), so the server never hands it to yrs; this
+    /// the guard (`duet-guard`) refuses it (clock beyond 2^31 - 1), so the server never hands it to yrs; this
     /// test calls yrs directly to notice when a yrs upgrade fixes the bug (and the guard's clock
     /// limit could go). The end-to-end 1011 test uses the debug-only [`failpoint`] instead.
     #[test]
@@ -108,7 +108,7 @@ mod tests {
         let result = contained(|| doc.transact_mut().apply_update(update));
         assert!(
             result.is_err(),
-            "yrs no longer panics on this input ({result:?}): guard.rs may not need MAX_CLOCK \
+            "yrs no longer panics on this input ({result:?}): the guard (duet-guard) may not need MAX_CLOCK \
              any more; update fuzz/README.md"
         );
         assert!(

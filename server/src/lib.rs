@@ -19,7 +19,8 @@ pub mod contain;
 pub mod data_dir;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod guard;
+/// The bounds checks every update and state vector passes before yrs sees it.
+pub use duet_guard as guard;
 pub mod http;
 pub mod limits;
 pub mod metrics;

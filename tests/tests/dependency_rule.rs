@@ -32,6 +32,22 @@ const RULES: &[(&str, &[&str])] = &[
             "crossterm",
         ],
     ),
+    // The update guard: pure byte checks, shared by server and editor; no yrs (it checks
+    // what yrs would read, so it must not need yrs to do it), no IO.
+    (
+        "crates/duet-guard",
+        &[
+            "tokio",
+            "tokio-tungstenite",
+            "yrs",
+            "duet-protocol",
+            "duet-doc",
+            "duet-client",
+            "duet-server",
+            "ratatui",
+            "crossterm",
+        ],
+    ),
     // The headless client: no terminal, no server.
     (
         "crates/duet-client",

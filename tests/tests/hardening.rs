@@ -761,7 +761,7 @@ async fn receive_update(c: &mut RawClient, doc: &Doc) -> anyhow::Result<()> {
 /// reloads it from storage; the other members stay connected, keep editing and converge; what
 /// is stored never contains the bad update.
 ///
-/// No known input makes yrs 0.28.1 panic past `guard.rs` any more (the 25-byte one in
+/// No known input makes yrs 0.28.1 panic past the guard (`duet-guard`) any more (the 25-byte one in
 /// `fuzz/regressions/yrs_apply-panic-find-index-1.bin` is refused for its clock, see the next
 /// test), so the panic comes from the server's debug-only failpoint
 /// (`server/src/contain.rs`): armed by `DUET_FAILPOINT_PANIC_AFTER_APPLY=1`, it panics right
