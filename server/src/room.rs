@@ -45,6 +45,9 @@ use yrs::{Doc, OffsetKind, Options, ReadTxn, StateVector, Transact, Update};
 /// The one root text every duet and Yjs client edits.
 pub const ROOT_TEXT: &str = "content";
 
+/// Commands a room handles in one turn when they are already waiting.
+const INBOX_BATCH: usize = 64;
+
 /// Appends a room may have in flight before it stops taking commands.
 pub const MAX_PENDING_APPENDS: usize = 4096;
 
@@ -903,6 +906,18 @@ async fn run(
                     room.handle(cmd);
                     if room.needs_reload {
                         room.reload().await;
+                    }
+                    // Take what else is waiting in one turn: members are woken once for a
+                    // burst instead of once per command.
+                    for _ in 1..INBOX_BATCH {
+                        if room.pending.len() >= MAX_PENDING_APPENDS || room.write_failed.is_some() {
+                            break;
+                        }
+                        let Ok(cmd) = rx.try_recv() else { break };
+                        room.handle(cmd);
+                        if room.needs_reload {
+                            room.reload().await;
+                        }
                     }
                 }
                 None => break,
