@@ -42,8 +42,15 @@ pub(crate) trait Wire: Send {
     fn refusal(&self, _reason: &str) -> Option<Bytes> {
         None
     }
-    /// The room commands one binary frame carries, or why it is refused.
-    fn decode(&self, peer_id: u64, frame: &[u8], shared: &Shared) -> Result<Vec<RoomCmd>, Refusal>;
+    /// The room commands one binary frame carries, or why it is refused. `arrived` is when
+    /// the frame was read (for the latency histograms).
+    fn decode(
+        &self,
+        peer_id: u64,
+        frame: &[u8],
+        arrived: std::time::Instant,
+        shared: &Shared,
+    ) -> Result<Vec<RoomCmd>, Refusal>;
 }
 
 /// A frame that cannot be accepted: what to tell the client, and the close code.
@@ -73,8 +80,14 @@ impl Wire for DuetWire {
         Some(encode_out(out))
     }
 
-    fn decode(&self, peer_id: u64, frame: &[u8], shared: &Shared) -> Result<Vec<RoomCmd>, Refusal> {
-        decode_duet(peer_id, frame, shared).map(|cmd| vec![cmd])
+    fn decode(
+        &self,
+        peer_id: u64,
+        frame: &[u8],
+        arrived: std::time::Instant,
+        shared: &Shared,
+    ) -> Result<Vec<RoomCmd>, Refusal> {
+        decode_duet(peer_id, frame, arrived, shared).map(|cmd| vec![cmd])
     }
 }
 
@@ -201,16 +214,18 @@ pub(crate) async fn run<S, W>(
                 }
             }
             msg = ws.next() => {
-                last_seen = Instant::now();
+                // One clock read per frame serves the heartbeat, the rate limit and latency.
+                let now = std::time::Instant::now();
+                last_seen = Instant::from_std(now);
                 match msg {
                     None => break End::Gone,
                     Some(Ok(Message::Binary(bytes))) => {
                         shared.metrics.messages_in.inc();
                         shared.metrics.bytes_in.inc_by(bytes.len() as u64);
-                        if let Err(why) = traffic.record(bytes.len(), std::time::Instant::now()) {
+                        if let Err(why) = traffic.record(bytes.len(), now) {
                             break End::Close(close::POLICY, why);
                         }
-                        match wire.decode(peer_id, &bytes, &shared) {
+                        match wire.decode(peer_id, &bytes, now, &shared) {
                             Ok(cmds) => {
                                 if forward(&room, cmds).await.is_err() {
                                     break End::Close(close::GOING_AWAY, "room closed, reconnect".into());
@@ -283,7 +298,12 @@ async fn join(
     None
 }
 
-fn decode_duet(peer_id: u64, bytes: &[u8], shared: &Shared) -> Result<RoomCmd, Refusal> {
+fn decode_duet(
+    peer_id: u64,
+    bytes: &[u8],
+    arrived: std::time::Instant,
+    shared: &Shared,
+) -> Result<RoomCmd, Refusal> {
     let msg = duet_protocol::decode_client(bytes).map_err(|e| {
         let error = ServerMsg::Error {
             code: ErrorCode::BAD_MESSAGE,
@@ -306,7 +326,7 @@ fn decode_duet(peer_id: u64, bytes: &[u8], shared: &Shared) -> Result<RoomCmd, R
                 peer_id,
                 seq: Some(seq),
                 update: update.0,
-                arrived: std::time::Instant::now(),
+                arrived,
             }
         }
         ClientMsg::Awareness { client_id, state } => RoomCmd::Awareness {

@@ -53,7 +53,13 @@ impl Wire for YjsWire {
         Some(yjs::encode_permission_denied(reason).into())
     }
 
-    fn decode(&self, peer_id: u64, frame: &[u8], shared: &Shared) -> Result<Vec<RoomCmd>, Refusal> {
+    fn decode(
+        &self,
+        peer_id: u64,
+        frame: &[u8],
+        arrived: std::time::Instant,
+        shared: &Shared,
+    ) -> Result<Vec<RoomCmd>, Refusal> {
         let refuse = |reason: String| Refusal {
             reply: None,
             code: close::INVALID_PAYLOAD,
@@ -74,7 +80,7 @@ impl Wire for YjsWire {
                         peer_id,
                         seq: None,
                         update: update.to_vec(),
-                        arrived: std::time::Instant::now(),
+                        arrived,
                     });
                 }
                 YMsg::Awareness(body) => {
