@@ -136,7 +136,16 @@ pub struct SqliteStore {
     writer: mpsc::UnboundedSender<Job>,
     // A std Mutex: held only to take or return a connection, never across an `.await`.
     readers: Arc<Mutex<Vec<Connection>>>,
-    commits: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+}
+
+/// What the writer has done so far, for tests and benchmarks.
+#[derive(Default)]
+struct Counters {
+    /// Transactions committed (each is one group of appends).
+    commits: AtomicU64,
+    /// Compactions handed to the compactor.
+    compactions: AtomicU64,
 }
 
 type Done = oneshot::Sender<Result<(), StoreError>>;
@@ -244,9 +253,9 @@ impl SqliteStore {
                 name: "duet-compactor",
                 source,
             })?;
-        let commits = Arc::new(AtomicU64::new(0));
+        let counters = Arc::new(Counters::default());
         let writer = Writer {
-            commits: commits.clone(),
+            counters: counters.clone(),
             conn: writer_conn,
             rooms: HashMap::new(),
             options,
@@ -263,7 +272,7 @@ impl SqliteStore {
             path,
             writer: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
-            commits,
+            counters,
         })
     }
 
@@ -274,7 +283,13 @@ impl SqliteStore {
 
     /// Transactions the writer has committed so far (each is one group of appends).
     pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.counters.commits.load(Ordering::Relaxed)
+    }
+
+    /// Compactions the writer has scheduled so far. The writer schedules them after acking a
+    /// batch, so once a later append is acknowledged, every earlier batch's are counted.
+    pub fn compactions(&self) -> u64 {
+        self.counters.compactions.load(Ordering::Relaxed)
     }
 }
 
@@ -401,7 +416,7 @@ struct RoomLog {
 const MAX_REMEMBERED_ROOMS: usize = 10_000;
 
 struct Writer {
-    commits: Arc<AtomicU64>,
+    counters: Arc<Counters>,
     conn: Connection,
     rooms: HashMap<String, RoomLog>,
     options: SqliteOptions,
@@ -422,7 +437,7 @@ impl Writer {
             }
             match self.commit(&batch) {
                 Ok(()) => {
-                    self.commits.fetch_add(1, Ordering::Relaxed);
+                    self.counters.commits.fetch_add(1, Ordering::Relaxed);
                     for job in batch.drain(..) {
                         if let Job::Append { done, .. } = job {
                             let _ = done.send(Ok(()));
@@ -532,6 +547,8 @@ impl Writer {
                 };
                 if self.compact.send(job).is_err() {
                     log.compacting = false;
+                } else {
+                    self.counters.compactions.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
