@@ -682,10 +682,11 @@ impl App {
                 self.text_changed = true;
                 // Keep our cursor on the same screen row: the view never jumps away.
                 if let Some(row) = self.cursor_row {
-                    let line = self
-                        .client
-                        .read(|d| d.char_to_line_col(d.utf16_to_char(d.selection().head)).line);
-                    self.view.editor.top = line.saturating_sub(row);
+                    let (line, lines) = self.client.read(|d| {
+                        let head = d.char_to_line_col(d.utf16_to_char(d.selection().head));
+                        (head.line, d.rope().len_lines())
+                    });
+                    self.view.editor.keep_cursor_row(line, row, lines);
                 }
                 self.refresh_peers();
             }

@@ -480,6 +480,15 @@ impl Editor {
         }
     }
 
+    /// After a remote change, keeps the cursor (now on `line`) on screen row `row`, so text
+    /// inserted above it does not push it away; but never scrolls further down than the
+    /// document needs (of `lines` lines), unless the view was already there: a partner
+    /// appending at our cursor in a short file must not hide its first lines.
+    pub fn keep_cursor_row(&mut self, line: usize, row: usize, lines: usize) {
+        let fits = lines.saturating_sub(self.height).max(self.top);
+        self.top = line.saturating_sub(row).min(fits);
+    }
+
     /// Centres the view on `at` when it is outside it (jumps: find, go to line, follow).
     pub fn reveal(&mut self, buf: &impl TextBuffer, at: usize) {
         let line = line_of(buf, at);

@@ -348,3 +348,25 @@ fn click_and_drag_select() {
         "hello|\n日本語"
     );
 }
+
+#[test]
+fn a_remote_change_keeps_the_cursor_row_without_scrolling_past_the_text() {
+    let mut ed = Editor::default();
+    ed.resize(80, 10);
+    // Lines inserted above: the cursor keeps its row (row 3, now on line 8).
+    ed.top = 2;
+    ed.keep_cursor_row(8, 3, 100);
+    assert_eq!(ed.top, 5);
+    // A two-line file whose cursor a partner pushed onto line 1: line 0 stays in view.
+    ed.top = 0;
+    ed.keep_cursor_row(1, 0, 2);
+    assert_eq!(ed.top, 0);
+    // Near the end of a long file: no further than the last screenful...
+    ed.top = 85;
+    ed.keep_cursor_row(99, 3, 100);
+    assert_eq!(ed.top, 90);
+    // ...unless the user had scrolled past it already.
+    ed.top = 95;
+    ed.keep_cursor_row(99, 3, 100);
+    assert_eq!(ed.top, 95);
+}
