@@ -42,7 +42,22 @@ pub(crate) mod failpoint {
     /// The bytes an update must contain to trigger it.
     pub const MARKER: &[u8] = b"duet-failpoint:panic";
 
+    /// Unit tests arm the failpoint without the environment (harmless for other tests in
+    /// the process: only updates carrying the marker panic).
+    #[cfg(test)]
+    static ARMED_FOR_TESTS: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+
+    #[cfg(test)]
+    pub(crate) fn arm_for_tests() {
+        ARMED_FOR_TESTS.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn armed() -> bool {
+        #[cfg(test)]
+        if ARMED_FOR_TESTS.load(std::sync::atomic::Ordering::Relaxed) {
+            return true;
+        }
         static ARMED: OnceLock<bool> = OnceLock::new();
         *ARMED.get_or_init(|| std::env::var_os(ENV).is_some_and(|v| v == "1"))
     }

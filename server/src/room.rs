@@ -28,12 +28,12 @@
 use crate::contain::contained;
 use crate::metrics::Metrics;
 use crate::outbox::{OutboxLimits, OutboxTx};
-use crate::store::{BoxFuture, Store, StoreError};
+use crate::store::{Appending, BoxFuture, Store, StoreError};
 use bytes::Bytes;
 use duet_protocol::{AwarenessEntry, ErrorCode, PeerState, Role, RoomName, ServerMsg, close};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -238,6 +238,28 @@ struct Slot {
     updated: Instant,
 }
 
+/// An update as its connection handed it to the room.
+struct Incoming {
+    peer_id: u64,
+    seq: Option<u64>,
+    update: Vec<u8>,
+    arrived: Instant,
+}
+
+/// What becomes of one update of a batch; the room acts on the verdicts in order.
+enum Verdict {
+    /// Its author is gone, or was refused earlier in the batch.
+    Ignore,
+    /// Not applied; the author is told why and stays connected.
+    Tell(ErrorCode, String),
+    /// Refused: the author is told why and closed with the code.
+    Refuse(ErrorCode, u16, String),
+    /// Nothing new in it.
+    Unchanged,
+    /// Applied; where each client's blocks in it begin.
+    Applied(StateVector),
+}
+
 /// Author, its seq, when the update arrived, and what the store said.
 type StoreResult = (u64, Option<u64>, Instant, Result<(), StoreError>);
 
@@ -258,6 +280,8 @@ struct Room {
     needs_reload: bool,
     /// Bytes of updates integrated while some of their dependencies are missing.
     orphan_bytes: usize,
+    /// Updates still to be applied one at a time, after a batch of them made yrs panic.
+    one_by_one: usize,
     /// The whole document encoded for a newcomer (sync step 2 against an empty state
     /// vector), kept until the document changes: a crowd joining at once costs one encoding.
     full_state: Option<Arc<[u8]>>,
@@ -314,24 +338,15 @@ pub(crate) fn apply_update(
     bytes: &[u8],
     refuse_gaps: bool,
 ) -> Result<Applied, ApplyError> {
-    crate::guard::check_update_v1(bytes).map_err(|e| ApplyError::Invalid(e.to_string()))?;
-    let update = contained(|| Update::decode_v1(bytes))
-        .map_err(|_| ApplyError::Invalid("yrs panicked while decoding the update".into()))?
-        .map_err(|e| ApplyError::Invalid(e.to_string()))?;
+    let update = decode_update(bytes).map_err(ApplyError::Invalid)?;
     if update.is_empty() {
         return Ok(Applied::Unchanged);
     }
     // Where each client's blocks in this update begin. (`Update::state_vector` is no help here:
     // it only counts clients whose blocks start at clock 0.)
     let lower = update.state_vector_lower();
-    if refuse_gaps {
-        let have = doc.transact().state_vector();
-        if lower
-            .iter()
-            .any(|(client, clock)| *clock > have.get(client))
-        {
-            return Err(ApplyError::Orphan);
-        }
+    if refuse_gaps && has_gap(doc, &lower) {
+        return Err(ApplyError::Orphan);
     }
     let applied = contained(|| {
         let mut txn = doc.transact_mut();
@@ -360,6 +375,23 @@ pub(crate) fn apply_update(
         Ok(Err(e)) => Err(ApplyError::Invalid(e)),
         Err(_) => Err(ApplyError::Panicked),
     }
+}
+
+/// Checks and decodes an update, containing any panic inside yrs.
+fn decode_update(bytes: &[u8]) -> Result<Update, String> {
+    crate::guard::check_update_v1(bytes).map_err(|e| e.to_string())?;
+    contained(|| Update::decode_v1(bytes))
+        .map_err(|_| "yrs panicked while decoding the update".to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// Whether an update beginning at `lower` leaves a gap before some client's next clock (it
+/// could only wait for dependencies).
+fn has_gap(doc: &Doc, lower: &StateVector) -> bool {
+    let have = doc.transact().state_vector();
+    lower
+        .iter()
+        .any(|(client, clock)| *clock > have.get(client))
 }
 
 fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, String> {
@@ -398,6 +430,7 @@ impl Room {
             write_failed: None,
             needs_reload: false,
             orphan_bytes: 0,
+            one_by_one: 0,
             full_state: None,
             metrics,
         }
@@ -419,33 +452,70 @@ impl Room {
         tracing::warn!(room = %self.name, "room document reloaded from storage");
     }
 
-    fn handle(&mut self, cmd: RoomCmd) {
-        match cmd {
-            RoomCmd::Join {
-                peer_id,
-                role,
-                echo_awareness,
-                tx,
-                kick,
-                reply,
-            } => self.join(peer_id, role, echo_awareness, tx, kick, reply),
-            RoomCmd::SyncStep1 {
-                peer_id,
-                state_vector,
-            } => self.sync_step1(peer_id, &state_vector),
-            RoomCmd::Update {
-                peer_id,
-                seq,
-                update,
-                arrived,
-            } => self.update(peer_id, seq, update, arrived),
-            RoomCmd::Awareness {
-                peer_id,
-                client_id,
-                source,
-            } => self.set_awareness(peer_id, client_id, source),
-            RoomCmd::QueryAwareness { peer_id } => self.send_all_awareness(peer_id),
-            RoomCmd::Leave { peer_id } => self.leave(peer_id),
+    /// Handles queued commands in order until the queue is empty or the document must be
+    /// reloaded first. Consecutive updates are applied in one yrs transaction
+    /// ([`Room::updates`]). Once writes failed, joins are turned away (the task is unloading).
+    fn handle_turn(&mut self, queue: &mut VecDeque<RoomCmd>) {
+        while !self.needs_reload {
+            let Some(cmd) = queue.pop_front() else { break };
+            match cmd {
+                RoomCmd::Join { reply, .. } if self.write_failed.is_some() => drop(reply),
+                RoomCmd::Join {
+                    peer_id,
+                    role,
+                    echo_awareness,
+                    tx,
+                    kick,
+                    reply,
+                } => self.join(peer_id, role, echo_awareness, tx, kick, reply),
+                RoomCmd::SyncStep1 {
+                    peer_id,
+                    state_vector,
+                } => self.sync_step1(peer_id, &state_vector),
+                RoomCmd::Update {
+                    peer_id,
+                    seq,
+                    update,
+                    arrived,
+                } => {
+                    let mut batch = vec![Incoming {
+                        peer_id,
+                        seq,
+                        update,
+                        arrived,
+                    }];
+                    // After a batch panicked, and while the orphan budget is spent (gaps are
+                    // judged against the document before each update), one update at a time.
+                    if self.one_by_one > 0 || self.orphan_bytes > MAX_ORPHAN_BYTES {
+                        self.one_by_one = self.one_by_one.saturating_sub(1);
+                    } else {
+                        while batch.len() < INBOX_BATCH
+                            && let Some(RoomCmd::Update { .. }) = queue.front()
+                            && let Some(RoomCmd::Update {
+                                peer_id,
+                                seq,
+                                update,
+                                arrived,
+                            }) = queue.pop_front()
+                        {
+                            batch.push(Incoming {
+                                peer_id,
+                                seq,
+                                update,
+                                arrived,
+                            });
+                        }
+                    }
+                    self.updates(batch, queue);
+                }
+                RoomCmd::Awareness {
+                    peer_id,
+                    client_id,
+                    source,
+                } => self.set_awareness(peer_id, client_id, source),
+                RoomCmd::QueryAwareness { peer_id } => self.send_all_awareness(peer_id),
+                RoomCmd::Leave { peer_id } => self.leave(peer_id),
+            }
         }
     }
 
@@ -510,83 +580,110 @@ impl Room {
         }
     }
 
-    fn update(&mut self, peer_id: u64, seq: Option<u64>, update: Vec<u8>, arrived: Instant) {
-        let Some(member) = self.members.get(&peer_id) else {
-            return;
-        };
-        if let Some(reason) = &self.write_failed {
-            let message = format!("room {} refuses writes: {reason}", self.name);
-            self.send(
-                peer_id,
-                Out::Error(ErrorCode::STORAGE_UNAVAILABLE, message.into()),
-            );
-            return;
-        }
-        if member.role == Role::Viewer {
-            // Every client sends an empty update when it syncs; only real edits are refused.
-            if update == [0, 0] {
-                return;
-            }
-            self.send(
-                peer_id,
-                Out::Error(
+    /// Applies a batch of updates in one yrs transaction (one commit, one state vector for
+    /// the lot, where each update alone costs a transaction), then acts on each in order:
+    /// relay and store it, or tell or refuse its author. Nothing leaves the room before the
+    /// whole batch applied, so when yrs panics the batch goes back to the front of the queue
+    /// and, once the document is reloaded, is applied one update at a time: only the update
+    /// that panics is refused.
+    fn updates(&mut self, batch: Vec<Incoming>, queue: &mut VecDeque<RoomCmd>) {
+        let refuse_gaps = self.orphan_bytes > MAX_ORPHAN_BYTES;
+        let mut verdicts = Vec::with_capacity(batch.len());
+        let mut decoded = Vec::with_capacity(batch.len());
+        // Authors refused earlier in the batch: their later updates are ignored, as they would
+        // be once the room forgot them.
+        let mut refused: Vec<u64> = Vec::new();
+        for (i, inc) in batch.iter().enumerate() {
+            let verdict = match self.members.get(&inc.peer_id) {
+                None => Verdict::Ignore,
+                Some(_) if refused.contains(&inc.peer_id) => Verdict::Ignore,
+                Some(_) if self.write_failed.is_some() => Verdict::Tell(
+                    ErrorCode::STORAGE_UNAVAILABLE,
+                    format!(
+                        "room {} refuses writes: {}",
+                        self.name,
+                        self.write_failed.as_deref().unwrap_or_default()
+                    ),
+                ),
+                // Every client sends an empty update when it syncs; only real edits are refused.
+                Some(m) if m.role == Role::Viewer && inc.update == [0, 0] => Verdict::Ignore,
+                Some(m) if m.role == Role::Viewer => Verdict::Tell(
                     ErrorCode::READ_ONLY,
                     "you joined as a viewer: your edits are not applied".into(),
                 ),
-            );
-            return;
-        }
-        let refuse_gaps = self.orphan_bytes > MAX_ORPHAN_BYTES;
-        match apply_update(&self.doc, &update, refuse_gaps) {
-            Ok(applied) => {
-                match applied {
-                    Applied::Orphaned => {
-                        self.orphan_bytes += update.len();
-                        if self.orphan_bytes > MAX_ORPHAN_BYTES {
-                            // Not relayed, not stored: reload so the refused bytes leave memory.
-                            self.needs_reload = true;
-                            self.reject(
-                                peer_id,
+                Some(_) => match decode_update(&inc.update) {
+                    Err(e) => {
+                        refused.push(inc.peer_id);
+                        Verdict::Refuse(
+                            ErrorCode::BAD_UPDATE,
+                            close::INVALID_PAYLOAD,
+                            format!("malformed update, nothing applied: {e}"),
+                        )
+                    }
+                    Ok(update) if update.is_empty() => Verdict::Unchanged,
+                    Ok(update) => {
+                        let lower = update.state_vector_lower();
+                        if refuse_gaps && has_gap(&self.doc, &lower) {
+                            refused.push(inc.peer_id);
+                            Verdict::Refuse(
                                 ErrorCode::BAD_UPDATE,
                                 close::POLICY,
                                 ApplyError::Orphan.to_string(),
-                            );
-                            return;
+                            )
+                        } else {
+                            decoded.push((i, update));
+                            Verdict::Applied(lower)
                         }
                     }
-                    Applied::Integrated if !self.doc.transact().has_missing_updates() => {
-                        self.orphan_bytes = 0;
+                },
+            };
+            verdicts.push(verdict);
+        }
+
+        let applied = if decoded.is_empty() {
+            Ok(None)
+        } else {
+            let doc = &self.doc;
+            let batch = &batch;
+            contained(move || {
+                let mut txn = doc.transact_mut();
+                let mut failures: Vec<(usize, Option<String>)> = Vec::new();
+                for (i, update) in decoded {
+                    let author = batch[i].peer_id;
+                    if failures.iter().any(|&(j, _)| batch[j].peer_id == author) {
+                        failures.push((i, None));
+                        continue;
                     }
-                    Applied::Integrated | Applied::Unchanged => {}
+                    match txn.apply_update(update) {
+                        Ok(()) => {
+                            // Debug builds only: a panic on demand, transaction open
+                            // (see `contain::failpoint`).
+                            #[cfg(debug_assertions)]
+                            crate::contain::failpoint::panic_after_apply(&batch[i].update);
+                        }
+                        Err(e) => failures.push((i, Some(e.to_string()))),
+                    }
                 }
-                let changed = applied != Applied::Unchanged;
-                let shared = SharedUpdate::new(update);
-                if changed {
-                    self.full_state = None;
-                    self.metrics
-                        .updates_relayed
-                        .inc_by(self.members.len() as u64 - 1);
-                    self.broadcast(Some(peer_id), |_| Out::Update(shared.clone()));
-                    self.metrics.relay_latency.observe(arrived.elapsed());
-                    let store = self.store.append(&self.name, shared.raw().to_vec());
-                    self.pending.push_back(Box::pin(async move {
-                        (peer_id, seq, arrived, store.await)
-                    }));
-                    self.offer_snapshot();
-                } else {
-                    // Nothing new to store; the ack still waits for the author's earlier
-                    // appends, since an ack covers every earlier seq.
-                    self.pending
-                        .push_back(Box::pin(async move { (peer_id, seq, arrived, Ok(())) }));
+                Some((failures, txn.state_vector(), txn.has_missing_updates()))
+            })
+        };
+        let (have, missing) = match applied {
+            Ok(Some((failures, have, missing))) => {
+                for (i, error) in failures {
+                    verdicts[i] = match error {
+                        Some(e) => Verdict::Refuse(
+                            ErrorCode::BAD_UPDATE,
+                            close::INVALID_PAYLOAD,
+                            format!("malformed update, nothing applied: {e}"),
+                        ),
+                        None => Verdict::Ignore,
+                    };
                 }
+                (have, missing)
             }
-            Err(ApplyError::Orphan) => self.reject(
-                peer_id,
-                ErrorCode::BAD_UPDATE,
-                close::POLICY,
-                ApplyError::Orphan.to_string(),
-            ),
-            Err(ApplyError::Panicked) => {
+            Ok(None) => (StateVector::default(), false),
+            Err(_) if batch.len() == 1 => {
+                let peer_id = batch[0].peer_id;
                 tracing::error!(room = %self.name, peer_id, "yrs panicked applying an update; reloading the room");
                 self.needs_reload = true;
                 self.reject(
@@ -595,14 +692,120 @@ impl Room {
                     close::INTERNAL,
                     "your update crashed the document engine; it was discarded".into(),
                 );
+                return;
             }
-            Err(e) => self.reject(
-                peer_id,
-                ErrorCode::BAD_UPDATE,
-                close::INVALID_PAYLOAD,
-                format!("malformed update, nothing applied: {e}"),
-            ),
+            Err(_) => {
+                tracing::warn!(room = %self.name, updates = batch.len(), "yrs panicked applying a batch of updates; reloading the room and applying them one at a time");
+                self.needs_reload = true;
+                self.requeue(batch, queue);
+                return;
+            }
+        };
+
+        let mut changed = false;
+        let mut items = batch.into_iter().zip(verdicts);
+        while let Some((inc, verdict)) = items.next() {
+            match verdict {
+                Verdict::Ignore => {}
+                Verdict::Tell(code, message) => {
+                    self.send(inc.peer_id, Out::Error(code, message.into()))
+                }
+                Verdict::Refuse(code, close, message) => {
+                    self.reject(inc.peer_id, code, close, message)
+                }
+                // Nothing new to store; the ack still waits for the author's earlier appends,
+                // since an ack covers every earlier seq.
+                Verdict::Unchanged => {
+                    self.after_append(inc.peer_id, inc.seq, inc.arrived, Appending::done(Ok(())));
+                }
+                Verdict::Applied(_) if self.write_failed.is_some() => {}
+                Verdict::Applied(lower) => {
+                    // Integrated blocks move the document's clock past where they begin; a
+                    // client whose first block did not is waiting for a dependency.
+                    let waiting = lower
+                        .iter()
+                        .any(|(client, clock)| have.get(client) <= *clock);
+                    if waiting {
+                        self.orphan_bytes += inc.update.len();
+                        if self.orphan_bytes > MAX_ORPHAN_BYTES {
+                            // Not relayed, not stored: reload so the refused bytes leave memory.
+                            // The rest of the batch was applied to the document being dropped:
+                            // it goes back to the queue.
+                            self.needs_reload = true;
+                            self.reject(
+                                inc.peer_id,
+                                ErrorCode::BAD_UPDATE,
+                                close::POLICY,
+                                ApplyError::Orphan.to_string(),
+                            );
+                            let rest = items.map(|(inc, _)| inc).collect();
+                            self.requeue(rest, queue);
+                            break;
+                        }
+                    } else if !missing {
+                        self.orphan_bytes = 0;
+                    }
+                    changed = true;
+                    self.relay(inc);
+                }
+            }
         }
+        if changed {
+            self.offer_snapshot();
+        }
+    }
+
+    /// Puts updates back at the front of the queue, to be applied one at a time after the
+    /// reload.
+    fn requeue(&mut self, updates: Vec<Incoming>, queue: &mut VecDeque<RoomCmd>) {
+        self.one_by_one = updates.len();
+        for inc in updates.into_iter().rev() {
+            queue.push_front(RoomCmd::Update {
+                peer_id: inc.peer_id,
+                seq: inc.seq,
+                update: inc.update,
+                arrived: inc.arrived,
+            });
+        }
+    }
+
+    /// Sends an integrated update to every other member and to the store.
+    fn relay(&mut self, inc: Incoming) {
+        let Incoming {
+            peer_id,
+            seq,
+            update,
+            arrived,
+        } = inc;
+        self.full_state = None;
+        let shared = SharedUpdate::new(update);
+        let others = self.members.len() - usize::from(self.members.contains_key(&peer_id));
+        self.metrics.updates_relayed.inc_by(others as u64);
+        self.broadcast(Some(peer_id), |_| Out::Update(shared.clone()));
+        self.metrics.relay_latency.observe(arrived.elapsed());
+        let appending = self.store.append(&self.name, shared.raw().to_vec());
+        self.after_append(peer_id, seq, arrived, appending);
+    }
+
+    /// Acknowledges an update once stored: at once when the store already has it and no
+    /// earlier append is still in flight (acks are cumulative, so they go in order), otherwise
+    /// when its turn in `pending` comes.
+    fn after_append(
+        &mut self,
+        peer_id: u64,
+        seq: Option<u64>,
+        arrived: Instant,
+        mut appending: Appending,
+    ) {
+        if self.pending.is_empty()
+            && let Some(result) = appending.take_ready()
+        {
+            self.stored((peer_id, seq, arrived, result));
+            return;
+        }
+        self.pending.push_back(Box::pin(
+            async move { (peer_id, seq, arrived, appending.await) },
+        ));
     }
 
     /// Hands the store the whole document when it asks (the memory store replaces its log).
@@ -890,6 +1093,8 @@ async fn run(
     let idle = tokio::time::sleep(config.idle_unload);
     tokio::pin!(idle);
     let mut idle_armed = false;
+    // Commands taken from the inbox and not yet handled (a reload may interrupt a turn).
+    let mut queue = VecDeque::with_capacity(INBOX_BATCH);
     loop {
         if room.write_failed.is_some() {
             break;
@@ -903,21 +1108,19 @@ async fn run(
         tokio::select! {
             cmd = rx.recv(), if room.pending.len() < MAX_PENDING_APPENDS => match cmd {
                 Some(cmd) => {
-                    room.handle(cmd);
-                    if room.needs_reload {
-                        room.reload().await;
-                    }
                     // Take what else is waiting in one turn: members are woken once for a
-                    // burst instead of once per command.
-                    for _ in 1..INBOX_BATCH {
-                        if room.pending.len() >= MAX_PENDING_APPENDS || room.write_failed.is_some() {
-                            break;
-                        }
-                        let Ok(cmd) = rx.try_recv() else { break };
-                        room.handle(cmd);
-                        if room.needs_reload {
-                            room.reload().await;
-                        }
+                    // burst instead of once per command, and its updates share a transaction.
+                    queue.push_back(cmd);
+                    while queue.len() < INBOX_BATCH
+                        && room.pending.len() + queue.len() < MAX_PENDING_APPENDS
+                        && let Ok(cmd) = rx.try_recv()
+                    {
+                        queue.push_back(cmd);
+                    }
+                    room.handle_turn(&mut queue);
+                    while room.needs_reload {
+                        room.reload().await;
+                        room.handle_turn(&mut queue);
                     }
                 }
                 None => break,
@@ -939,8 +1142,14 @@ async fn run(
     while let Some(cmd) = rx.recv().await {
         match cmd {
             RoomCmd::Join { reply, .. } => drop(reply),
-            cmd => room.handle(cmd),
+            cmd => queue.push_back(cmd),
         }
+    }
+    queue.retain(|cmd| !matches!(cmd, RoomCmd::Join { .. }));
+    room.handle_turn(&mut queue);
+    while room.needs_reload {
+        room.reload().await;
+        room.handle_turn(&mut queue);
     }
     while let Some(done) = room.pending.next().await {
         room.stored(done);
@@ -948,3 +1157,6 @@ async fn run(
     metrics.rooms_loaded.dec();
     tracing::debug!(room = %room.name, "room task finished");
 }
+
+#[cfg(test)]
+mod tests;

@@ -20,7 +20,7 @@
 //!   transaction, so a crash at any moment leaves either the old or the new form, never a gap.
 
 use crate::room::{ROOT_TEXT, apply_update, new_doc};
-use crate::store::{BoxFuture, Store, StoreError};
+use crate::store::{Appending, BoxFuture, Store, StoreError};
 use duet_protocol::RoomName;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::collections::HashMap;
@@ -370,11 +370,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn append(
-        &self,
-        room: &RoomName,
-        update: Vec<u8>,
-    ) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn append(&self, room: &RoomName, update: Vec<u8>) -> Appending {
         let (done, wait) = oneshot::channel();
         // Sent now, not when the future is first polled, so a room's updates reach the log in
         // the order the room integrated them.
@@ -383,10 +379,10 @@ impl Store for SqliteStore {
             update,
             done,
         });
-        Box::pin(async move {
-            if sent.is_err() {
-                return Err(unavailable("the storage writer has stopped"));
-            }
+        if sent.is_err() {
+            return Appending::done(Err(unavailable("the storage writer has stopped")));
+        }
+        Appending::later(async move {
             wait.await
                 .unwrap_or_else(|_| Err(unavailable("the storage writer has stopped")))
         })

@@ -15,6 +15,54 @@ use std::sync::Mutex;
 /// A boxed, sendable future, so the trait stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// An append on its way to storage: a future that resolves once the update is stored. A store
+/// that stores at once (the memory store) says so without a future, which lets a room
+/// acknowledge without allocating or scheduling anything ([`Appending::take_ready`]).
+pub struct Appending(AppendingInner);
+
+enum AppendingInner {
+    Done(Option<Result<(), StoreError>>),
+    Later(BoxFuture<'static, Result<(), StoreError>>),
+}
+
+impl Appending {
+    /// Already stored (or already failed).
+    pub fn done(result: Result<(), StoreError>) -> Self {
+        Self(AppendingInner::Done(Some(result)))
+    }
+
+    /// Stored once `future` resolves.
+    pub fn later(future: impl Future<Output = Result<(), StoreError>> + Send + 'static) -> Self {
+        Self(AppendingInner::Later(Box::pin(future)))
+    }
+
+    /// The result, if the store already has it.
+    pub fn take_ready(&mut self) -> Option<Result<(), StoreError>> {
+        match &mut self.0 {
+            AppendingInner::Done(result) => result.take(),
+            AppendingInner::Later(_) => None,
+        }
+    }
+}
+
+impl Future for Appending {
+    type Output = Result<(), StoreError>;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            AppendingInner::Done(result) => std::task::Poll::Ready(
+                result
+                    .take()
+                    .unwrap_or_else(|| Err(StoreError::Unavailable("append polled twice".into()))),
+            ),
+            AppendingInner::Later(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
 /// A storage operation failed; the room refuses writes rather than acknowledge them.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -29,12 +77,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every stored update of `room`, in order (v1 encoding). Empty for a new room.
     fn load(&self, room: &RoomName) -> BoxFuture<'_, Result<Vec<Vec<u8>>, StoreError>>;
 
-    /// Appends one update; resolves once it is stored as durably as this store can.
-    fn append(
-        &self,
-        room: &RoomName,
-        update: Vec<u8>,
-    ) -> BoxFuture<'static, Result<(), StoreError>>;
+    /// Appends one update; resolves once it is stored as durably as this store can. Appends
+    /// reach the store in the order of the calls, whenever their futures are polled.
+    fn append(&self, room: &RoomName, update: Vec<u8>) -> Appending;
 
     /// Whether the store would like the room's whole state now, to replace what it holds
     /// (checked after each append). Stores that compact on their own say no.
@@ -63,9 +108,10 @@ struct MemoryLog {
 }
 
 /// How many updates the memory store keeps per room before asking the room for a snapshot
-/// (and only once they are at least half the size of the last snapshot, so encoding a large
-/// document costs in proportion to what was appended).
-const MEMORY_COMPACT_AFTER: usize = 512;
+/// (and only once they hold twice the bytes of the last snapshot, so encoding a large
+/// document costs in proportion to what was appended, and a room's log stays within three
+/// times its snapshot).
+const MEMORY_COMPACT_AFTER: usize = 1024;
 
 impl Store for MemoryStore {
     fn load(&self, room: &RoomName) -> BoxFuture<'_, Result<Vec<Vec<u8>>, StoreError>> {
@@ -77,23 +123,22 @@ impl Store for MemoryStore {
         Box::pin(async move { Ok(updates) })
     }
 
-    fn append(
-        &self,
-        room: &RoomName,
-        update: Vec<u8>,
-    ) -> BoxFuture<'static, Result<(), StoreError>> {
+    fn append(&self, room: &RoomName, update: Vec<u8>) -> Appending {
         let mut rooms = self.rooms();
-        let log = rooms.entry(room.clone()).or_default();
+        let log = match rooms.get_mut(room) {
+            Some(log) => log,
+            None => rooms.entry(room.clone()).or_default(),
+        };
         if !log.updates.is_empty() {
             log.appended += update.len();
         }
         log.updates.push(update);
-        Box::pin(async move { Ok(()) })
+        Appending::done(Ok(()))
     }
 
     fn wants_snapshot(&self, room: &RoomName) -> bool {
         self.rooms().get(room).is_some_and(|log| {
-            log.updates.len() >= MEMORY_COMPACT_AFTER && log.appended * 2 >= log.updates[0].len()
+            log.updates.len() >= MEMORY_COMPACT_AFTER && log.appended >= 2 * log.updates[0].len()
         })
     }
 
@@ -142,7 +187,7 @@ mod tests {
             doc.transact().encode_diff_v1(&before)
         };
         let mut appended = 0;
-        // 1,000 small updates are far less than half of the 120 KB base: no snapshot yet.
+        // 1,000 small updates are far less than twice the 120 KB base: no snapshot yet.
         for _ in 0..1_000 {
             let u = edit();
             appended += u.len();
@@ -150,13 +195,13 @@ mod tests {
             assert!(!store.wants_snapshot(&room));
         }
         assert_eq!(store.load(&room).await.expect("loads").len(), 1_001);
-        while appended * 2 < big.len() {
+        while appended < 2 * big.len() {
             assert!(!store.wants_snapshot(&room));
             let u = edit();
             appended += u.len();
             store.append(&room, u).await.expect("stored");
         }
-        assert!(store.wants_snapshot(&room), "half the base appended");
+        assert!(store.wants_snapshot(&room), "twice the base appended");
         store.snapshot(&room, state());
         assert!(!store.wants_snapshot(&room));
         let after = edit();
