@@ -25,6 +25,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 pub const PING_EVERY: Duration = Duration::from_secs(20);
 /// Silence after which a connection is considered dead.
 pub const DEAD_AFTER: Duration = Duration::from_secs(40);
+/// A member whose last batch left less than this ago is being streamed to: its next batch
+/// waits one scheduler turn to grow.
+const STREAMING: Duration = Duration::from_millis(1);
 /// How many queued frames are written before one flush.
 const WRITE_BATCH: usize = 64;
 /// How long a closed member's last queued messages may take to write before the close frame.
@@ -178,6 +181,7 @@ pub(crate) async fn run<S, W>(
 
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     let mut last_seen = Instant::now();
+    let mut last_write = std::time::Instant::now() - STREAMING;
     // Registered once: a fresh `cancelled()` per turn would lock the token on every message.
     let shutdown = shared.shutdown.cancelled();
     tokio::pin!(shutdown);
@@ -196,10 +200,16 @@ pub(crate) async fn run<S, W>(
             },
             out = out_rx.recv() => {
                 let Some(out) = out else { break End::Close(close::GOING_AWAY, "room closed, reconnect".into()) };
-                // Let tasks already queued on this worker (the room, busy with a burst) run
-                // first, so what they queue joins this batch and leaves in the same syscall.
-                // With nothing queued this returns at once.
-                tokio::task::yield_now().await;
+                // In a stream of messages (the last batch left moments ago), let the tasks
+                // already queued run first (the room, the author's connection), so what they
+                // queue next joins this batch and leaves in the same syscall. A lone edit
+                // (people typing) is written at once: a yield costs every member of the room
+                // a trip through the scheduler and a poll of the I/O driver.
+                let now = std::time::Instant::now();
+                if now.duration_since(last_write) < STREAMING {
+                    tokio::task::yield_now().await;
+                }
+                last_write = now;
                 if write_batch(&mut ws, &wire, &shared, out, &mut out_rx).await.is_err() {
                     break End::Gone;
                 }

@@ -8,6 +8,7 @@
 //!
 //! Progress goes to stderr; the summary table (or `--json`) to stdout.
 
+mod bare;
 mod conn;
 mod floor;
 mod report;
@@ -73,6 +74,17 @@ enum Scenario {
     Slow(scenario::slow::SlowOpts),
     /// Only the in-process floor.
     Floor,
+    /// Runs a bare relay (no document, no checks, no storage) that speaks just enough of the
+    /// y-websocket protocol for these scenarios: the floor a relay server cannot beat on this
+    /// machine. Prints its URL and serves until killed.
+    BareRelay {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// Runtime worker threads (default: one per core, as tokio servers run).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
     /// Reads JSON reports (one per file, as `--json` writes them) and prints each metric's
     /// median per server label, with ratios to the first label given.
     Summarize {
@@ -85,6 +97,13 @@ enum Scenario {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Scenario::BareRelay { listen, workers } = &args.scenario {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if let Some(n) = workers {
+            builder.worker_threads((*n).max(1));
+        }
+        return builder.enable_all().build()?.block_on(bare::serve(listen));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
         .enable_all()
@@ -147,7 +166,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Scenario::Rooms(o) => scenario::rooms::run(&ctx, o).await?,
         Scenario::Join(o) => scenario::join::run(&ctx, o).await?,
         Scenario::Slow(o) => scenario::slow::run(&ctx, o).await?,
-        Scenario::Summarize { .. } => return Ok(()),
+        Scenario::Summarize { .. } | Scenario::BareRelay { .. } => return Ok(()),
         Scenario::Floor => {
             let t = trace::Trace::load(&trace::resolve_trace("sveltecomponent")?)?;
             let enc = trace::encode(&t, 1, None)?;
