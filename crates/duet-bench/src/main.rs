@@ -160,6 +160,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         floor,
         run_id,
     };
+    let cpu_before = target::cpu_ticks();
     let report = match &args.scenario {
         Scenario::Relay(o) => scenario::relay::run(&ctx, o).await?,
         Scenario::Idle(o) => scenario::idle::run(&ctx, o).await?,
@@ -177,6 +178,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut report = report;
     report.label = args.label.clone();
+    if let (Some(before), Some(after)) = (cpu_before, target::cpu_ticks()) {
+        // A virtual machine's host can take CPU time away from it ("steal"): runs taken while
+        // it does are slower, and their figures are not comparable with quiet ones.
+        let steal = after.steal.saturating_sub(before.steal) as f64;
+        let total = after.total.saturating_sub(before.total) as f64;
+        report.row(
+            "machine steal time",
+            (total > 0.0).then(|| 100.0 * steal / total),
+            "%",
+            "CPU time the host took from this machine during the run (/proc/stat); figures of runs above a few % are noisy".into(),
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -115,6 +115,33 @@ impl Target {
     }
 }
 
+/// The machine's CPU time from /proc/stat, in clock ticks: all of it, and the part the host of
+/// a virtual machine took away (steal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTicks {
+    pub total: u64,
+    pub steal: u64,
+}
+
+pub fn cpu_ticks() -> Option<CpuTicks> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_line(stat.lines().next()?)
+}
+
+/// The aggregate `cpu` line: user nice system idle iowait irq softirq steal [guest guest_nice];
+/// guest time is already counted in user, so the first eight make the total.
+fn parse_cpu_line(line: &str) -> Option<CpuTicks> {
+    let mut fields = line.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let ticks: Vec<u64> = fields.map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    Some(CpuTicks {
+        total: ticks.iter().take(8).sum(),
+        steal: *ticks.get(7)?,
+    })
+}
+
 /// This process's own RSS in bytes.
 pub fn self_rss() -> Option<u64> {
     rss_of("/proc/self/status")
@@ -186,6 +213,20 @@ async fn http_get(ws_url: &str, path: &str) -> anyhow::Result<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reads_the_steal_column_of_proc_stat() {
+        let line = "cpu  325707 25346 48618 374372 2439 0 11132 30617 0 0";
+        assert_eq!(
+            super::parse_cpu_line(line),
+            Some(super::CpuTicks {
+                total: 325_707 + 25_346 + 48_618 + 374_372 + 2_439 + 11_132 + 30_617,
+                steal: 30_617,
+            })
+        );
+        assert_eq!(super::parse_cpu_line("cpu0 1 2 3 4 5 6 7 8 9 10"), None);
+        assert!(super::cpu_ticks().is_some(), "this machine has /proc/stat");
+    }
+
     #[test]
     fn reads_own_process() {
         assert!(super::self_rss().is_some_and(|b| b > 0));
