@@ -181,7 +181,7 @@ pub(crate) async fn run<S, W>(
 
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     let mut last_seen = Instant::now();
-    let mut last_write = std::time::Instant::now() - STREAMING;
+    let mut last_write: Option<std::time::Instant> = None;
     // Registered once: a fresh `cancelled()` per turn would lock the token on every message.
     let shutdown = shared.shutdown.cancelled();
     tokio::pin!(shutdown);
@@ -206,10 +206,10 @@ pub(crate) async fn run<S, W>(
                 // (people typing) is written at once: a yield costs every member of the room
                 // a trip through the scheduler and a poll of the I/O driver.
                 let now = std::time::Instant::now();
-                if now.duration_since(last_write) < STREAMING {
+                if last_write.is_some_and(|at| now.duration_since(at) < STREAMING) {
                     tokio::task::yield_now().await;
                 }
-                last_write = now;
+                last_write = Some(now);
                 if write_batch(&mut ws, &wire, &shared, out, &mut out_rx).await.is_err() {
                     break End::Gone;
                 }

@@ -246,6 +246,38 @@ struct Incoming {
     arrived: Instant,
 }
 
+impl TryFrom<RoomCmd> for Incoming {
+    type Error = RoomCmd;
+
+    fn try_from(cmd: RoomCmd) -> Result<Self, RoomCmd> {
+        match cmd {
+            RoomCmd::Update {
+                peer_id,
+                seq,
+                update,
+                arrived,
+            } => Ok(Incoming {
+                peer_id,
+                seq,
+                update,
+                arrived,
+            }),
+            cmd => Err(cmd),
+        }
+    }
+}
+
+impl From<Incoming> for RoomCmd {
+    fn from(inc: Incoming) -> Self {
+        RoomCmd::Update {
+            peer_id: inc.peer_id,
+            seq: inc.seq,
+            update: inc.update,
+            arrived: inc.arrived,
+        }
+    }
+}
+
 /// What becomes of one update of a batch; the room acts on the verdicts in order.
 enum Verdict {
     /// Its author is gone, or was refused earlier in the batch.
@@ -359,19 +391,11 @@ pub(crate) fn apply_update(
         result
     });
     match applied {
-        Ok(Ok(())) => {
-            let have = doc.transact().state_vector();
-            // Integrated blocks move the document's clock past where they begin; a client whose
-            // first block did not is waiting for a dependency.
-            let waiting = lower
-                .iter()
-                .any(|(client, clock)| have.get(client) <= *clock);
-            Ok(if waiting {
-                Applied::Orphaned
-            } else {
-                Applied::Integrated
-            })
-        }
+        Ok(Ok(())) => Ok(if waits(&lower, &doc.transact().state_vector()) {
+            Applied::Orphaned
+        } else {
+            Applied::Integrated
+        }),
         Ok(Err(e)) => Err(ApplyError::Invalid(e)),
         Err(_) => Err(ApplyError::Panicked),
     }
@@ -383,6 +407,24 @@ fn decode_update(bytes: &[u8]) -> Result<Update, String> {
     contained(|| Update::decode_v1(bytes))
         .map_err(|_| "yrs panicked while decoding the update".to_string())?
         .map_err(|e| e.to_string())
+}
+
+/// Whether an update beginning at `lower`, once applied to a document now at `have`, left
+/// something waiting for a dependency: integrated blocks move the document's clock past where
+/// they begin; a client whose first block did not is waiting.
+fn waits(lower: &StateVector, have: &StateVector) -> bool {
+    lower
+        .iter()
+        .any(|(client, clock)| have.get(client) <= *clock)
+}
+
+/// The refusal of an update yrs would not decode or apply.
+fn malformed(e: impl std::fmt::Display) -> Verdict {
+    Verdict::Refuse(
+        ErrorCode::BAD_UPDATE,
+        close::INVALID_PAYLOAD,
+        format!("malformed update, nothing applied: {e}"),
+    )
 }
 
 /// Whether an update beginning at `lower` leaves a gap before some client's next clock (it
@@ -491,19 +533,9 @@ impl Room {
                     } else {
                         while batch.len() < INBOX_BATCH
                             && let Some(RoomCmd::Update { .. }) = queue.front()
-                            && let Some(RoomCmd::Update {
-                                peer_id,
-                                seq,
-                                update,
-                                arrived,
-                            }) = queue.pop_front()
+                            && let Some(Ok(next)) = queue.pop_front().map(Incoming::try_from)
                         {
-                            batch.push(Incoming {
-                                peer_id,
-                                seq,
-                                update,
-                                arrived,
-                            });
+                            batch.push(next);
                         }
                     }
                     self.updates(batch, queue);
@@ -614,11 +646,7 @@ impl Room {
                 Some(_) => match decode_update(&inc.update) {
                     Err(e) => {
                         refused.push(inc.peer_id);
-                        Verdict::Refuse(
-                            ErrorCode::BAD_UPDATE,
-                            close::INVALID_PAYLOAD,
-                            format!("malformed update, nothing applied: {e}"),
-                        )
+                        malformed(e)
                     }
                     Ok(update) if update.is_empty() => Verdict::Unchanged,
                     Ok(update) => {
@@ -670,14 +698,7 @@ impl Room {
         let (have, missing) = match applied {
             Ok(Some((failures, have, missing))) => {
                 for (i, error) in failures {
-                    verdicts[i] = match error {
-                        Some(e) => Verdict::Refuse(
-                            ErrorCode::BAD_UPDATE,
-                            close::INVALID_PAYLOAD,
-                            format!("malformed update, nothing applied: {e}"),
-                        ),
-                        None => Verdict::Ignore,
-                    };
+                    verdicts[i] = error.map_or(Verdict::Ignore, malformed);
                 }
                 (have, missing)
             }
@@ -720,12 +741,7 @@ impl Room {
                 }
                 Verdict::Applied(_) if self.write_failed.is_some() => {}
                 Verdict::Applied(lower) => {
-                    // Integrated blocks move the document's clock past where they begin; a
-                    // client whose first block did not is waiting for a dependency.
-                    let waiting = lower
-                        .iter()
-                        .any(|(client, clock)| have.get(client) <= *clock);
-                    if waiting {
+                    if waits(&lower, &have) {
                         self.orphan_bytes += inc.update.len();
                         if self.orphan_bytes > MAX_ORPHAN_BYTES {
                             // Not relayed, not stored: reload so the refused bytes leave memory.
@@ -760,12 +776,7 @@ impl Room {
     fn requeue(&mut self, updates: Vec<Incoming>, queue: &mut VecDeque<RoomCmd>) {
         self.one_by_one = updates.len();
         for inc in updates.into_iter().rev() {
-            queue.push_front(RoomCmd::Update {
-                peer_id: inc.peer_id,
-                seq: inc.seq,
-                update: inc.update,
-                arrived: inc.arrived,
-            });
+            queue.push_front(inc.into());
         }
     }
 

@@ -13,7 +13,6 @@ struct Member {
 }
 
 async fn room_with(members: &[(u64, Role)]) -> (RoomHandle, Vec<Member>) {
-    let metrics = Arc::new(Metrics::default());
     let handle = spawn(
         1,
         RoomName::new("burst").expect("valid"),
@@ -21,29 +20,35 @@ async fn room_with(members: &[(u64, Role)]) -> (RoomHandle, Vec<Member>) {
         RoomConfig::default(),
         CancellationToken::new(),
         &TaskTracker::new(),
-        metrics.clone(),
+        Arc::default(),
         || {},
     );
     let mut joined = Vec::new();
     for &(peer_id, role) in members {
-        let (tx, out) = outbox::channel(RoomConfig::default().send_queue, metrics.clone());
-        let (kick, kicked) = oneshot::channel();
-        let (reply, done) = oneshot::channel();
-        let join = RoomCmd::Join {
-            peer_id,
-            role,
-            echo_awareness: false,
-            tx,
-            kick,
-            reply,
-        };
-        assert!(handle.send(join).await.is_ok());
-        done.await.expect("joined");
-        let mut member = Member { out, kicked };
+        let mut member = join(&handle, peer_id, role).await;
         assert!(matches!(member.out.recv().await, Some(Out::SyncStep1(_))));
         joined.push(member);
     }
     (handle, joined)
+}
+
+/// Joins the room; returns once the room has handled the join, and so every command sent
+/// before it (the inbox is handled in order, reloads included).
+async fn join(handle: &RoomHandle, peer_id: u64, role: Role) -> Member {
+    let (tx, out) = outbox::channel(RoomConfig::default().send_queue, Arc::default());
+    let (kick, kicked) = oneshot::channel();
+    let (reply, done) = oneshot::channel();
+    let join = RoomCmd::Join {
+        peer_id,
+        role,
+        echo_awareness: false,
+        tx,
+        kick,
+        reply,
+    };
+    assert!(handle.send(join).await.is_ok(), "the room takes joins");
+    done.await.expect("joined");
+    Member { out, kicked }
 }
 
 /// `edits` successive inserts by one client, each as its own v1 update.
@@ -109,18 +114,6 @@ fn errors(outs: &[Out]) -> Vec<ErrorCode> {
         .collect()
 }
 
-/// Lets the room task run until it has handled everything sent so far.
-async fn settle(handle: &RoomHandle) {
-    for _ in 0..50 {
-        tokio::task::yield_now().await;
-    }
-    // A round trip through the inbox: the room answers a query only after what came before.
-    let _ = handle.send(RoomCmd::QueryAwareness { peer_id: 0 }).await;
-    for _ in 0..50 {
-        tokio::task::yield_now().await;
-    }
-}
-
 #[tokio::test]
 async fn a_burst_is_answered_per_update_in_order() {
     let (handle, mut m) = room_with(&[
@@ -144,7 +137,8 @@ async fn a_burst_is_answered_per_update_in_order() {
     ] {
         assert!(handle.send(cmd).await.is_ok());
     }
-    settle(&handle).await;
+    // A newcomer's join is handled after everything sent before it.
+    join(&handle, 99, Role::Viewer).await;
 
     let reader = queued(&mut m[3]);
     let relayed = reader
@@ -202,7 +196,7 @@ async fn a_panic_inside_a_burst_refuses_only_its_update() {
     ] {
         assert!(handle.send(cmd).await.is_ok());
     }
-    settle(&handle).await;
+    join(&handle, 99, Role::Viewer).await;
 
     let reader = queued(&mut m[2]);
     assert_eq!(
@@ -219,28 +213,15 @@ async fn a_panic_inside_a_burst_refuses_only_its_update() {
     assert_eq!(kick.code, close::INTERNAL);
 
     // A newcomer syncs exactly the safe text: the panicking update left nothing behind.
-    let (tx, mut out) = outbox::channel(RoomConfig::default().send_queue, Arc::default());
-    let (kick, _kicked) = oneshot::channel();
-    let (reply, done) = oneshot::channel();
-    let join = RoomCmd::Join {
-        peer_id: 9,
-        role: Role::Editor,
-        echo_awareness: false,
-        tx,
-        kick,
-        reply,
-    };
-    assert!(handle.send(join).await.is_ok());
-    done.await.expect("joined");
-    let sv = StateVector::default().encode_v1();
+    let mut newcomer = join(&handle, 9, Role::Editor).await;
     let step1 = RoomCmd::SyncStep1 {
         peer_id: 9,
-        state_vector: sv,
+        state_vector: StateVector::default().encode_v1(),
     };
     assert!(handle.send(step1).await.is_ok());
-    settle(&handle).await;
+    join(&handle, 100, Role::Viewer).await;
     let doc = new_doc();
-    while let Some(o) = out.try_recv() {
+    while let Some(o) = newcomer.out.try_recv() {
         if let Out::SyncStep2(state) = o {
             apply_update(&doc, &state, false).expect("applies");
         }
