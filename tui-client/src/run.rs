@@ -1,12 +1,14 @@
 //! The event loop: one queue of typed events (terminal input, client events, a tick), all
 //! queued events drained, then at most one frame drawn.
 
+use std::future::poll_fn;
 use std::io::{self, Write};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{Event as TermEvent, EventStream};
 use duet_client::Event as ClientEvent;
-use futures_util::{FutureExt, Stream, StreamExt};
+use futures_util::{Stream, StreamExt};
 use ratatui::Terminal;
 use ratatui::backend::Backend;
 use tokio::sync::mpsc;
@@ -87,7 +89,15 @@ where
         }
         // Drain whatever else is queued before drawing again: a paste or a burst of
         // remote updates costs one frame, not one per event.
-        while let Some(Some(ev)) = input.next().now_or_never() {
+        // The drain polls with the task's own waker: `now_or_never` would poll with a
+        // no-op waker, and crossterm's `EventStream` keeps the waker of the poll that found
+        // nothing, so later keys would wake no one and wait for the next tick (250 ms).
+        while let Some(ev) = poll_fn(|cx| match input.poll_next_unpin(cx) {
+            Poll::Ready(Some(ev)) => Poll::Ready(Some(ev)),
+            Poll::Ready(None) | Poll::Pending => Poll::Ready(None),
+        })
+        .await
+        {
             app.handle_term(ev?);
         }
         while let Ok(ev) = client_events.try_recv() {
