@@ -31,6 +31,11 @@ fn status(screen: &[String]) -> &str {
         .map_or("", String::as_str)
 }
 
+/// The message row is the last.
+fn message(screen: &[String]) -> &str {
+    screen.last().map_or("", String::as_str)
+}
+
 fn live(screen: &[String]) -> bool {
     status(screen).contains("\u{25cf} live")
 }
@@ -103,6 +108,19 @@ fn two_editors_under_tmux_share_text_cursors_undo_and_offline_edits() -> anyhow:
         screen.join("\n")
     );
 
+    // Alice saves: bob is told, and since they share the file on this machine, it now
+    // holds bob's text too: no [+] and no "changed on disk" for him.
+    tmux.press("alice", &["C-s"])?;
+    tmux.wait_for("bob", "the news that alice saved", T, |s| {
+        message(s).contains("alice saved notes.txt (2 lines)")
+    })?;
+    tmux.wait_for("bob", "bob's copy on disk up to date", T, |s| {
+        !status(s).contains("[+]") && !status(s).contains("changed on disk")
+    })?;
+    tmux.wait_for("alice", "alice's own save", T, |s| {
+        !status(s).contains("[+]")
+    })?;
+
     // Alice types on the first line; then bob undoes: his word goes, hers stays, on both
     // screens.
     tmux.press("alice", &["Home"])?;
@@ -124,6 +142,15 @@ fn two_editors_under_tmux_share_text_cursors_undo_and_offline_edits() -> anyhow:
             status(s).contains("reconnecting") || status(s).contains("offline")
         })?;
     }
+    // What was said while connected is gone; the outage and its reason are said instead.
+    let screen = tmux.wait_for("alice", "the outage explained", T, |s| {
+        message(s).contains("connection lost")
+    })?;
+    assert!(
+        !screen.iter().any(|l| l.contains("joined")),
+        "{}",
+        screen.join("\n")
+    );
     tmux.type_text("bob", "written offline")?;
     tmux.wait_for("bob", "bob's offline edit on his own screen", T, |s| {
         row_with(s, "written offline").is_some() && status(s).contains("waiting")

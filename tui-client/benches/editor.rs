@@ -95,6 +95,7 @@ fn open(path: &Path) -> anyhow::Result<Opened> {
         join_command: String::new(),
         depth: Depth::TrueColor,
         notes: Vec::new(),
+        has_token: false,
     };
     let mut app = App::new(client, opts, start);
     app.tick(start + Duration::from_secs(5));

@@ -11,7 +11,7 @@ use crossterm::event::{
     Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent,
     MouseEventKind,
 };
-use duet_client::{Client, ConnState, Event as ClientEvent, Role};
+use duet_client::{Client, ClientError, ConnState, Event as ClientEvent, Role, SaveMark};
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ropey::Rope;
@@ -33,7 +33,7 @@ use crate::state::{ConnView, Level, Panel, PeerView, Prompt, Question, View};
 #[derive(Debug, Clone)]
 pub struct Options {
     pub file: Option<PathBuf>,
-    /// The text of `file` when it was opened (`None`: no file, or a new one).
+    /// The text of `file` when it was opened (`None`: no file, or one that does not exist).
     pub file_text: Option<String>,
     pub server: String,
     pub room: String,
@@ -45,6 +45,8 @@ pub struct Options {
     pub depth: Depth,
     /// Things to say at startup (hosting the server, why not).
     pub notes: Vec<String>,
+    /// A token was given (`--token`, `DUET_TOKEN`).
+    pub has_token: bool,
 }
 
 /// How the app ended.
@@ -84,6 +86,17 @@ pub struct App {
     /// Notified when something outside the input (the highlighter) wants a new frame.
     wake: Arc<Notify>,
     was_reconnecting: bool,
+    /// The client got as far as Live at least once.
+    ever_live: bool,
+    /// Why the last connection attempt failed (or the connection was lost).
+    last_problem: Option<String>,
+    /// Shown once the room is reachable: a join hint for a server nobody reached is a lie.
+    join_command: String,
+    server: String,
+    has_token: bool,
+    /// The room already held text and our file did not exist: we joined someone else's
+    /// text, which is not "modified" against a file we never had.
+    joined_without_file: bool,
     text_changed: bool,
     size: Rect,
 }
@@ -98,17 +111,8 @@ impl App {
         view.status.name = opts.name.clone();
         view.status.read_only = opts.read_only;
         view.status.hosting = opts.hosting;
-        view.join_command = opts.join_command.clone();
+        view.status.server = opts.server.clone();
         view.depth = opts.depth;
-        // The newest notice is shown: the startup notes first, then the join command,
-        // which stays longest (it is also in the help overlay).
-        if !opts.join_command.is_empty() {
-            view.notice_for(
-                Level::Info,
-                format!("a partner joins with: {}", opts.join_command),
-                Duration::from_secs(30),
-            );
-        }
         for note in &opts.notes {
             view.notice_for(Level::Info, note.clone(), Duration::from_secs(10));
         }
@@ -120,6 +124,11 @@ impl App {
             .and_then(|h| Background::start(h, wake.clone()));
         let disk = opts.file_text.as_deref().map(Rope::from_str);
         let disk_stamp = opts.file.as_deref().and_then(file::stamp);
+        // With a file, wait for the room before editing: seed an empty room with it.
+        let seed = opts
+            .file
+            .as_ref()
+            .map(|_| opts.file_text.clone().unwrap_or_default());
         Self {
             client,
             view,
@@ -128,7 +137,7 @@ impl App {
             disk_stamp,
             last_disk_check: now,
             retry_at: None,
-            seed: opts.file_text,
+            seed,
             started: now,
             out: Vec::new(),
             exit: None,
@@ -138,6 +147,12 @@ impl App {
             recolour: true,
             wake,
             was_reconnecting: false,
+            ever_live: false,
+            last_problem: None,
+            join_command: opts.join_command,
+            server: opts.server,
+            has_token: opts.has_token,
+            joined_without_file: false,
             text_changed: true,
             size: Rect::new(0, 0, 80, 24),
         }
@@ -156,6 +171,16 @@ impl App {
     /// The client, for the loop to close it.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// True once the room was reached; until then nothing typed was shared.
+    pub fn ever_live(&self) -> bool {
+        self.ever_live
+    }
+
+    /// Why the last connection attempt failed, if one did.
+    pub fn last_problem(&self) -> Option<&str> {
+        self.last_problem.as_deref()
     }
 
     fn quit(&mut self, code: i32, message: Option<String>) {
@@ -549,15 +574,36 @@ impl App {
                     Level::Info,
                     format!("saved {} ({} lines)", path.display(), rope.len_lines()),
                 );
+                let lines = rope.len_lines() as u64;
                 self.disk = Some(rope);
                 self.disk_stamp = file::stamp(path);
                 self.view.status.changed_on_disk = false;
                 self.text_changed = true;
+                self.tell_saved(path, lines);
             }
             Err(e) => self
                 .view
                 .notice(Level::Error, format!("cannot save {}: {e}", path.display())),
         }
+    }
+
+    /// Records the save in the room, so that the others see who saved.
+    fn tell_saved(&mut self, path: &std::path::Path, lines: u64) {
+        if self.read_only() || self.seed.is_some() {
+            return; // a viewer's writes are refused; before the first sync there is no room
+        }
+        let file = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let mark = SaveMark {
+            by: self.view.status.name.clone(),
+            client_id: self.client.read(|d| d.client_id()),
+            file,
+            lines,
+            at_ms: unix_ms(),
+        };
+        self.client.edit(|d| d.mark_saved(&mark));
     }
 
     /// Notices when the file on disk changed under us.
@@ -566,12 +612,23 @@ impl App {
         if self.view.status.changed_on_disk || self.seed.is_some() {
             return;
         }
-        if file::stamp(path) != self.disk_stamp {
+        let stamp = file::stamp(path);
+        if stamp != self.disk_stamp {
+            // A partner on this machine saved the same file: it holds our text, so it is
+            // our version on disk now, not a change to warn about.
+            if let Ok(Some(text)) = file::load(path)
+                && self.client.read(|d| *d.rope() == text.as_str())
+            {
+                self.disk = Some(Rope::from_str(&text));
+                self.disk_stamp = stamp;
+                self.text_changed = true;
+                return;
+            }
             self.view.status.changed_on_disk = true;
             self.view.notice(
                 Level::Warn,
                 format!(
-                    "{} changed on disk; saving will ask before overwriting it",
+                    "changed on disk: {}; saving asks before overwriting it",
                     path.display()
                 ),
             );
@@ -591,6 +648,10 @@ impl App {
         self.view.editor.top = 0;
         let room_empty = self.client.read(|d| d.len_chars() == 0);
         let same = self.client.read(|d| *d.rope() == seed.as_str());
+        if self.disk.is_none() && !room_empty {
+            self.joined_without_file = true;
+            self.text_changed = true;
+        }
         if room_empty && !seed.is_empty() {
             let r = self.client.edit(|d| {
                 let r = d.set_text(&seed);
@@ -661,13 +722,29 @@ impl App {
                 self.view.status.conn = match s {
                     ConnState::Connecting => ConnView::Connecting,
                     ConnState::Live => {
-                        if self.was_reconnecting {
+                        if !self.ever_live {
+                            self.first_live();
+                        } else if self.was_reconnecting {
                             self.view.notice(Level::Info, "reconnected");
                         }
                         self.was_reconnecting = false;
+                        self.last_problem = None;
+                        self.view.status.problem = None;
                         ConnView::Live
                     }
-                    ConnState::Reconnecting { retry_in, .. } => {
+                    ConnState::Reconnecting {
+                        retry_in, reason, ..
+                    } => {
+                        if self.ever_live && !self.was_reconnecting {
+                            // What was said while connected ("bob joined") is stale now.
+                            self.view.notices.clear();
+                            self.view.notice(
+                                Level::Warn,
+                                format!("connection lost: {reason}; edits are kept"),
+                            );
+                        }
+                        self.last_problem = Some(reason.clone());
+                        self.view.status.problem = Some(reason);
                         self.was_reconnecting = true;
                         // The edge of the app: the countdown runs on the tick's clock.
                         self.retry_at = Some(Instant::now() + retry_in);
@@ -711,6 +788,7 @@ impl App {
                 self.first_sync();
                 self.refresh_peers();
             }
+            ClientEvent::Saved(mark) => self.peer_saved(&mark),
             ClientEvent::Acked { .. } => {}
             ClientEvent::ServerError { code, message } => {
                 self.view
@@ -718,6 +796,14 @@ impl App {
             }
             ClientEvent::Fatal(e) => {
                 self.view.status.conn = ConnView::Offline;
+                let e = match e {
+                    ClientError::TokenRequired { .. } if !self.has_token => format!(
+                        "{} requires an access token: run duet with --token TOKEN or set \
+                         DUET_TOKEN (the server's admin mints one with `duet-server token --room {}`)",
+                        self.server, self.view.status.room
+                    ),
+                    e => e.to_string(),
+                };
                 if self.seed.is_some() || self.view.status.role.is_none() {
                     // Refused before we ever joined: nothing to lose, say why and stop.
                     self.quit(
@@ -733,6 +819,35 @@ impl App {
             }
         }
         self.view.status.role = self.client.role().or(self.view.status.role);
+    }
+
+    /// The room answered for the first time: now a partner can join us.
+    fn first_live(&mut self) {
+        self.ever_live = true;
+        self.view.status.ever_live = true;
+        if !self.join_command.is_empty() {
+            self.view.join_command = self.join_command.clone();
+            // Behind the startup notes (hosting), and it stays longest; it is also in the
+            // help overlay and in the hint row.
+            self.view.notices.push_front(crate::state::Notice {
+                text: format!("a partner joins with: {}", self.join_command),
+                level: Level::Info,
+                until: self.view.now + Duration::from_secs(30),
+            });
+        }
+    }
+
+    /// Another member saved the text: say so while it is news.
+    fn peer_saved(&mut self, mark: &SaveMark) {
+        let age = unix_ms().saturating_sub(mark.at_ms);
+        if age > 120_000 {
+            return; // an old record that arrived with the room's text on joining
+        }
+        let lines = if mark.lines == 1 { "line" } else { "lines" };
+        self.view.notice(
+            Level::Info,
+            format!("{} saved {} ({} {lines})", mark.by, mark.file, mark.lines),
+        );
     }
 
     fn refresh_peers(&mut self) {
@@ -831,7 +946,7 @@ impl App {
             self.text_changed = false;
             self.recolour = true;
             let disk = self.disk.as_ref();
-            let file = self.file.is_some();
+            let file = self.file.is_some() && !self.joined_without_file;
             self.view.status.dirty = self.client.read(|d| match disk {
                 Some(r) => r != d.rope(),
                 None => file && d.len_chars() > 0,
@@ -865,6 +980,13 @@ impl App {
         self.client
             .read(|d| render::draw(frame, &self.view, d.rope(), char_selection(d)));
     }
+}
+
+/// Now as Unix milliseconds (save records carry wall-clock time).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! Run: `duet notes.md` (hosts a server in-process when none answers at
 //! ws://127.0.0.1:7070), or `duet --server ws://host:7070 notes.md`.
-//! Exit codes: 0 done, 1 a file or argument problem, 2 the server refused us.
+//! Exit codes: 0 done, 1 a file or argument problem (or no terminal), 2 the server refused
+//! us, 3 the server was never reached.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,8 +34,12 @@ choose to take the room's version (your file is kept as FILE.duet-backup) or qui
 Keys: F1 or Ctrl-H in the editor. Ctrl-S save, Ctrl-Q quit, Ctrl-Z/Ctrl-Y undo/redo
 (your own edits only), Ctrl-F find, Ctrl-G go to line, Ctrl-P people, Ctrl-T suspend.
 
-Exit status: 0 done; 1 bad argument or a file that cannot be read (missing permission,
-binary, not UTF-8); 2 the server refused to let you in (version, auth, room).";
+Exit status: 0 done; 1 bad argument, no terminal, or a file that cannot be read (missing
+permission, binary, not UTF-8); 2 the server refused to let you in (version, auth, room);
+3 the server was never reached (nothing was shared).";
+
+/// Exit status when the session never reached the server.
+const NEVER_CONNECTED: i32 = 3;
 
 /// duet: edit a file together, live, in the terminal.
 #[derive(Debug, Parser)]
@@ -103,6 +108,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// Which of stdin and stdout is not a terminal, if either.
+fn not_a_terminal() -> Option<&'static str> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        Some("standard input")
+    } else if !std::io::stdout().is_terminal() {
+        Some("standard output")
+    } else {
+        None
+    }
+}
+
+/// `path` with the home directory written as `~`, for messages that must fit one row.
+fn home_relative(path: &std::path::Path) -> String {
+    match std::env::var_os("HOME").map(PathBuf::from) {
+        Some(home) if !home.as_os_str().is_empty() => match path.strip_prefix(&home) {
+            Ok(rest) => format!("~/{}", rest.display()),
+            Err(_) => path.display().to_string(),
+        },
+        _ => path.display().to_string(),
+    }
+}
+
 async fn start(args: Args) -> anyhow::Result<(u8, Option<String>)> {
     let file_text = match &args.file {
         Some(path) => duet::file::load(path)
@@ -125,6 +153,19 @@ async fn start(args: Args) -> anyhow::Result<(u8, Option<String>)> {
         );
     }
 
+    // Raw mode and the alternate screen need a terminal on both ends; without one every
+    // later error would read "No such device or address (os error 6)". Checked after the
+    // arguments and the file, so that their errors come first.
+    if let Some(which) = not_a_terminal() {
+        return Ok((
+            1,
+            Some(format!(
+                "{which} is not a terminal: duet is an interactive editor; run it in a \
+                 terminal (over ssh: `ssh -t HOST duet ...`)"
+            )),
+        ));
+    }
+
     // One command on one machine: host the server when nobody answers at the default.
     let mut hosted = None;
     let mut notes = Vec::new();
@@ -136,14 +177,12 @@ async fn start(args: Args) -> anyhow::Result<(u8, Option<String>)> {
                 match duet::embedded::host(addr).await {
                     Ok(h) => {
                         let kept = match &h.storage {
-                            Storage::Dir(d) => format!("rooms kept in {}", d.display()),
+                            Storage::Dir(d) => format!("rooms kept in {}", home_relative(d)),
                             Storage::Memory(why) => {
                                 format!("rooms kept in memory only ({why})")
                             }
                         };
-                        notes.push(format!(
-                            "no server was running: this editor hosts one at {DEFAULT_SERVER} ({kept})"
-                        ));
+                        notes.push(format!("hosting the server at {DEFAULT_SERVER} ({kept})"));
                         hosted = Some(h);
                     }
                     Err(e) => notes.push(format!(
@@ -167,11 +206,7 @@ async fn start(args: Args) -> anyhow::Result<(u8, Option<String>)> {
     let (client, events) = Client::spawn(config, Document::new());
     let opts = Options {
         file: args.file.clone(),
-        file_text: if args.file.is_some() {
-            Some(file_text.unwrap_or_default())
-        } else {
-            None
-        },
+        file_text,
         server: server.clone(),
         room: room.to_string(),
         name,
@@ -180,6 +215,7 @@ async fn start(args: Args) -> anyhow::Result<(u8, Option<String>)> {
         join_command: join_command.clone(),
         depth: Depth::detect(),
         notes,
+        has_token: args.token.is_some(),
     };
     let mut app = App::new(client.clone(), opts, Instant::now());
     let result = duet::run::run(&mut app, events).await;
@@ -188,16 +224,34 @@ async fn start(args: Args) -> anyhow::Result<(u8, Option<String>)> {
         h.shutdown().await;
     }
     result?;
-    let exit = app.exit.unwrap_or(duet::app::Exit {
+    let exit = app.exit.clone().unwrap_or(duet::app::Exit {
         code: 0,
         message: None,
     });
-    let message = match exit.message {
-        Some(m) => Some(m),
-        None if exit.code == 0 => Some(format!(
-            "room {room} on {server}; to join it again: {join_command}"
-        )),
-        None => None,
+    let (code, message) = match exit.message {
+        Some(m) => (exit.code, Some(m)),
+        // Never reached: no "join it again", and not a success.
+        None if exit.code == 0 && !app.ever_live() => (
+            NEVER_CONNECTED,
+            Some(format!(
+                "never reached the server at {server}{}; nothing was shared{}",
+                app.last_problem()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default(),
+                if args.server.is_some() {
+                    "; start duet-server there, or run duet without --server to host one"
+                } else {
+                    ""
+                }
+            )),
+        ),
+        None if exit.code == 0 => (
+            0,
+            Some(format!(
+                "room {room} on {server}; to join it again: {join_command}"
+            )),
+        ),
+        None => (exit.code, None),
     };
-    Ok((u8::try_from(exit.code).unwrap_or(1), message))
+    Ok((u8::try_from(code).unwrap_or(1), message))
 }

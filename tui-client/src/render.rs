@@ -12,7 +12,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, TableState};
 use ropey::Rope;
-use unicode_width::UnicodeWidthStr;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use crate::buffer::CharSel;
 use crate::keymap::HELP;
@@ -322,6 +322,14 @@ fn draw_status(buf: &mut Buffer, area: Rect, view: &View, rope: &Rope, sel: Char
         ConnView::Live if st.hosting => ("\u{25cf} live (hosting)".to_owned(), Color::Green),
         ConnView::Live => ("\u{25cf} live".to_owned(), Color::Green),
         ConnView::Connecting => ("\u{25cc} connecting".to_owned(), Color::Yellow),
+        // Never reached: nobody can have joined us, and there is nothing to "re"connect.
+        ConnView::Reconnecting { retry_in: 0 } if !st.ever_live => {
+            ("\u{2715} no server, trying now".to_owned(), Color::Red)
+        }
+        ConnView::Reconnecting { retry_in } if !st.ever_live => (
+            format!("\u{2715} no server, retry in {retry_in}s"),
+            Color::Red,
+        ),
         ConnView::Reconnecting { retry_in: 0 } => {
             ("\u{25cc} reconnecting now".to_owned(), Color::Yellow)
         }
@@ -397,7 +405,18 @@ fn draw_message(buf: &mut Buffer, area: Rect, view: &View) -> Option<Position> {
                     Level::Warn => Style::default().fg(Color::Yellow),
                     Level::Error => Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
                 };
-                buf.set_stringn(area.x, area.y, &n.text, area.width as usize, style);
+                let text = fit(&n.text, area.width as usize);
+                buf.set_stringn(area.x, area.y, &text, area.width as usize, style);
+            } else if let (Some(problem), false) =
+                (&view.status.problem, view.status.conn == ConnView::Live)
+            {
+                // Until the room answers, the reason it does not is the one thing to read.
+                let text = fit(
+                    &format!("{}: {problem}", view.status.server),
+                    area.width as usize,
+                );
+                let style = Style::default().fg(Color::Yellow);
+                buf.set_stringn(area.x, area.y, &text, area.width as usize, style);
             } else {
                 let mut hint =
                     "F1 help \u{b7} Ctrl-S save \u{b7} Ctrl-Q quit \u{b7} Ctrl-P people".to_owned();
@@ -426,6 +445,42 @@ fn draw_message(buf: &mut Buffer, area: Rect, view: &View) -> Option<Position> {
     buf.set_line(area.x, area.y, &line, area.width);
     let x = area.x + (label.width() + input.width()).min(area.width as usize) as u16;
     Some(Position::new(x.min(area.right().saturating_sub(1)), area.y))
+}
+
+/// `text` in at most `width` columns: whole if it fits, else its start and its end with
+/// an ellipsis between, so a message keeps both what happened and where (a path's end).
+pub fn fit(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_owned();
+    }
+    if width < 8 {
+        return text.chars().take(width).collect();
+    }
+    let tail_w = (width - 1) / 4;
+    let head_w = width - 1 - tail_w;
+    let mut head = String::new();
+    let mut w = 0;
+    for c in text.chars() {
+        let cw = c.width().unwrap_or(0);
+        if w + cw > head_w {
+            break;
+        }
+        w += cw;
+        head.push(c);
+    }
+    let mut tail: Vec<char> = Vec::new();
+    let mut w = 0;
+    for c in text.chars().rev() {
+        let cw = c.width().unwrap_or(0);
+        if w + cw > tail_w {
+            break;
+        }
+        w += cw;
+        tail.push(c);
+    }
+    head.push('\u{2026}');
+    head.extend(tail.into_iter().rev());
+    head
 }
 
 fn popup(area: Rect, w: u16, h: u16) -> Rect {

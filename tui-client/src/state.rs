@@ -62,6 +62,12 @@ pub struct Status {
     pub hosting: bool,
     /// The local user's name.
     pub name: String,
+    /// The server's address.
+    pub server: String,
+    /// The room was reached at least once.
+    pub ever_live: bool,
+    /// Why the last connection attempt failed, while not live.
+    pub problem: Option<String>,
 }
 
 impl Default for Status {
@@ -77,6 +83,9 @@ impl Default for Status {
             waiting: 0,
             hosting: false,
             name: String::new(),
+            server: String::new(),
+            ever_live: false,
+            problem: None,
         }
     }
 }

@@ -32,6 +32,7 @@ pub(crate) async fn run(shared: Arc<Shared>, config: ClientConfig, cancel: Cance
     let room = config.room.to_string();
     let mut rng = StdRng::from_os_rng();
     let mut attempt: u32 = 0;
+    let mut reason: String;
     loop {
         shared.set_state(ConnState::Connecting);
         let connected = tokio::select! {
@@ -49,10 +50,11 @@ pub(crate) async fn run(shared: Arc<Shared>, config: ClientConfig, cancel: Cance
                         shared.fail(error);
                         break;
                     }
-                    End::Lost { was_live } => {
+                    End::Lost { was_live, why } => {
                         if was_live {
                             attempt = 0;
                         }
+                        reason = why;
                     }
                 }
             }
@@ -62,11 +64,16 @@ pub(crate) async fn run(shared: Arc<Shared>, config: ClientConfig, cancel: Cance
             }
             Err(Failure::Retry(why)) => {
                 tracing::debug!(url = handshake::url(&config), why, "connect failed");
+                reason = why;
             }
         }
         attempt = attempt.saturating_add(1);
         let retry_in = config.backoff.delay(attempt, &mut rng);
-        shared.set_state(ConnState::Reconnecting { attempt, retry_in });
+        shared.set_state(ConnState::Reconnecting {
+            attempt,
+            retry_in,
+            reason: std::mem::take(&mut reason),
+        });
         tokio::select! {
             biased;
             () = cancel.cancelled() => break,

@@ -22,6 +22,9 @@ pub enum ClientError {
     /// The token is missing, invalid or expired (HTTP 401 at the handshake, or close 4401).
     #[error("server refused the token: {reason}; get a new token and reconnect")]
     Unauthorized { reason: String },
+    /// The server wants a token and none was configured (HTTP 401 without a token).
+    #[error("the server requires an access token and none was given: {reason}")]
+    TokenRequired { reason: String },
     /// The token does not grant this room (HTTP 403 at the handshake, or close 4403).
     #[error("access to room {room:?} is forbidden: {reason}")]
     Forbidden { room: String, reason: String },

@@ -1,7 +1,7 @@
 //! What the client tells the application: connection states, events and peer descriptions.
 
 use crate::ClientError;
-use duet_doc::Selection;
+use duet_doc::{SaveMark, Selection};
 use duet_protocol::{ErrorCode, Role};
 use std::time::{Duration, Instant};
 
@@ -12,8 +12,14 @@ pub enum ConnState {
     Connecting,
     /// Synced with the server; edits travel live.
     Live,
-    /// Disconnected; the next attempt (1-based) starts in `retry_in`.
-    Reconnecting { attempt: u32, retry_in: Duration },
+    /// Disconnected; the next attempt (1-based) starts in `retry_in`. `reason` says why the
+    /// last attempt failed or the connection was lost, in words a person can act on
+    /// ("connection refused", "cannot resolve host …", "TLS: …", "HTTP 503: …").
+    Reconnecting {
+        attempt: u32,
+        retry_in: Duration,
+        reason: String,
+    },
     /// The connection loop has ended, after [`crate::Client::close`] or a [`Event::Fatal`].
     Stopped,
 }
@@ -62,6 +68,8 @@ pub enum Event {
     Synced {
         offline_updates_merged: usize,
     },
+    /// Another member saved the text to their disk (the record in the document changed).
+    Saved(SaveMark),
     /// The server stored every local update up to `seq`.
     Acked {
         seq: u64,

@@ -138,6 +138,7 @@ mod tests {
         Event::State(ConnState::Reconnecting {
             attempt,
             retry_in: Duration::from_millis(10),
+            reason: "connection refused".into(),
         })
     }
 

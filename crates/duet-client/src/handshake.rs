@@ -106,8 +106,62 @@ pub(crate) fn classify(config: &ClientConfig, error: WsError) -> Failure {
             url: url(config),
             reason: e.to_string(),
         }),
-        other => Failure::Retry(other.to_string()),
+        other => Failure::Retry(describe(config, &other)),
     }
+}
+
+/// Why a connection attempt failed, in words a person can act on: "connection refused"
+/// rather than "IO error: Connection refused (os error 111)".
+pub(crate) fn describe(config: &ClientConfig, error: &WsError) -> String {
+    let host = host_port(&config.server);
+    match error {
+        WsError::Io(e) => describe_io(&host, e),
+        WsError::Tls(e) => {
+            let e = e.to_string();
+            if e.contains("UnknownIssuer") || e.contains("certificate") {
+                format!(
+                    "TLS: {host} sent a certificate we do not trust ({e}); pass --ca FILE for a private CA"
+                )
+            } else {
+                format!("TLS with {host} failed: {e}")
+            }
+        }
+        WsError::ConnectionClosed | WsError::AlreadyClosed => {
+            format!("{host} closed the connection during the handshake")
+        }
+        WsError::Protocol(e) => format!("{host} does not speak WebSocket correctly: {e}"),
+        WsError::HttpFormat(e) => format!("{host} sent an answer that is not HTTP: {e}"),
+        other => other.to_string(),
+    }
+}
+
+fn describe_io(host: &str, e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    let text = e.to_string();
+    match e.kind() {
+        K::ConnectionRefused => format!("connection refused: nothing listens at {host}"),
+        K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof | K::BrokenPipe => {
+            format!("{host} dropped the connection during the handshake")
+        }
+        K::TimedOut => format!("{host} did not answer (timed out)"),
+        K::HostUnreachable => format!("host unreachable: {host}"),
+        K::NetworkUnreachable => format!("network unreachable for {host}"),
+        K::AddrNotAvailable => format!("address not available: {host}"),
+        // getaddrinfo failures have no kind of their own.
+        _ if text.contains("lookup address") || text.contains("resolve") => {
+            format!("cannot resolve the host of {host} ({text})")
+        }
+        _ => format!("cannot connect to {host}: {text}"),
+    }
+}
+
+/// `host:port` of a `ws://` or `wss://` address, for messages.
+fn host_port(server: &str) -> String {
+    let rest = server
+        .strip_prefix("wss://")
+        .or_else(|| server.strip_prefix("ws://"))
+        .unwrap_or(server);
+    rest.split('/').next().unwrap_or(rest).to_owned()
 }
 
 pub(crate) fn classify_status(config: &ClientConfig, status: StatusCode, body: String) -> Failure {
@@ -132,6 +186,7 @@ pub(crate) fn classify_status(config: &ClientConfig, status: StatusCode, body: S
                 })
             }
         }
+        401 if config.token.is_none() => Failure::Fatal(ClientError::TokenRequired { reason }),
         401 => Failure::Fatal(ClientError::Unauthorized { reason }),
         403 => Failure::Fatal(ClientError::Forbidden {
             room: config.room.to_string(),
@@ -255,8 +310,41 @@ mod tests {
                 Failure::Retry(r) => panic!("{code} {body}: retry {r}"),
             }
         }
+        let mut anonymous = config("ws://h:1");
+        anonymous.token = None;
+        let no_token = classify_status(&anonymous, StatusCode::UNAUTHORIZED, "no token".into());
+        assert!(
+            matches!(no_token, Failure::Fatal(ClientError::TokenRequired { .. })),
+            "{no_token:?}"
+        );
         for code in [408, 429, 500, 502, 503] {
             assert!(matches!(status(code, "busy"), Failure::Retry(_)), "{code}");
         }
+    }
+
+    #[test]
+    fn connection_failures_are_described_for_people() {
+        use std::io::{Error, ErrorKind};
+        let c = config("ws://127.0.0.1:7499/");
+        let io = |kind, text: &str| describe(&c, &WsError::Io(Error::new(kind, text.to_owned())));
+        assert_eq!(
+            io(
+                ErrorKind::ConnectionRefused,
+                "Connection refused (os error 111)"
+            ),
+            "connection refused: nothing listens at 127.0.0.1:7499"
+        );
+        assert_eq!(
+            io(
+                ErrorKind::Other,
+                "failed to lookup address information: Name or service not known"
+            ),
+            "cannot resolve the host of 127.0.0.1:7499 (failed to lookup address information: Name or service not known)"
+        );
+        assert_eq!(
+            io(ErrorKind::TimedOut, "timed out"),
+            "127.0.0.1:7499 did not answer (timed out)"
+        );
+        assert_eq!(host_port("wss://example.org:443/x"), "example.org:443");
     }
 }

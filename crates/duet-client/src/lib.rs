@@ -36,5 +36,5 @@ pub use config::ClientConfig;
 pub use error::ClientError;
 pub use event::{ConnState, Event, PeerInfo};
 
-pub use duet_doc::{Document, Selection, Utf16Offset};
+pub use duet_doc::{Document, SaveMark, Selection, Utf16Offset};
 pub use duet_protocol::{ErrorCode, Role, RoomName};

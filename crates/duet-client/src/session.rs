@@ -48,8 +48,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) enum End {
     /// The application closed the client.
     Closed,
-    /// The connection is gone; reconnect. `was_live`: the session got as far as Live.
-    Lost { was_live: bool },
+    /// The connection is gone; reconnect. `was_live`: the session got as far as Live;
+    /// `why`: what happened, for the person waiting.
+    Lost { was_live: bool, why: String },
     /// Stop reconnecting.
     Fatal(ClientError),
 }
@@ -58,8 +59,8 @@ pub(crate) enum End {
 enum Stop {
     /// Close with this code and reason, then reconnect.
     Violation(u16, &'static str),
-    /// The server closed or the transport failed.
-    Lost,
+    /// The server closed or the transport failed (why, in words).
+    Lost(String),
     Fatal(ClientError),
 }
 
@@ -131,17 +132,17 @@ impl<'a> Session<'a> {
                 frame = ws.next() => {
                     self.last_received = Instant::now();
                     let replies = match frame {
-                        None => Err(Stop::Lost),
+                        None => Err(Stop::Lost("the server closed the connection".into())),
                         Some(Err(e)) => {
                             tracing::debug!(error = %e, "connection lost");
-                            Err(Stop::Lost)
+                            Err(Stop::Lost(format!("connection lost: {e}")))
                         }
                         Some(Ok(message)) => self.on_message(message),
                     };
                     match replies {
                         Ok(replies) => {
                             if send_all(ws, replies).await.is_err() {
-                                return self.stop(ws, Stop::Lost).await;
+                                return self.stop(ws, Stop::Lost("connection lost while sending".into())).await;
                             }
                         }
                         Err(stop) => return self.stop(ws, stop).await,
@@ -162,7 +163,9 @@ impl<'a> Session<'a> {
             // not starve our own updates.
             let outgoing = self.outgoing();
             if send_all(ws, outgoing).await.is_err() {
-                return self.stop(ws, Stop::Lost).await;
+                return self
+                    .stop(ws, Stop::Lost("connection lost while sending".into()))
+                    .await;
             }
         }
     }
@@ -181,13 +184,20 @@ impl<'a> Session<'a> {
                 let _ = timeout(CLOSE_TIMEOUT, ws.close(Some(frame))).await;
                 End::Lost {
                     was_live: self.live,
+                    why: match reason {
+                        "idle" => "the server went silent".to_owned(),
+                        other => format!(
+                            "the server sent what we cannot read ({other}, closed {code}); resyncing"
+                        ),
+                    },
                 }
             }
-            Stop::Lost => {
+            Stop::Lost(why) => {
                 // If the server closed, tungstenite queued the reply; let it go out.
                 let _ = timeout(CLOSE_TIMEOUT, ws.flush()).await;
                 End::Lost {
                     was_live: self.live,
+                    why,
                 }
             }
             Stop::Fatal(error) => {
@@ -248,8 +258,14 @@ impl<'a> Session<'a> {
                 tracing::debug!(code, reason, "server closed the connection");
                 if close::is_fatal(code) {
                     Err(Stop::Fatal(fatal_close(code, reason, self.room)))
+                } else if reason.is_empty() {
+                    Err(Stop::Lost(format!(
+                        "the server closed the connection ({code})"
+                    )))
                 } else {
-                    Err(Stop::Lost)
+                    Err(Stop::Lost(format!(
+                        "the server closed the connection ({code}: {reason})"
+                    )))
                 }
             }
             // tungstenite answers pings itself while we keep reading.
@@ -311,11 +327,23 @@ impl<'a> Session<'a> {
     }
 
     fn apply(&self, update: &[u8]) -> Result<(), Stop> {
-        let applied = lock(&self.shared.doc).doc.apply_remote_update(update);
+        let (applied, saved) = {
+            let doc = &mut lock(&self.shared.doc).doc;
+            let applied = doc.apply_remote_update(update);
+            let ours = doc.client_id();
+            let saved = match &applied {
+                Ok(change) if change.saved => doc.last_saved().filter(|m| m.client_id != ours),
+                _ => None,
+            };
+            (applied, saved)
+        };
         match applied {
             Ok(change) => {
                 if change.changed {
                     self.shared.events.push(Event::RemoteChange);
+                }
+                if let Some(mark) = saved {
+                    self.shared.events.push(Event::Saved(mark));
                 }
                 Ok(())
             }
@@ -576,7 +604,7 @@ mod tests {
         let (end, close_code) = tokio::join!(session, script);
 
         assert_eq!(close_code, Some(close::PROTOCOL_ERROR));
-        assert!(matches!(end, End::Lost { was_live: true }), "{end:?}");
+        assert!(matches!(end, End::Lost { was_live: true, .. }), "{end:?}");
         assert_eq!(room.text(), lock(&shared.doc).doc.text());
         assert_eq!(
             lock(&shared.session).role,

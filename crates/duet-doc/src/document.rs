@@ -32,13 +32,14 @@ use yrs::undo::{Options as UndoOptions, UndoManager};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{
-    Assoc, ClientID, Doc, GetString, IndexedSequence, Observable, OffsetKind, Origin, ReadTxn,
-    StateVector, StickyIndex, Text, TextRef, Transact, Update,
+    Assoc, ClientID, Doc, GetString, IndexedSequence, MapRef, Observable, OffsetKind, Origin,
+    ReadTxn, StateVector, StickyIndex, Text, TextRef, Transact, Update,
 };
 
 use crate::clock::Monotonic;
 use crate::coords::{CharIdx, LineCol, Selection, Utf16Offset};
 use crate::mirror::{self, OutOfStep, TextOp};
+use crate::save_mark::{SAVES_MAP, SaveMark};
 use crate::{DocError, guard, nav};
 
 /// The name of the one root text every duet (and Yjs) document shares.
@@ -53,6 +54,9 @@ const LOCAL_ORIGIN: &str = "duet-doc/local";
 const REMOTE_ORIGIN: &str = "duet-doc/remote";
 const MIRROR_OBSERVER: &str = "duet-doc/mirror";
 const UPDATE_OBSERVER: &str = "duet-doc/updates";
+const SAVES_OBSERVER: &str = "duet-doc/saves";
+/// Origin of save records: never part of anyone's undo.
+const SAVE_ORIGIN: &str = "duet-doc/save";
 
 /// yrs client ids are 53 bits wide (JavaScript-safe integers).
 const CLIENT_ID_MASK: u64 = (1 << 53) - 1;
@@ -64,6 +68,8 @@ struct Inbox {
     changes: Vec<Pending>,
     /// v1 updates of every non-remote transaction, in commit order.
     updates: Vec<Vec<u8>>,
+    /// A peer's update changed the save record.
+    saved: bool,
 }
 
 enum Pending {
@@ -91,6 +97,8 @@ pub struct RemoteChange {
     /// Lines (of the text after the change) holding every inserted text and deletion
     /// point: a redraw hint. Lines below may have moved if the line count changed.
     pub touched_lines: Option<Range<usize>>,
+    /// The update changed the save record ([`Document::last_saved`]).
+    pub saved: bool,
 }
 
 /// What [`Document::absorb`] found in the inbox.
@@ -109,6 +117,7 @@ struct Absorbed {
 pub struct Document {
     doc: Doc,
     text: TextRef,
+    saves: MapRef,
     rope: Rope,
     selection: Selection,
     undo: UndoManager<()>,
@@ -177,6 +186,15 @@ impl Document {
             lock(&mirror_inbox).changes.push(pending);
         });
 
+        let saves = doc.get_or_insert_map(SAVES_MAP);
+        let saves_inbox = inbox.clone();
+        let remote_save = Origin::from(REMOTE_ORIGIN);
+        saves.observe(SAVES_OBSERVER, move |txn, _| {
+            if txn.origin() == Some(&remote_save) {
+                lock(&saves_inbox).saved = true;
+            }
+        });
+
         let update_inbox = inbox.clone();
         let remote = Origin::from(REMOTE_ORIGIN);
         // Captured after commit, never encoded inside the transaction (FIELD-NOTES).
@@ -191,6 +209,7 @@ impl Document {
         Self {
             doc,
             text,
+            saves,
             rope: Rope::new(),
             selection: Selection::default(),
             undo,
@@ -562,7 +581,22 @@ impl Document {
         RemoteChange {
             changed: touched_lines.is_some(),
             touched_lines,
+            saved: std::mem::take(&mut lock(&self.inbox).saved),
         }
+    }
+
+    // --- saves -----------------------------------------------------------------
+
+    /// Records that `mark.by` saved the text (a local transaction: it travels to the room
+    /// with [`Document::take_local_updates`], and is never undone by undo).
+    pub fn mark_saved(&mut self, mark: &SaveMark) {
+        let mut txn = self.doc.transact_mut_with(SAVE_ORIGIN);
+        mark.write(&self.saves, &mut txn);
+    }
+
+    /// The latest save anyone recorded in the room, if any.
+    pub fn last_saved(&self) -> Option<SaveMark> {
+        SaveMark::read(&self.saves, &self.doc.transact())
     }
 
     // --- peers' cursors --------------------------------------------------------

@@ -16,10 +16,12 @@ mod guard;
 mod mirror;
 mod nav;
 pub mod notation;
+mod save_mark;
 
 pub use coords::{CharIdx, LineCol, Selection, Utf16Offset, utf16_len};
 pub use document::{Document, ROOT_TEXT, RemoteChange, UNDO_CAPTURE_TIMEOUT_MS};
 pub use error::DocError;
 /// Grapheme-cluster boundaries on any rope (the editor moves its cursor with these).
 pub use nav::{next_grapheme, prev_grapheme};
+pub use save_mark::{SAVES_MAP, SaveMark};
 pub use yrs::Assoc;

@@ -33,6 +33,7 @@ fn app_on(file: Option<std::path::PathBuf>, file_text: Option<&str>, read_only: 
         join_command: String::new(),
         depth: Depth::TrueColor,
         notes: Vec::new(),
+        has_token: false,
     };
     let mut app = App::new(client, opts, Instant::now());
     app.resize(Rect::new(0, 0, 40, 8));
@@ -190,10 +191,17 @@ async fn a_file_changed_on_disk_is_shown_and_saving_asks_first() {
 async fn reconnecting_counts_down_and_says_when_it_is_back() {
     use duet_client::ConnState;
     let mut app = app(None, false);
+    app.handle_client(ClientEvent::State(ConnState::Live));
+    app.handle_client(ClientEvent::PeerJoined { name: "bob".into() });
     app.handle_client(ClientEvent::State(ConnState::Reconnecting {
         attempt: 1,
         retry_in: Duration::from_secs(5),
+        reason: "connection refused: nothing listens at 127.0.0.1:9".into(),
     }));
+    // Old news goes; the outage and its reason are what the message row says.
+    let s = screen(&mut app);
+    assert!(s[7].starts_with("connection lost: connection"), "{s:?}");
+    assert!(!s.iter().any(|l| l.contains("bob joined")), "{s:?}");
     let countdown = |app: &App| match app.view.status.conn {
         ConnView::Reconnecting { retry_in } => retry_in,
         ref other => panic!("{other:?}"),
@@ -221,4 +229,63 @@ async fn tab_with_lines_selected_indents_them_in_the_shared_document() {
         KeyModifiers::SHIFT,
     )));
     assert_eq!(text(&app), "a\nb\nc");
+}
+
+#[tokio::test]
+async fn before_the_room_answers_there_is_a_reason_and_no_join_hint() {
+    use duet_client::ConnState;
+    let mut config = ClientConfig::new("ws://127.0.0.1:9", RoomName::new("t").unwrap(), "carol");
+    config.backoff = Backoff {
+        initial: Duration::from_secs(60),
+        max: Duration::from_secs(60),
+    };
+    let (client, _events) = Client::spawn(config, Document::new());
+    let opts = Options {
+        file: None,
+        file_text: None,
+        server: "ws://127.0.0.1:9".into(),
+        room: "t".into(),
+        name: "carol".into(),
+        read_only: false,
+        hosting: false,
+        join_command: "duet --server ws://127.0.0.1:9 --room t".into(),
+        depth: Depth::TrueColor,
+        notes: Vec::new(),
+        has_token: false,
+    };
+    let mut app = App::new(client, opts, Instant::now());
+    app.resize(Rect::new(0, 0, 40, 8));
+    app.handle_client(ClientEvent::State(ConnState::Reconnecting {
+        attempt: 1,
+        retry_in: Duration::from_secs(3),
+        reason: "connection refused".into(),
+    }));
+    let s = screen(&mut app);
+    assert!(s[6].contains("\u{2715} no serv"), "{s:?}");
+    assert!(matches!(
+        app.view.status.conn,
+        ConnView::Reconnecting { retry_in: 3 }
+    ));
+    assert!(s[7].contains("ws://127.0.0.1:9: conne"), "{s:?}");
+    assert!(!s.iter().any(|l| l.contains("join")), "{s:?}");
+    assert!(!app.ever_live());
+    assert_eq!(app.last_problem(), Some("connection refused"));
+    // Once live, the partner's command is offered.
+    app.handle_client(ClientEvent::State(ConnState::Live));
+    let s = screen(&mut app);
+    assert!(s[7].contains("a partner joins with"), "{s:?}");
+    assert!(app.ever_live());
+}
+
+#[tokio::test]
+async fn a_missing_token_is_explained_with_the_flag_and_the_variable() {
+    let mut app = app(None, false);
+    app.handle_client(ClientEvent::Fatal(ClientError::TokenRequired {
+        reason: "no token: send `Authorization: Bearer <token>`".into(),
+    }));
+    let exit = app.exit.clone().expect("the editor stops");
+    assert_eq!(exit.code, 2);
+    let m = exit.message.unwrap_or_default();
+    assert!(m.contains("--token") && m.contains("DUET_TOKEN"), "{m}");
+    assert!(!m.contains("Authorization"), "{m}");
 }

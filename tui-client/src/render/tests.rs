@@ -185,6 +185,7 @@ fn status_bar_shows_offline_edits_and_read_only() {
     let (mut v, buf) = view("hi\n", CharSel::cursor(1), 80, 3);
     v.status.dirty = true;
     v.status.conn = ConnView::Reconnecting { retry_in: 3 };
+    v.status.ever_live = true;
     v.status.waiting = 4;
     v.status.role = Some(Role::Viewer);
     let (b, _) = render(&v, &buf, 80, 3);
@@ -223,4 +224,21 @@ fn people_panel_lists_peers() {
         "{}",
         got.join("\n")
     );
+}
+
+#[test]
+fn long_messages_keep_their_start_and_their_end() {
+    use super::fit;
+    let path = "hosting the server at ws://127.0.0.1:7070 (rooms kept in /tmp/duet-editor-home-1234567/.local/share/duet)";
+    let f = fit(path, 60);
+    assert!(f.chars().count() <= 60, "{f}");
+    assert!(
+        f.starts_with("hosting the server at ws://127.0.0.1:7070"),
+        "{f}"
+    );
+    assert!(f.ends_with("share/duet)"), "{f}");
+    assert!(f.contains('\u{2026}'), "{f}");
+    assert_eq!(fit("short", 60), "short");
+    // Wide characters count as two columns.
+    assert!(unicode_width::UnicodeWidthStr::width(fit(&"日本".repeat(30), 21).as_str()) <= 21);
 }

@@ -272,10 +272,20 @@ async fn a_version_refusal_names_the_versions_the_server_speaks() {
 #[tokio::test]
 async fn http_401_and_403_at_the_handshake_are_fatal() {
     let addr = http_refuser("401 Unauthorized", "bad token").await;
-    let (a, _) = spawn(config(&format!("ws://{addr}"), "ann"));
+    let mut with_token = config(&format!("ws://{addr}"), "ann");
+    with_token.token = Some("expired".into());
+    let (a, _) = spawn(with_token);
     assert_eq!(
         a.wait_synced(DEADLINE).await,
         Err(ClientError::Unauthorized {
+            reason: "bad token".into()
+        })
+    );
+    // Without a token, the same answer means one is needed, not that ours was bad.
+    let (anon, _) = spawn(config(&format!("ws://{addr}"), "cy"));
+    assert_eq!(
+        anon.wait_synced(DEADLINE).await,
+        Err(ClientError::TokenRequired {
             reason: "bad token".into()
         })
     );

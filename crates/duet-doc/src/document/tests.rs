@@ -262,7 +262,8 @@ fn remote_change_reports_touched_lines() {
         change,
         RemoteChange {
             changed: true,
-            touched_lines: Some(2..4)
+            touched_lines: Some(2..4),
+            saved: false,
         }
     );
     // Applying the same update again changes nothing.
@@ -568,4 +569,59 @@ fn sticky_cursors_that_cannot_resolve_are_none() {
     let mid = a.encode_sticky(u(1), Assoc::After);
     a.delete(u(0)..u(2)).expect("delete");
     assert_eq!(a.resolve_sticky(&mid), Some(u(0)));
+}
+
+#[test]
+fn a_save_record_reaches_peers_and_is_not_undone() {
+    let mut alice = Document::with_client_id(1);
+    let mut bob = Document::with_client_id(2);
+    alice.insert(u(0), "hello").expect("insert");
+    let mark = crate::SaveMark {
+        by: "alice\u{1b}[2J".into(),
+        client_id: alice.client_id(),
+        file: "notes.md".into(),
+        lines: 1,
+        at_ms: 1_764_800_000_000,
+    };
+    alice.mark_saved(&mark);
+    let mut saw_save = false;
+    for update in alice.take_local_updates() {
+        saw_save |= bob.apply_remote_update(&update).expect("applies").saved;
+    }
+    assert!(saw_save, "bob is told that the record changed");
+    let got = bob.last_saved().expect("bob reads the record");
+    // Control characters never reach a terminal through a name.
+    assert_eq!(got.by, "alice[2J");
+    assert_eq!(
+        (got.client_id, got.file.as_str(), got.lines),
+        (1, "notes.md", 1)
+    );
+    assert_eq!(got.at_ms, 1_764_800_000_000);
+    // Undo takes back the text, not the fact that it was saved.
+    assert!(alice.undo());
+    assert_eq!(alice.text(), "");
+    assert_eq!(alice.last_saved().map(|m| m.by), Some("alice[2J".into()));
+    // A text edit alone does not count as a save.
+    bob.insert(u(0), "x").expect("insert");
+    for update in bob.take_local_updates() {
+        assert!(!alice.apply_remote_update(&update).expect("applies").saved);
+    }
+}
+
+#[test]
+fn a_save_record_written_by_a_foreign_client_is_read_defensively() {
+    use yrs::{Any, Map, Transact};
+    let foreign = yrs::Doc::with_client_id(9);
+    let map = foreign.get_or_insert_map(crate::SAVES_MAP);
+    map.insert(
+        &mut foreign.transact_mut(),
+        "last",
+        Any::from("not a record"),
+    );
+    let update = foreign
+        .transact()
+        .encode_state_as_update_v1(&yrs::StateVector::default());
+    let mut doc = Document::with_client_id(1);
+    doc.apply_remote_update(&update).expect("applies");
+    assert_eq!(doc.last_saved(), None);
 }
