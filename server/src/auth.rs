@@ -302,41 +302,69 @@ pub fn parse_ttl(s: &str) -> Result<Duration, String> {
 }
 
 /// The token a request carries: `Authorization: Bearer …` first, then `?token=…`.
+/// Header values and query strings come from anyone: nothing here may index into them by
+/// byte position (a multi-byte character there once made this panic).
 pub fn token_from_request(authorization: Option<&str>, query: Option<&str>) -> Option<String> {
     if let Some(value) = authorization {
         let value = value.trim();
-        if value.len() > 7 && value[..7].eq_ignore_ascii_case("bearer ") {
-            return Some(value[7..].trim().to_owned());
+        if let Some((scheme, token)) = value.split_once(' ')
+            && scheme.eq_ignore_ascii_case("bearer")
+            && !token.trim().is_empty()
+        {
+            return Some(token.trim().to_owned());
         }
     }
     query?
         .split('&')
         .find_map(|pair| pair.strip_prefix("token="))
-        .map(percent_decode)
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+        .map(|t| {
+            percent_encoding::percent_decode_str(t)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_read_from_anything_without_panicking() {
+        let table: &[(Option<&str>, Option<&str>, Option<&str>)] = &[
+            (Some("Bearer abc"), None, Some("abc")),
+            (Some("bearer   abc  "), None, Some("abc")),
+            (Some("BEARER abc"), Some("token=zzz"), Some("abc")),
+            (Some("Basic abc"), Some("token=q%2Fr"), Some("q/r")),
+            (Some("Bearer"), None, None),
+            (Some("Bearer "), None, None),
+            // Multi-byte input where byte offsets 7 or i+3 fall inside a character.
+            (Some("ééééé"), None, None),
+            (Some("Beare\u{e9}abc"), None, None),
+            (None, Some("token=%€"), Some("%€")),
+            (None, Some("token=%e2%82%ac"), Some("€")),
+            (None, Some("token=%"), Some("%")),
+            (None, Some("token=%4"), Some("%4")),
+            (None, Some("token=%zz"), Some("%zz")),
+            (None, Some("a=1&token=x%20y"), Some("x y")),
+            (None, Some("tokens=x"), None),
+            (None, None, None),
+        ];
+        for (header, query, want) in table {
+            assert_eq!(
+                token_from_request(*header, *query).as_deref(),
+                *want,
+                "{header:?} {query:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_header_or_query_is_read_without_panicking(h in ".{0,40}", q in ".{0,40}") {
+            let _ = token_from_request(Some(&h), Some(&q));
+            let _ = token_from_request(None, Some(&format!("token={q}")));
+        }
+    }
 
     fn keys() -> Keys {
         Keys::parse("# test keys\nnew:0123456789abcdef0123456789abcdef\nold:fedcba9876543210fedcba9876543210\n", "test").expect("keys")

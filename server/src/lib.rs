@@ -96,8 +96,9 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// WebSocket buffers chosen on purpose: tungstenite's defaults (a 128 KiB read buffer)
-    /// cost ~134 KiB per idle connection; a 4 KiB read buffer costs ~6 KiB. Writes gather up
+    /// WebSocket buffers chosen on purpose: tungstenite's defaults (a 128 KiB read buffer,
+    /// zero-filled, so all resident) cost ~134 KiB per idle connection; the 1 KiB read buffer
+    /// set here leaves ~8 KiB per idle connection (docs/BENCHMARKS.md). Writes gather up
     /// to 16 KiB of frames so a batch from the send queue leaves in one syscall (conn.rs
     /// flushes after each batch); the buffer only grows that far while a batch is written.
     fn websocket(&self) -> WebSocketConfig {
