@@ -4,7 +4,8 @@
 //! over a [`buffer::TextBuffer`]), [`text`] (graphemes and display widths), [`app`] (state
 //! and events, headless), [`render`] (drawing, takes `&View`), [`run`] and [`term`] (the
 //! event loop and the terminal), [`highlight`] (syntect on its own thread), [`file`],
-//! [`embedded`] (the in-process server), [`cli`] (the join command).
+//! `embedded` (the in-process server, behind the default feature `embedded-server`),
+//! [`cli`] (the join command).
 
 // Tests may unwrap: a panic there is a failed test, which is what we want.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -17,6 +18,7 @@ pub mod clipboard;
 pub mod color;
 pub mod doc_buffer;
 pub mod editor;
+#[cfg(feature = "embedded-server")]
 pub mod embedded;
 pub mod file;
 pub mod highlight;

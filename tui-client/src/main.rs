@@ -5,7 +5,6 @@
 //! Exit codes: 0 done, 1 a file or argument problem (or no terminal), 2 the server refused
 //! us, 3 the server was never reached.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -14,7 +13,6 @@ use anyhow::Context;
 use clap::Parser;
 use duet::app::{App, Options};
 use duet::color::Depth;
-use duet::embedded::Storage;
 use duet_client::{Client, ClientConfig, Document, RoomName};
 
 use duet::cli::{DEFAULT_SERVER, join_command};
@@ -120,6 +118,7 @@ fn not_a_terminal() -> Option<&'static str> {
     }
 }
 
+#[cfg(feature = "embedded-server")]
 /// `path` with the home directory written as `~`, for messages that must fit one row.
 fn home_relative(path: &std::path::Path) -> String {
     match std::env::var_os("HOME").map(PathBuf::from) {
@@ -129,6 +128,54 @@ fn home_relative(path: &std::path::Path) -> String {
         },
         _ => path.display().to_string(),
     }
+}
+
+/// The in-process server of this build, if it has one.
+#[cfg(feature = "embedded-server")]
+type Hosted = duet::embedded::Hosted;
+#[cfg(not(feature = "embedded-server"))]
+type Hosted = std::convert::Infallible;
+
+/// Hosts the server at the default address when nothing answers there.
+#[cfg(feature = "embedded-server")]
+async fn host_default(notes: &mut Vec<String>) -> anyhow::Result<Option<Hosted>> {
+    use duet::embedded::Storage;
+    let addr: std::net::SocketAddr = "127.0.0.1:7070".parse().context("default address")?;
+    if duet::embedded::probe(addr).await {
+        return Ok(None);
+    }
+    match duet::embedded::host(addr).await {
+        Ok(h) => {
+            let kept = match &h.storage {
+                Storage::Dir(d) => format!("rooms kept in {}", home_relative(d)),
+                Storage::Memory(why) => format!("rooms kept in memory only ({why})"),
+            };
+            notes.push(format!("hosting the server at {DEFAULT_SERVER} ({kept})"));
+            Ok(Some(h))
+        }
+        Err(e) => {
+            notes.push(format!(
+                "nothing answers at {addr} and hosting a server there failed: {e}"
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// A build without the embedded server (`--no-default-features`) only joins.
+#[cfg(not(feature = "embedded-server"))]
+async fn host_default(_notes: &mut Vec<String>) -> anyhow::Result<Option<Hosted>> {
+    Ok(None)
+}
+
+#[cfg(feature = "embedded-server")]
+async fn shut_down(h: Hosted) {
+    h.shutdown().await;
+}
+
+#[cfg(not(feature = "embedded-server"))]
+async fn shut_down(h: Hosted) {
+    match h {}
 }
 
 async fn start(args: Args) -> anyhow::Result<(u8, Option<String>)> {
@@ -167,31 +214,10 @@ async fn start(args: Args) -> anyhow::Result<(u8, Option<String>)> {
     }
 
     // One command on one machine: host the server when nobody answers at the default.
-    let mut hosted = None;
     let mut notes = Vec::new();
-    let server = match &args.server {
-        Some(s) => s.clone(),
-        None => {
-            let addr: SocketAddr = "127.0.0.1:7070".parse().context("default address")?;
-            if !duet::embedded::probe(addr).await {
-                match duet::embedded::host(addr).await {
-                    Ok(h) => {
-                        let kept = match &h.storage {
-                            Storage::Dir(d) => format!("rooms kept in {}", home_relative(d)),
-                            Storage::Memory(why) => {
-                                format!("rooms kept in memory only ({why})")
-                            }
-                        };
-                        notes.push(format!("hosting the server at {DEFAULT_SERVER} ({kept})"));
-                        hosted = Some(h);
-                    }
-                    Err(e) => notes.push(format!(
-                        "nothing answers at {addr} and hosting a server there failed: {e}"
-                    )),
-                }
-            }
-            DEFAULT_SERVER.to_owned()
-        }
+    let (server, hosted) = match &args.server {
+        Some(s) => (s.clone(), None),
+        None => (DEFAULT_SERVER.to_owned(), host_default(&mut notes).await?),
     };
     let file_name = args
         .file
@@ -221,7 +247,7 @@ async fn start(args: Args) -> anyhow::Result<(u8, Option<String>)> {
     let result = duet::run::run(&mut app, events).await;
     client.close().await;
     if let Some(h) = hosted {
-        h.shutdown().await;
+        shut_down(h).await;
     }
     result?;
     let exit = app.exit.clone().unwrap_or(duet::app::Exit {
@@ -238,10 +264,14 @@ async fn start(args: Args) -> anyhow::Result<(u8, Option<String>)> {
                 app.last_problem()
                     .map(|p| format!(" ({p})"))
                     .unwrap_or_default(),
-                if args.server.is_some() {
-                    "; start duet-server there, or run duet without --server to host one"
-                } else {
-                    ""
+                match (args.server.is_some(), cfg!(feature = "embedded-server")) {
+                    (true, true) => {
+                        "; start duet-server there, or run duet without --server to host one"
+                    }
+                    (_, false) => {
+                        "; start duet-server there (this duet was built without the embedded server)"
+                    }
+                    (false, true) => "",
                 }
             )),
         ),
