@@ -486,7 +486,7 @@ impl App {
 
     fn answer(&mut self, q: Question, yes: bool) {
         match (q, yes) {
-            (Question::QuitUnsaved, true) => {
+            (Question::QuitUnsaved | Question::QuitUnsent, true) => {
                 if self.hosting_with_others() {
                     self.ask(Question::QuitHosting);
                 } else {
@@ -494,7 +494,7 @@ impl App {
                 }
             }
             (Question::QuitHosting, true) => self.quit(0, None),
-            (Question::QuitUnsaved | Question::QuitHosting, false) => {}
+            (Question::QuitUnsaved | Question::QuitUnsent | Question::QuitHosting, false) => {}
             (Question::TakeRoom, true) => self.take_room(),
             (Question::Overwrite, true) => {
                 if let Some(path) = self.file.clone() {
@@ -516,6 +516,10 @@ impl App {
             Question::QuitUnsaved => {
                 "the text differs from the file on disk: quit anyway?".to_owned()
             }
+            Question::QuitUnsent => format!(
+                "{} edits have not reached the server (it is unreachable) and are lost on quitting unless you save: quit anyway?",
+                self.unsent()
+            ),
             Question::QuitHosting => format!(
                 "{} connected to the server this editor hosts: quit anyway (they keep editing offline)?",
                 self.view.peers.len()
@@ -537,9 +541,23 @@ impl App {
         self.view.status.hosting && !self.view.peers.is_empty()
     }
 
+    /// Local edits the room does not have and cannot get now (the server is unreachable).
+    /// While live, edits in flight still reach the server before the goodbye.
+    fn unsent(&self) -> u64 {
+        if self.client.state() == ConnState::Live {
+            0
+        } else {
+            self.client
+                .unacked()
+                .max(self.client.pending_offline() as u64)
+        }
+    }
+
     fn ask_quit(&mut self) {
         if self.view.status.dirty {
             self.ask(Question::QuitUnsaved);
+        } else if self.unsent() > 0 && !self.read_only() {
+            self.ask(Question::QuitUnsent);
         } else if self.hosting_with_others() {
             self.ask(Question::QuitHosting);
         } else {

@@ -102,6 +102,8 @@ impl Status {
 pub enum Question {
     /// Quit although the text differs from the file.
     QuitUnsaved,
+    /// Quit although edits have not reached the server and cannot now.
+    QuitUnsent,
     /// Quit although others are connected to our in-process server.
     QuitHosting,
     /// The room holds other text than the file: take the room's version?

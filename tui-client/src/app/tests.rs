@@ -289,3 +289,34 @@ async fn a_missing_token_is_explained_with_the_flag_and_the_variable() {
     assert!(m.contains("--token") && m.contains("DUET_TOKEN"), "{m}");
     assert!(!m.contains("Authorization"), "{m}");
 }
+
+#[tokio::test]
+async fn quitting_with_edits_the_server_never_got_asks_first() {
+    // No file, server unreachable: nothing but this process holds the text.
+    let mut quiet = app(None, false);
+    quiet.handle_term(ctrl('q'));
+    assert_eq!(
+        quiet.exit.as_ref().map(|e| e.code),
+        Some(0),
+        "nothing typed: no question"
+    );
+    let mut app = app(None, false);
+    app.handle_term(key(KeyCode::Char('x')));
+    app.handle_term(ctrl('q'));
+    assert!(app.exit.is_none());
+    match app.view.prompt.clone() {
+        Some(Prompt::Ask { question, text }) => {
+            assert_eq!(question, Question::QuitUnsent);
+            assert!(
+                text.starts_with("1 edits have not reached the server"),
+                "{text}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    app.handle_term(key(KeyCode::Char('n')));
+    assert!(app.exit.is_none());
+    app.handle_term(ctrl('q'));
+    app.handle_term(key(KeyCode::Char('y')));
+    assert_eq!(app.exit.as_ref().map(|e| e.code), Some(0));
+}
