@@ -29,6 +29,7 @@ use anyhow::{Context, bail};
 use duet_e2e::raw::RawClient;
 use duet_e2e::server::{ServerProcess, workspace_bin};
 use duet_e2e::tmux::Tmux;
+use duet_e2e::tmux::editor::{live, row_with};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -96,18 +97,10 @@ impl Samples {
     }
 }
 
-/// Text rows of a screen (without the status bar and the message row).
-fn shows(screen: &[String], text: &str) -> bool {
-    screen
-        .iter()
-        .take(screen.len().saturating_sub(2))
-        .any(|l| l.contains(text))
-}
-
 /// Polls `session` until `text` shows; the time since `t0`.
 fn until_shown(tmux: &Tmux, session: &str, text: &str, t0: Instant) -> anyhow::Result<Duration> {
     loop {
-        if shows(&tmux.screen(session)?, text) {
+        if row_with(&tmux.screen(session)?, text).is_some() {
             return Ok(t0.elapsed());
         }
         if t0.elapsed() > WAIT {
@@ -228,11 +221,7 @@ fn main() -> anyhow::Result<()> {
             &["--server", &url, "--name", who, "--room", "bench"],
         )?;
         let deadline = Instant::now() + WAIT;
-        while !tmux
-            .screen(who)?
-            .iter()
-            .any(|l| l.contains("\u{25cf} live"))
-        {
+        while !live(&tmux.screen(who)?) {
             if Instant::now() > deadline {
                 bail!("{who} never went live:\n{}", tmux.screen(who)?.join("\n"));
             }

@@ -152,3 +152,43 @@ impl Drop for Tmux {
             .output();
     }
 }
+
+/// Reading the `duet` editor's screen: the text rows, then the status bar, then the message
+/// row (prompt, notice or hint).
+pub mod editor {
+    /// The status bar: the second-to-last row.
+    pub fn status(screen: &[String]) -> &str {
+        screen
+            .len()
+            .checked_sub(2)
+            .and_then(|i| screen.get(i))
+            .map_or("", String::as_str)
+    }
+
+    /// The message row: the last.
+    pub fn message(screen: &[String]) -> &str {
+        screen.last().map_or("", String::as_str)
+    }
+
+    /// The status bar says the editor is live.
+    pub fn live(screen: &[String]) -> bool {
+        status(screen).contains("\u{25cf} live")
+    }
+
+    /// The text row holding `text`, if any.
+    pub fn row_with<'a>(screen: &'a [String], text: &str) -> Option<&'a str> {
+        screen
+            .iter()
+            .take(screen.len().saturating_sub(2))
+            .find(|l| l.contains(text))
+            .map(String::as_str)
+    }
+
+    /// A fresh directory under the system's temp dir, named for the test and this process.
+    pub fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("duet-editor-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        dir
+    }
+}

@@ -7,38 +7,19 @@
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use duet_e2e::server::{ServerProcess, workspace_bin};
 use duet_e2e::tmux::Tmux;
+use duet_e2e::tmux::editor::{message, status, temp_dir};
 
 const T: Duration = Duration::from_secs(15);
 const SIZE: (u16, u16) = (120, 35);
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("duet-term-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-    dir
-}
-
 /// A loopback port nothing listens on (bound, then released).
 fn dead_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn status(screen: &[String]) -> &str {
-    screen
-        .len()
-        .checked_sub(2)
-        .and_then(|i| screen.get(i))
-        .map_or("", String::as_str)
-}
-
-fn message(screen: &[String]) -> &str {
-    screen.last().map_or("", String::as_str)
 }
 
 /// Runs `duet args` in session `name` under a shell that prints its exit status and then

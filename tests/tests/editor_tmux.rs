@@ -9,45 +9,11 @@
 
 use duet_e2e::server::{ServerProcess, workspace_bin};
 use duet_e2e::tmux::Tmux;
-use std::path::PathBuf;
+use duet_e2e::tmux::editor::{live, message, row_with, status, temp_dir};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(15);
 const SIZE: (u16, u16) = (100, 30);
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("duet-editor-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-    dir
-}
-
-/// The status bar is the second-to-last row.
-fn status(screen: &[String]) -> &str {
-    screen
-        .len()
-        .checked_sub(2)
-        .and_then(|i| screen.get(i))
-        .map_or("", String::as_str)
-}
-
-/// The message row is the last.
-fn message(screen: &[String]) -> &str {
-    screen.last().map_or("", String::as_str)
-}
-
-fn live(screen: &[String]) -> bool {
-    status(screen).contains("\u{25cf} live")
-}
-
-/// The text row holding `text`, if any.
-fn row_with<'a>(screen: &'a [String], text: &str) -> Option<&'a str> {
-    screen
-        .iter()
-        .take(screen.len().saturating_sub(2))
-        .find(|l| l.contains(text))
-        .map(String::as_str)
-}
 
 #[test]
 fn two_editors_under_tmux_share_text_cursors_undo_and_offline_edits() -> anyhow::Result<()> {

@@ -16,6 +16,16 @@ fn app(file_text: Option<&str>, read_only: bool) -> App {
 }
 
 fn app_on(file: Option<std::path::PathBuf>, file_text: Option<&str>, read_only: bool) -> App {
+    app_with(file, file_text, read_only, "")
+}
+
+/// An app whose client never reaches its server, offering `join_command` once live.
+fn app_with(
+    file: Option<std::path::PathBuf>,
+    file_text: Option<&str>,
+    read_only: bool,
+    join_command: &str,
+) -> App {
     let mut config = ClientConfig::new("ws://127.0.0.1:9", RoomName::new("t").unwrap(), "carol");
     config.backoff = Backoff {
         initial: Duration::from_secs(60),
@@ -30,7 +40,7 @@ fn app_on(file: Option<std::path::PathBuf>, file_text: Option<&str>, read_only: 
         name: "carol".into(),
         read_only,
         hosting: false,
-        join_command: String::new(),
+        join_command: join_command.into(),
         depth: Depth::TrueColor,
         notes: Vec::new(),
         has_token: false,
@@ -234,27 +244,7 @@ async fn tab_with_lines_selected_indents_them_in_the_shared_document() {
 #[tokio::test]
 async fn before_the_room_answers_there_is_a_reason_and_no_join_hint() {
     use duet_client::ConnState;
-    let mut config = ClientConfig::new("ws://127.0.0.1:9", RoomName::new("t").unwrap(), "carol");
-    config.backoff = Backoff {
-        initial: Duration::from_secs(60),
-        max: Duration::from_secs(60),
-    };
-    let (client, _events) = Client::spawn(config, Document::new());
-    let opts = Options {
-        file: None,
-        file_text: None,
-        server: "ws://127.0.0.1:9".into(),
-        room: "t".into(),
-        name: "carol".into(),
-        read_only: false,
-        hosting: false,
-        join_command: "duet --server ws://127.0.0.1:9 --room t".into(),
-        depth: Depth::TrueColor,
-        notes: Vec::new(),
-        has_token: false,
-    };
-    let mut app = App::new(client, opts, Instant::now());
-    app.resize(Rect::new(0, 0, 40, 8));
+    let mut app = app_with(None, None, false, "duet --server ws://127.0.0.1:9 --room t");
     app.handle_client(ClientEvent::State(ConnState::Reconnecting {
         attempt: 1,
         retry_in: Duration::from_secs(3),
