@@ -53,6 +53,18 @@ const RULES: &[(&str, &[&str])] = &[
         "crates/duet-client",
         &["ratatui", "crossterm", "duet-server"],
     ),
+    // Workspaces: the index and the directory scan; no network, no runtime, no terminal.
+    (
+        "crates/duet-workspace",
+        &[
+            "tokio",
+            "tokio-tungstenite",
+            "duet-client",
+            "duet-server",
+            "ratatui",
+            "crossterm",
+        ],
+    ),
     // The server never depends on the editor side.
     (
         "server",
