@@ -12,7 +12,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use duet_protocol::{Role, RoomName};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::path::Path;
@@ -188,7 +188,7 @@ impl Keys {
 
     fn mac(secret: &[u8]) -> HmacSha256 {
         // HMAC accepts keys of any length; this cannot fail.
-        <HmacSha256 as Mac>::new_from_slice(secret)
+        <HmacSha256 as KeyInit>::new_from_slice(secret)
             .unwrap_or_else(|_| unreachable!("hmac takes any key length"))
     }
 

@@ -9,7 +9,7 @@ use duet_e2e::server::{ServerProcess, workspace_bin};
 use duet_e2e::ydoc::{apply, doc, join, text_of};
 use duet_protocol::{ClientMsg, ErrorCode, ServerMsg};
 use futures_util::StreamExt;
-use rand::Rng;
+use rand::RngExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@ use duet_e2e::server::ServerProcess;
 use duet_protocol::{ClientMsg, CursorState, PeerState};
 use futures_util::SinkExt;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

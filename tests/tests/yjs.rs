@@ -6,7 +6,7 @@ use duet_e2e::clients::{TestClient, converged, start};
 use duet_e2e::node::NodeClient;
 use duet_e2e::server::ServerProcess;
 use duet_e2e::{eventually, unique_room};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! reconnects of many clients after a server restart instead of making them arrive in waves;
 //! see <https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/>.
 
-use rand::Rng;
+use rand::{Rng, RngExt};
 use std::time::Duration;
 
 /// How long to wait between reconnect attempts.

@@ -5,7 +5,6 @@ use crate::handshake::{self, Failure};
 use crate::session::{End, Session};
 use crate::shared::Shared;
 use crate::{ClientConfig, ClientError, ConnState};
-use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +29,7 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub(crate) async fn run(shared: Arc<Shared>, config: ClientConfig, cancel: CancellationToken) {
     let color = config.effective_color();
     let room = config.room.to_string();
-    let mut rng = StdRng::from_os_rng();
+    let mut rng: StdRng = rand::make_rng();
     let mut attempt: u32 = 0;
     let mut reason: String;
     loop {
