@@ -339,11 +339,31 @@ fn decode_duet(
                 arrived,
             }
         }
-        ClientMsg::Awareness { client_id, state } => RoomCmd::Awareness {
-            peer_id,
-            client_id,
-            source: AwarenessSource::Duet(state),
-        },
+        ClientMsg::Awareness { client_id, state } => {
+            // Checked as the other members will read it (a Yjs client parses the JSON it
+            // becomes, reading the client id as a JavaScript number), before the room sees it.
+            let checked = crate::awareness::check_client_id(client_id).and_then(|()| {
+                state
+                    .as_ref()
+                    .map_or(Ok(()), crate::awareness::check_peer_state)
+            });
+            if let Err(e) = checked {
+                let error = ServerMsg::Error {
+                    code: ErrorCode::BAD_MESSAGE,
+                    message: e.to_string(),
+                };
+                return Err(Refusal {
+                    reply: Some(duet_protocol::encode_server(&error).into()),
+                    code: close::INVALID_PAYLOAD,
+                    reason: e.to_string(),
+                });
+            }
+            RoomCmd::Awareness {
+                peer_id,
+                client_id,
+                source: AwarenessSource::Duet(state),
+            }
+        }
     })
 }
 

@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod awareness;
 #[doc(hidden)]
 pub mod bench;
 mod conn;

@@ -10,6 +10,7 @@ pub mod server;
 pub mod tmux;
 pub mod trace;
 pub mod ydoc;
+pub mod yraw;
 
 use std::time::{Duration, Instant};
 

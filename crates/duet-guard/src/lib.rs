@@ -8,7 +8,10 @@
 //! least one byte) and nesting is capped, so whatever passes costs yrs at most a small multiple
 //! of its size.
 //!
-//! It also refuses clocks yrs cannot handle (see [`MAX_CLOCK`]).
+//! It also refuses clocks yrs cannot handle (see [`MAX_CLOCK`]), and what yrs accepts but a
+//! stock Yjs client cannot read: the server relays update bytes as they came, so everything
+//! it lets through must parse in Yjs too (client ids past 2^53 - 1, see [`MAX_CLIENT_ID`];
+//! legacy JSON content; type refs Yjs does not know).
 //!
 //! The layout follows yrs' `Update::decode` (update.rs), `ItemContent::decode` (block.rs),
 //! `Any::decode` (any.rs) and `IdSet::decode` (id_set.rs), in the v1 encoding.
@@ -31,6 +34,18 @@ pub const MAX_ANY_DEPTH: usize = 64;
 /// would need 2^31 operations.
 pub const MAX_CLOCK: u64 = i32::MAX as u64;
 
+/// Largest client id accepted anywhere (sections, origins, parents, delete sets, state
+/// vectors): JavaScript's `Number.MAX_SAFE_INTEGER`. lib0's `readVarUint` throws
+/// "Integer out of Range" past it, and nothing in Yjs catches that: one relayed update with a
+/// wider client id would take down every stock Yjs client in the room. yrs itself makes 53-bit
+/// ids (`ClientID::random`), Yjs 32-bit ones.
+pub const MAX_CLIENT_ID: u64 = (1 << 53) - 1;
+
+/// Type refs a Yjs client can read (`typeRefs` in yjs 13: array, map, text, XML element,
+/// fragment, hook, text). yrs also accepts 7 (weak link), 9 (subdocument) and 15 (undefined);
+/// Yjs would call `typeRefs[15]`, which is not a function.
+const MAX_TYPE_REF: u8 = 6;
+
 /// Why an update was refused before decoding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GuardError {
@@ -46,6 +61,13 @@ pub enum GuardError {
     },
     #[error("value nested deeper than {MAX_ANY_DEPTH} levels")]
     TooDeep,
+    #[error("client id {0} beyond 2^53 - 1 (Yjs clients cannot read it)")]
+    ClientTooLarge(u64),
+    /// Legacy JSON content (content ref 2): yrs reads count + 1 strings and never checks they
+    /// are JSON; Yjs reads count strings and `JSON.parse`s each (throwing on anything else).
+    /// No current Yjs or yrs writes it.
+    #[error("legacy JSON content is not supported by this server (byte {0})")]
+    JsonContent(usize),
     #[error("client {0} has more than one section")]
     DuplicateClient(u64),
     /// A clock above [`MAX_CLOCK`] (saturated at `u64::MAX`).
@@ -192,14 +214,7 @@ impl<'a> Skim<'a> {
         let at = self.pos;
         match info & 0b1111 {
             1 => self.var(), // deleted: length
-            2 => {
-                // JSON: yrs reads count + 1 strings
-                let n = self.count(1)?;
-                for _ in 0..=n {
-                    self.bytes()?;
-                }
-                Ok(n + 1)
-            }
+            2 => Err(GuardError::JsonContent(at)),
             4 => self.slice().map(utf16_len),  // string
             3 | 5 => self.bytes().map(|()| 1), // binary, embed (JSON string)
             6 => {
@@ -208,6 +223,13 @@ impl<'a> Skim<'a> {
             }
             7 => {
                 let type_ref = self.u8()?;
+                if type_ref > MAX_TYPE_REF {
+                    return Err(GuardError::UnknownTag {
+                        what: "type",
+                        tag: type_ref,
+                        at: at + 1,
+                    });
+                }
                 if type_ref == 3 {
                     self.bytes()?; // XML element name
                 }
@@ -258,8 +280,11 @@ impl<'a> Skim<'a> {
     }
 }
 
-/// Refuses a clock above [`MAX_CLOCK`].
+/// Refuses a client id above [`MAX_CLIENT_ID`] and a clock above [`MAX_CLOCK`].
 fn clock_ok(client: u64, clock: u64) -> Result<(), GuardError> {
+    if client > MAX_CLIENT_ID {
+        return Err(GuardError::ClientTooLarge(client));
+    }
     if clock > MAX_CLOCK {
         return Err(GuardError::ClockTooLarge { client, clock });
     }
@@ -318,8 +343,8 @@ pub fn check_update_v1(update: &[u8]) -> Result<(), GuardError> {
     Ok(())
 }
 
-/// Checks a v1 state vector: a count of (client, clock) pairs, each clock at most
-/// [`MAX_CLOCK`].
+/// Checks a v1 state vector: a count of (client, clock) pairs, each client id at most
+/// [`MAX_CLIENT_ID`] and each clock at most [`MAX_CLOCK`].
 ///
 /// yrs 0.28.1 does not do the `i32` arithmetic with a peer's state vector (it only compares it
 /// with the document's clocks when it encodes a diff), so a larger clock would not crash it. It
@@ -668,6 +693,51 @@ mod tests {
                 applied.map_err(|_| "panicked")
             );
         }
+    }
+
+    /// What yrs accepts but a stock Yjs client cannot read is refused: the server relays
+    /// update bytes as they came, so one such update would reach (and throw inside) every Yjs
+    /// client of the room.
+    #[test]
+    fn what_yjs_cannot_read_is_refused() {
+        const WIDE: u64 = MAX_CLIENT_ID + 1;
+        assert_eq!(
+            check_update_v1(&string_update(MAX_CLIENT_ID, 0, "a", &[])),
+            Ok(())
+        );
+        assert_eq!(
+            check_update_v1(&string_update(WIDE, 0, "a", &[])),
+            Err(GuardError::ClientTooLarge(WIDE))
+        );
+        // In a delete set only (no blocks).
+        let mut ds = vec![0, 1];
+        var(&mut ds, u64::MAX);
+        ds.extend([1, 0, 1]);
+        assert_eq!(
+            check_update_v1(&ds),
+            Err(GuardError::ClientTooLarge(u64::MAX))
+        );
+        let mut sv = vec![1];
+        var(&mut sv, WIDE);
+        sv.push(0);
+        assert_eq!(
+            check_state_vector_v1(&sv),
+            Err(GuardError::ClientTooLarge(WIDE))
+        );
+        // Legacy JSON content (ref 2): one block of two strings, "S" (not JSON) and "1".
+        let json = [1, 1, 7, 0, 2, 1, 1, b'a', 1, 1, b'S', 1, b'1', 0];
+        assert_eq!(check_update_v1(&json), Err(GuardError::JsonContent(8)));
+        // Type content (ref 7) of type ref 15 ("undefined"), which yrs decodes.
+        let undefined = [1, 1, 7, 0, 7, 1, 1, b'a', 15, 0];
+        assert!(yrs::Update::decode_v1(&undefined).is_ok());
+        assert!(matches!(
+            check_update_v1(&undefined),
+            Err(GuardError::UnknownTag {
+                what: "type",
+                tag: 15,
+                ..
+            })
+        ));
     }
 
     proptest! {
