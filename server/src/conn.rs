@@ -114,8 +114,10 @@ impl Session {
 }
 
 enum End {
-    /// The client closed or vanished; nothing more to send.
+    /// The client vanished; nothing more to send.
     Gone,
+    /// The client sent a close frame: answer it, then close TCP (RFC 6455 5.5.1, 7.1.1).
+    ClosedByClient,
     /// Close with this code and reason.
     Close(u16, String),
 }
@@ -250,7 +252,7 @@ pub(crate) async fn run<S, W>(
                         }
                     }
                     Some(Ok(Message::Text(_))) => break End::Close(close::PROTOCOL_ERROR, "this server speaks binary frames only".into()),
-                    Some(Ok(Message::Close(_))) => break End::Gone,
+                    Some(Ok(Message::Close(_))) => break End::ClosedByClient,
                     Some(Ok(_)) => {} // ping, pong: tungstenite answers pings itself
                     Some(Err(e)) => break read_error(e),
                 }
@@ -466,8 +468,19 @@ async fn finish<S>(mut ws: WebSocketStream<S>, shared: &Shared, end: End)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let End::Close(code, reason) = end else {
-        return;
+    let (code, reason) = match end {
+        End::Gone => return,
+        End::ClosedByClient => {
+            // tungstenite queued the answer when it read the client's close: the same code
+            // and reason, or 1002 for a code RFC 6455 7.4 does not allow on the wire (0-999,
+            // 1004-1006, 1015, 1016-2999 unassigned, 5000 and up; tungstenite 0.30 also
+            // counts IANA's 1014 among them). Only a flush writes it (`close` would refuse to
+            // send after the peer's close); the server then closes TCP first, as 7.1.1 asks.
+            let _ = ws.flush().await;
+            let _ = ws.get_mut().shutdown().await;
+            return;
+        }
+        End::Close(code, reason) => (code, reason),
     };
     shared.metrics.count_close(code);
     let mut reason = reason;
