@@ -4,8 +4,9 @@
 //! entry is checked as its most demanding receiver will parse it. y-protocols'
 //! `applyAwarenessUpdate` runs `JSON.parse` on every state and reads client ids with lib0's
 //! `readVarUint`, and nothing around it catches: one entry whose state is not JSON (the frame
-//! `01 06 01 89 06 01 01 53`, state `S`) or whose client id passes 2^53 - 1 kills a stock Node
-//! y-websocket client, and every client that joins while the entry stands. So a state must be
+//! `01 06 01 89 06 01 01 53`, state `S`) kills a stock Node y-websocket client, and every
+//! client that joins while the entry stands; so does a client id whose low 56 bits pass
+//! 2^53 - 1 ("Integer out of Range"), and wider ones are rounded. So a state must be
 //! a JSON object (or `null`, the removal), within [`MAX_STATE_BYTES`] and [`MAX_STATE_DEPTH`];
 //! a duet client's typed state must have short strings and cursors that decode as sticky
 //! indices. Anything else closes its sender with 1007 and never reaches the room.

@@ -35,10 +35,12 @@ pub const MAX_ANY_DEPTH: usize = 64;
 pub const MAX_CLOCK: u64 = i32::MAX as u64;
 
 /// Largest client id accepted anywhere (sections, origins, parents, delete sets, state
-/// vectors): JavaScript's `Number.MAX_SAFE_INTEGER`. lib0's `readVarUint` throws
-/// "Integer out of Range" past it, and nothing in Yjs catches that: one relayed update with a
-/// wider client id would take down every stock Yjs client in the room. yrs itself makes 53-bit
-/// ids (`ClientID::random`), Yjs 32-bit ones.
+/// vectors): JavaScript's `Number.MAX_SAFE_INTEGER`. Past it lib0's `readVarUint` either
+/// throws "Integer out of Range" (when the low 56 bits alone pass 2^53; nothing in Yjs catches
+/// it, so one relayed update would take down every stock Yjs client in the room) or rounds
+/// (two ids become one, and Yjs clients diverge from yrs ones). yrs 0.28.1 keeps only 53 bits
+/// in release builds and asserts in debug ones. yrs makes 53-bit ids (`ClientID::random`),
+/// Yjs 32-bit ones.
 pub const MAX_CLIENT_ID: u64 = (1 << 53) - 1;
 
 /// Type refs a Yjs client can read (`typeRefs` in yjs 13: array, map, text, XML element,
@@ -68,6 +70,19 @@ pub enum GuardError {
     /// No current Yjs or yrs writes it.
     #[error("legacy JSON content is not supported by this server (byte {0})")]
     JsonContent(usize),
+    /// The update's blocks of a client begin past the client's next clock: they could only
+    /// wait, and yrs 0.28.1 integrates some of them anyway (visible, with the client at clock
+    /// 0 in its state vector) where Yjs keeps them pending: the two would diverge.
+    #[error("blocks of client {client} begin at clock {start}, past its next clock {have}")]
+    Gap { client: u64, start: u64, have: u64 },
+    /// A block names as origin or parent a later clock of its own client, which can never
+    /// precede it: Yjs throws ("Unexpected case") looking for it.
+    #[error("block {client}:{clock} refers to its own client's later clock {refers}")]
+    ForwardReference {
+        client: u64,
+        clock: u64,
+        refers: u64,
+    },
     #[error("client {0} has more than one section")]
     DuplicateClient(u64),
     /// A clock above [`MAX_CLOCK`] (saturated at `u64::MAX`).
@@ -89,6 +104,8 @@ pub enum GuardError {
 struct Skim<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// The (client, clock) ids read by [`Skim::id`] (origins and parents), when collected.
+    refs: Option<Vec<(u64, u64)>>,
 }
 
 const BLOCK_GC: u8 = 0;
@@ -172,7 +189,11 @@ impl<'a> Skim<'a> {
     /// A (client, clock) pair, such as an origin or a parent.
     fn id(&mut self) -> Result<(), GuardError> {
         let client = self.var()?;
-        clock_ok(client, self.var()?)
+        let clock = self.var()?;
+        if let Some(refs) = &mut self.refs {
+            refs.push((client, clock));
+        }
+        clock_ok(client, clock)
     }
 
     fn any(&mut self, depth: usize) -> Result<(), GuardError> {
@@ -310,6 +331,7 @@ pub fn check_update_v1(update: &[u8]) -> Result<(), GuardError> {
     let mut s = Skim {
         buf: update,
         pos: 0,
+        refs: None,
     };
     // Each client section: block count, client, clock (3 bytes at least). Encoders write one
     // section per client; yrs merges repeated ones into a single block list, and such input
@@ -343,6 +365,68 @@ pub fn check_update_v1(update: &[u8]) -> Result<(), GuardError> {
     Ok(())
 }
 
+/// One client's blocks in an update: they begin at `start` and end before `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Section {
+    pub client: u64,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Checks that an update (which passed [`check_update_v1`]) can integrate against a document
+/// whose next clock for each client is `have(client)`, the way yrs and Yjs agree on: no
+/// client's blocks begin past its next clock ([`GuardError::Gap`]), and no block refers to a
+/// clock of its own client at or after its own ([`GuardError::ForwardReference`]). References
+/// to other clients' blocks that have not arrived are left alone: both keep such blocks
+/// pending alike. Returns the sections, so a caller checking a batch can advance `have`.
+pub fn check_dependencies_v1(
+    update: &[u8],
+    have: impl Fn(u64) -> u64,
+) -> Result<Vec<Section>, GuardError> {
+    let mut s = Skim {
+        buf: update,
+        pos: 0,
+        refs: Some(Vec::new()),
+    };
+    let mut sections = Vec::new();
+    for _ in 0..s.count(3)? {
+        let blocks = s.count(1)?;
+        let client = s.var()?;
+        let start = s.var()?;
+        let next = have(client);
+        if start > next {
+            return Err(GuardError::Gap {
+                client,
+                start,
+                have: next,
+            });
+        }
+        let mut clock = start;
+        for _ in 0..blocks {
+            if let Some(refs) = &mut s.refs {
+                refs.clear();
+            }
+            let len = s.block()?;
+            for &(c, k) in s.refs.iter().flatten() {
+                if c == client && k >= clock {
+                    return Err(GuardError::ForwardReference {
+                        client,
+                        clock,
+                        refers: k,
+                    });
+                }
+            }
+            clock = clock.saturating_add(len);
+        }
+        sections.push(Section {
+            client,
+            start,
+            end: clock,
+        });
+    }
+    Ok(sections)
+}
+
 /// Checks a v1 state vector: a count of (client, clock) pairs, each client id at most
 /// [`MAX_CLIENT_ID`] and each clock at most [`MAX_CLOCK`].
 ///
@@ -353,7 +437,11 @@ pub fn check_update_v1(update: &[u8]) -> Result<(), GuardError> {
 /// cannot apply; one rule for every clock on the wire is simpler to reason about than two, and
 /// such a peer is better told at once (1007) than after its first update.
 pub fn check_state_vector_v1(sv: &[u8]) -> Result<(), GuardError> {
-    let mut s = Skim { buf: sv, pos: 0 };
+    let mut s = Skim {
+        buf: sv,
+        pos: 0,
+        refs: None,
+    };
     for _ in 0..s.count(2)? {
         let client = s.var()?;
         clock_ok(client, s.var()?)?;
@@ -650,7 +738,11 @@ mod tests {
         let (client, end) = (client.get(), u64::from(*end));
         assert!(end > 10, "{end}");
         // Header: client count 1, block count, client, start clock 0.
-        let mut s = Skim { buf: &u, pos: 0 };
+        let mut s = Skim {
+            buf: &u,
+            pos: 0,
+            refs: None,
+        };
         assert_eq!(s.var(), Ok(1));
         s.var().expect("block count");
         assert_eq!(s.var(), Ok(client));
@@ -738,6 +830,57 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// What yrs and Yjs would integrate differently is refused against the document's clocks:
+    /// blocks beginning past a client's next clock, and blocks naming a later clock of their
+    /// own client.
+    #[test]
+    fn dependencies_yrs_and_yjs_disagree_on_are_refused() {
+        let doc = Doc::new();
+        let text = doc.get_or_insert_text("content");
+        let mut updates = Vec::new();
+        for s in ["ab", "cd"] {
+            let before = doc.transact().state_vector();
+            text.insert(&mut doc.transact_mut(), 0, s);
+            updates.push(doc.transact().encode_diff_v1(&before));
+        }
+        let client = doc.client_id().get();
+        let at = |n: u64| move |c: u64| if c == client { n } else { 0 };
+        let second = check_dependencies_v1(&updates[1], at(2)).expect("follows the first");
+        assert_eq!(
+            second,
+            vec![Section {
+                client,
+                start: 2,
+                end: 4
+            }]
+        );
+        assert_eq!(
+            check_dependencies_v1(&updates[1], at(0)),
+            Err(GuardError::Gap {
+                client,
+                start: 2,
+                have: 0
+            })
+        );
+        // "cd" went in before "ab": its right origin is (client, 0), the "a"; point it at
+        // (client, 7) instead.
+        let mut forward = updates[1].clone();
+        let origin_clock = forward.len() - 5;
+        assert_eq!(forward[origin_clock], 0, "{forward:?}");
+        forward[origin_clock] = 7;
+        assert_eq!(check_update_v1(&forward), Ok(()));
+        assert_eq!(
+            check_dependencies_v1(&forward, at(2)),
+            Err(GuardError::ForwardReference {
+                client,
+                clock: 2,
+                refers: 7
+            })
+        );
+        // Every real update passes against an empty document.
+        assert!(check_dependencies_v1(&rich_update(), |_| 0).is_ok());
     }
 
     proptest! {
