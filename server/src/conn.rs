@@ -263,6 +263,35 @@ pub(crate) async fn run<S, W>(
     Box::pin(finish(ws, &shared, end)).await;
 }
 
+/// Debug builds only: echoes every text and binary message back (the echo route,
+/// `http::ECHO_PATH`), with the session's own limits, read-error closes and close handshake,
+/// so a WebSocket conformance suite tests exactly the frame handling sessions get.
+#[cfg(debug_assertions)]
+pub(crate) async fn echo<S>(mut ws: WebSocketStream<S>, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut traffic = shared.admission.traffic(std::time::Instant::now());
+    let end = loop {
+        let Some(msg) = ws.next().await else {
+            break End::Gone;
+        };
+        let msg = match msg {
+            Ok(msg @ (Message::Text(_) | Message::Binary(_))) => msg,
+            Ok(Message::Close(_)) => break End::ClosedByClient,
+            Ok(_) => continue, // ping, pong: tungstenite answers pings itself
+            Err(e) => break read_error(e),
+        };
+        if let Err(why) = traffic.record(msg.len(), std::time::Instant::now()) {
+            break End::Close(close::POLICY, why);
+        }
+        if ws.send(msg).await.is_err() {
+            break End::Gone;
+        }
+    };
+    Box::pin(finish(ws, &shared, end)).await;
+}
+
 async fn forward(room: &RoomHandle, cmds: Vec<RoomCmd>) -> Result<(), crate::room::RoomGone> {
     for cmd in cmds {
         room.send(cmd).await?;

@@ -405,6 +405,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         http::Flavor::Yjs => {
             conn::run(ws, conn_yjs::YjsWire, shared.clone(), upgrade.room, session).await;
         }
+        #[cfg(debug_assertions)]
+        http::Flavor::Echo => conn::echo(ws, shared.clone()).await,
     }
     shared.metrics.connections.dec();
 }
