@@ -114,8 +114,10 @@ impl Session {
 }
 
 enum End {
-    /// The client closed or vanished; nothing more to send.
+    /// The client vanished; nothing more to send.
     Gone,
+    /// The client sent a close frame: answer it, then close TCP (RFC 6455 5.5.1, 7.1.1).
+    ClosedByClient,
     /// Close with this code and reason.
     Close(u16, String),
 }
@@ -250,7 +252,7 @@ pub(crate) async fn run<S, W>(
                         }
                     }
                     Some(Ok(Message::Text(_))) => break End::Close(close::PROTOCOL_ERROR, "this server speaks binary frames only".into()),
-                    Some(Ok(Message::Close(_))) => break End::Gone,
+                    Some(Ok(Message::Close(_))) => break End::ClosedByClient,
                     Some(Ok(_)) => {} // ping, pong: tungstenite answers pings itself
                     Some(Err(e)) => break read_error(e),
                 }
@@ -258,6 +260,35 @@ pub(crate) async fn run<S, W>(
         }
     };
     let _ = room.send(RoomCmd::Leave { peer_id }).await;
+    Box::pin(finish(ws, &shared, end)).await;
+}
+
+/// Debug builds only: echoes every text and binary message back (the echo route,
+/// `http::ECHO_PATH`), with the session's own limits, read-error closes and close handshake,
+/// so a WebSocket conformance suite tests exactly the frame handling sessions get.
+#[cfg(debug_assertions)]
+pub(crate) async fn echo<S>(mut ws: WebSocketStream<S>, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut traffic = shared.admission.traffic(std::time::Instant::now());
+    let end = loop {
+        let Some(msg) = ws.next().await else {
+            break End::Gone;
+        };
+        let msg = match msg {
+            Ok(msg @ (Message::Text(_) | Message::Binary(_))) => msg,
+            Ok(Message::Close(_)) => break End::ClosedByClient,
+            Ok(_) => continue, // ping, pong: tungstenite answers pings itself
+            Err(e) => break read_error(e),
+        };
+        if let Err(why) = traffic.record(msg.len(), std::time::Instant::now()) {
+            break End::Close(close::POLICY, why);
+        }
+        if ws.send(msg).await.is_err() {
+            break End::Gone;
+        }
+    };
     Box::pin(finish(ws, &shared, end)).await;
 }
 
@@ -339,11 +370,31 @@ fn decode_duet(
                 arrived,
             }
         }
-        ClientMsg::Awareness { client_id, state } => RoomCmd::Awareness {
-            peer_id,
-            client_id,
-            source: AwarenessSource::Duet(state),
-        },
+        ClientMsg::Awareness { client_id, state } => {
+            // Checked as the other members will read it (a Yjs client parses the JSON it
+            // becomes, reading the client id as a JavaScript number), before the room sees it.
+            let checked = crate::awareness::check_client_id(client_id).and_then(|()| {
+                state
+                    .as_ref()
+                    .map_or(Ok(()), crate::awareness::check_peer_state)
+            });
+            if let Err(e) = checked {
+                let error = ServerMsg::Error {
+                    code: ErrorCode::BAD_MESSAGE,
+                    message: e.to_string(),
+                };
+                return Err(Refusal {
+                    reply: Some(duet_protocol::encode_server(&error).into()),
+                    code: close::INVALID_PAYLOAD,
+                    reason: e.to_string(),
+                });
+            }
+            RoomCmd::Awareness {
+                peer_id,
+                client_id,
+                source: AwarenessSource::Duet(state),
+            }
+        }
     })
 }
 
@@ -446,8 +497,19 @@ async fn finish<S>(mut ws: WebSocketStream<S>, shared: &Shared, end: End)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let End::Close(code, reason) = end else {
-        return;
+    let (code, reason) = match end {
+        End::Gone => return,
+        End::ClosedByClient => {
+            // tungstenite queued the answer when it read the client's close: the same code
+            // and reason, or 1002 for a code RFC 6455 7.4 does not allow on the wire (0-999,
+            // 1004-1006, 1015, 1016-2999 unassigned, 5000 and up; tungstenite 0.30 also
+            // counts IANA's 1014 among them). Only a flush writes it (`close` would refuse to
+            // send after the peer's close); the server then closes TCP first, as 7.1.1 asks.
+            let _ = ws.flush().await;
+            let _ = ws.get_mut().shutdown().await;
+            return;
+        }
+        End::Close(code, reason) => (code, reason),
     };
     shared.metrics.count_close(code);
     let mut reason = reason;

@@ -7,6 +7,7 @@
 //! only the first message of a frame), while accepting several messages in one frame.
 
 use crate::Shared;
+use crate::awareness;
 use crate::conn::{Refusal, Wire};
 use crate::room::{AwarenessSource, Out, RoomCmd};
 use crate::yjs::{self, YMsg};
@@ -86,12 +87,22 @@ impl Wire for YjsWire {
                 YMsg::Awareness(body) => {
                     let entries = yjs::decode_awareness(body)
                         .map_err(|e| refuse(format!("malformed awareness update: {e}")))?;
+                    // Every entry as y-protocols will read it, before any reaches the room:
+                    // one unreadable entry refuses the whole frame.
                     for e in entries {
+                        awareness::check_client_id(e.client_id)
+                            .map_err(|e| refuse(e.to_string()))?;
+                        let json = match e.json.as_deref() {
+                            Some(json) => awareness::check_yjs_state(json)
+                                .map_err(|e| refuse(e.to_string()))?
+                                .map(Arc::from),
+                            None => None,
+                        };
                         cmds.push(RoomCmd::Awareness {
                             peer_id,
                             client_id: e.client_id,
                             source: AwarenessSource::Yjs {
-                                json: e.json.map(Arc::from),
+                                json,
                                 clock: e.clock,
                             },
                         });

@@ -168,6 +168,22 @@ pub enum Flavor {
     Duet(&'static str),
     /// The standard y-websocket protocol (no duet subprotocol offered).
     Yjs,
+    /// Debug builds only: echo every message back, for WebSocket conformance tests
+    /// (Autobahn|Testsuite) through the server's own accept path, limits and frame handling.
+    #[cfg(debug_assertions)]
+    Echo,
+}
+
+/// Debug builds only: the path of the echo route, served when the process was started with
+/// `DUET_DEBUG_ECHO_ROUTE=1`. `~` is not allowed in room names, so no room can be shadowed;
+/// release builds answer it like any other invalid room (400).
+#[cfg(debug_assertions)]
+pub const ECHO_PATH: &str = "/~echo";
+
+#[cfg(debug_assertions)]
+fn echo_route_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("DUET_DEBUG_ECHO_ROUTE").is_some_and(|v| v == "1"))
 }
 
 /// A request that may become a WebSocket session.
@@ -219,6 +235,16 @@ pub fn route(head: &RequestHead, metrics: impl FnOnce() -> String) -> Route {
     let Some(key) = head.header("sec-websocket-key").map(str::trim) else {
         return Route::Respond(Response::text(400, "missing Sec-WebSocket-Key header"));
     };
+    #[cfg(debug_assertions)]
+    if head.path == ECHO_PATH && echo_route_enabled() {
+        return Route::Upgrade(Upgrade {
+            room: RoomName::new("echo").unwrap_or_else(|e| unreachable!("{e}")),
+            flavor: Flavor::Echo,
+            accept_key: tokio_tungstenite::tungstenite::handshake::derive_accept_key(
+                key.as_bytes(),
+            ),
+        });
+    }
     let room = match RoomName::new(head.path.trim_start_matches('/')) {
         Ok(room) => room,
         Err(e) => {
@@ -257,6 +283,8 @@ pub async fn accept<S: AsyncWrite + Unpin>(
     let protocol_header = match upgrade.flavor {
         Flavor::Duet(protocol) => format!("Sec-WebSocket-Protocol: {protocol}\r\n"),
         Flavor::Yjs => String::new(),
+        #[cfg(debug_assertions)]
+        Flavor::Echo => String::new(),
     };
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{protocol_header}\r\n",

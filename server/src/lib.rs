@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod awareness;
 #[doc(hidden)]
 pub mod bench;
 mod conn;
@@ -405,6 +406,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         http::Flavor::Yjs => {
             conn::run(ws, conn_yjs::YjsWire, shared.clone(), upgrade.room, session).await;
         }
+        #[cfg(debug_assertions)]
+        http::Flavor::Echo => conn::echo(ws, shared.clone()).await,
     }
     shared.metrics.connections.dec();
 }

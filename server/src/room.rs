@@ -625,6 +625,9 @@ impl Room {
         // Authors refused earlier in the batch: their later updates are ignored, as they would
         // be once the room forgot them.
         let mut refused: Vec<u64> = Vec::new();
+        // The document's next clock per client, advanced past each update accepted so far in
+        // this batch (they apply in one transaction, in order).
+        let mut next_clock: Option<HashMap<u64, u64>> = None;
         for (i, inc) in batch.iter().enumerate() {
             let verdict = match self.members.get(&inc.peer_id) {
                 None => Verdict::Ignore,
@@ -649,20 +652,26 @@ impl Room {
                         malformed(e)
                     }
                     Ok(update) if update.is_empty() => Verdict::Unchanged,
-                    Ok(update) => {
-                        let lower = update.state_vector_lower();
-                        if refuse_gaps && has_gap(&self.doc, &lower) {
+                    Ok(update) => match self.check_dependencies(&inc.update, &mut next_clock) {
+                        Err(refusal) => {
                             refused.push(inc.peer_id);
-                            Verdict::Refuse(
-                                ErrorCode::BAD_UPDATE,
-                                close::POLICY,
-                                ApplyError::Orphan.to_string(),
-                            )
-                        } else {
-                            decoded.push((i, update));
-                            Verdict::Applied(lower)
+                            refusal
                         }
-                    }
+                        Ok(()) => {
+                            let lower = update.state_vector_lower();
+                            if refuse_gaps && has_gap(&self.doc, &lower) {
+                                refused.push(inc.peer_id);
+                                Verdict::Refuse(
+                                    ErrorCode::BAD_UPDATE,
+                                    close::POLICY,
+                                    ApplyError::Orphan.to_string(),
+                                )
+                            } else {
+                                decoded.push((i, update));
+                                Verdict::Applied(lower)
+                            }
+                        }
+                    },
                 },
             };
             verdicts.push(verdict);
@@ -768,6 +777,45 @@ impl Room {
         }
         if changed {
             self.offer_snapshot();
+        }
+    }
+
+    /// Refuses what yrs and Yjs would integrate differently (`duet-guard`'s dependency check):
+    /// a client's blocks beginning past its next clock (they could only wait, and yrs shows
+    /// some of them where Yjs keeps them pending), or a block naming a later clock of its own
+    /// client (Yjs throws). Relayed as they came, either would split the room's Yjs clients
+    /// from its yrs ones, or take the Yjs ones down. An honest client sends such an update
+    /// only in a race after a reconnect (an edit before its sync step 2): closed with 1008,
+    /// it reconnects and its sync carries everything.
+    fn check_dependencies(
+        &self,
+        update: &[u8],
+        next_clock: &mut Option<HashMap<u64, u64>>,
+    ) -> Result<(), Verdict> {
+        let next = next_clock.get_or_insert_with(|| {
+            self.doc
+                .transact()
+                .state_vector()
+                .iter()
+                .map(|(client, clock)| (client.get(), u64::from(*clock)))
+                .collect()
+        });
+        match crate::guard::check_dependencies_v1(update, |c| next.get(&c).copied().unwrap_or(0)) {
+            Ok(sections) => {
+                for section in sections {
+                    let at = next.entry(section.client).or_default();
+                    *at = (*at).max(section.end);
+                }
+                Ok(())
+            }
+            Err(e @ crate::guard::GuardError::Gap { .. }) => Err(Verdict::Refuse(
+                ErrorCode::BAD_UPDATE,
+                close::POLICY,
+                format!(
+                    "the update depends on data the room never received ({e}); reconnect to resync"
+                ),
+            )),
+            Err(e) => Err(malformed(e)),
         }
     }
 

@@ -389,6 +389,44 @@ impl Store for SqliteStore {
     }
 }
 
+/// Debug builds only: a commit held forever, so the end-to-end tests can kill the server
+/// between relay and storage. Relay never waits for storage, so a member may hold an edit the
+/// store never got; the test shows that member's sync gives it back after a restart.
+///
+/// With `DUET_FAILPOINT_HOLD_COMMIT=1` in the environment, the writer thread stops before it
+/// commits a batch holding an update whose bytes contain `duet-failpoint:hold` (an update
+/// inserting that text, say), and never resumes: the room relays the update, nothing of the
+/// batch is stored or acknowledged. Release builds do not contain it.
+#[cfg(debug_assertions)]
+mod hold {
+    use super::Job;
+    use std::sync::OnceLock;
+
+    pub const ENV: &str = "DUET_FAILPOINT_HOLD_COMMIT";
+    pub const MARKER: &[u8] = b"duet-failpoint:hold";
+
+    fn armed() -> bool {
+        static ARMED: OnceLock<bool> = OnceLock::new();
+        *ARMED.get_or_init(|| std::env::var_os(ENV).is_some_and(|v| v == "1"))
+    }
+
+    pub(super) fn before_commit(batch: &[Job]) {
+        if !armed() {
+            return;
+        }
+        let marked = batch.iter().any(|job| match job {
+            Job::Append { update, .. } => update.windows(MARKER.len()).any(|w| w == MARKER),
+            _ => false,
+        });
+        if marked {
+            tracing::warn!("failpoint {ENV}: holding this commit forever");
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+}
+
 /// A log this many times `compact_after_rows` is compacted whatever the snapshot's size, which
 /// bounds the rows a load replays.
 pub const MAX_LOG_ROWS_FACTOR: u64 = 64;
@@ -431,6 +469,9 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            // Debug builds only: a batch carrying the marker never commits (see `hold`).
+            #[cfg(debug_assertions)]
+            hold::before_commit(&batch);
             match self.commit(&batch) {
                 Ok(()) => {
                     self.counters.commits.fetch_add(1, Ordering::Relaxed);

@@ -248,7 +248,8 @@ fn contained<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
 }
 
 fn sticky_from_json(v: &Value) -> Option<Vec<u8>> {
-    contained(|| sticky_from_json_inner(v))
+    // What duet clients receive must pass the same check as their own cursors.
+    contained(|| sticky_from_json_inner(v)).filter(|b| crate::awareness::is_readable_sticky(b))
 }
 
 fn sticky_from_json_inner(v: &Value) -> Option<Vec<u8>> {

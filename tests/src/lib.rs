@@ -3,6 +3,7 @@
 //! editing-trace loader, and polling waits with deadlines (never fixed sleeps).
 
 pub mod clients;
+pub mod frames;
 pub mod node;
 pub mod proxy;
 pub mod raw;
@@ -10,6 +11,7 @@ pub mod server;
 pub mod tmux;
 pub mod trace;
 pub mod ydoc;
+pub mod yraw;
 
 use std::time::{Duration, Instant};
 

@@ -137,6 +137,14 @@ impl ServerProcess {
         }
     }
 
+    /// Replaces the extra environment variables for the next [`restart`](Self::restart).
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    }
+
     /// Starts a new process on the same address with the same arguments and environment.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();

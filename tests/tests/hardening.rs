@@ -10,6 +10,7 @@ use duet_protocol::{ClientMsg, ErrorCode, ServerMsg, close};
 use std::io::Write;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, OffsetKind, Options, ReadTxn, Text, Transact};
 
@@ -628,15 +629,21 @@ async fn orphaned_updates_are_bounded_per_room() -> anyhow::Result<()> {
         .recv_until(T, |m| matches!(m, ServerMsg::Ack { seq: 1 }).then_some(()))
         .await?;
 
-    // The attacker's document writes one character the server never gets, then 1 MiB blocks
-    // after it: each block depends on that missing character.
-    let doc = Doc::with_options(Options {
-        offset_kind: OffsetKind::Utf16,
-        client_id: yrs::block::ClientID::new(4242),
-        ..Options::default()
-    });
+    // Another document (client 4241) writes one character the server never gets; the
+    // attacker's (client 4242) writes 1 MiB blocks after it: each depends on that missing
+    // character. (Blocks of the attacker's own client that skip clocks are refused at once:
+    // see `a_hostile_member_cannot_crash_or_split_the_honest_clients` in relay_safety.rs.)
+    let unseen = doc_with_id(4241);
+    unseen
+        .get_or_insert_text("content")
+        .insert(&mut unseen.transact_mut(), 0, "x");
+    let doc = doc_with_id(4242);
     let text = doc.get_or_insert_text("content");
-    text.insert(&mut doc.transact_mut(), 0, "x");
+    let x = unseen
+        .transact()
+        .encode_state_as_update_v1(&yrs::StateVector::default());
+    doc.transact_mut()
+        .apply_update(yrs::Update::decode_v1(&x)?)?;
     let mut attacker = RawClient::connect(&server.url(), "orphans").await?;
     let block = "o".repeat(1024 * 1024);
     let mut ended = None;

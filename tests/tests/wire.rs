@@ -90,9 +90,10 @@ fn cursor_state(name: &str) -> PeerState {
     PeerState {
         name: name.into(),
         color: "#ff0000".into(),
+        // Sticky indices on the root text `content` (the server refuses bytes that are none).
         cursor: Some(CursorState {
-            anchor: vec![1].into(),
-            head: vec![1].into(),
+            anchor: [&[1, 7][..], b"content", &[0]].concat().into(),
+            head: [&[1, 7][..], b"content", &[0]].concat().into(),
         }),
     }
 }

@@ -446,7 +446,8 @@ impl<'a> Session<'a> {
         ClientMsg::Awareness {
             client_id: state.doc.client_id(),
             state: Some(PeerState {
-                name: self.name.to_owned(),
+                // The server refuses names past 256 bytes (1007); 64 characters always fit.
+                name: self.name.chars().take(64).collect(),
                 color: self.color.to_owned(),
                 cursor: Some(cursor),
             }),

@@ -8,7 +8,10 @@
 //! least one byte) and nesting is capped, so whatever passes costs yrs at most a small multiple
 //! of its size.
 //!
-//! It also refuses clocks yrs cannot handle (see [`MAX_CLOCK`]).
+//! It also refuses clocks yrs cannot handle (see [`MAX_CLOCK`]), and what yrs accepts but a
+//! stock Yjs client cannot read: the server relays update bytes as they came, so everything
+//! it lets through must parse in Yjs too (client ids past 2^53 - 1, see [`MAX_CLIENT_ID`];
+//! legacy JSON content; type refs Yjs does not know).
 //!
 //! The layout follows yrs' `Update::decode` (update.rs), `ItemContent::decode` (block.rs),
 //! `Any::decode` (any.rs) and `IdSet::decode` (id_set.rs), in the v1 encoding.
@@ -31,6 +34,20 @@ pub const MAX_ANY_DEPTH: usize = 64;
 /// would need 2^31 operations.
 pub const MAX_CLOCK: u64 = i32::MAX as u64;
 
+/// Largest client id accepted anywhere (sections, origins, parents, delete sets, state
+/// vectors): JavaScript's `Number.MAX_SAFE_INTEGER`. Past it lib0's `readVarUint` either
+/// throws "Integer out of Range" (when the low 56 bits alone pass 2^53; nothing in Yjs catches
+/// it, so one relayed update would take down every stock Yjs client in the room) or rounds
+/// (two ids become one, and Yjs clients diverge from yrs ones). yrs 0.28.1 keeps only 53 bits
+/// in release builds and asserts in debug ones. yrs makes 53-bit ids (`ClientID::random`),
+/// Yjs 32-bit ones.
+pub const MAX_CLIENT_ID: u64 = (1 << 53) - 1;
+
+/// Type refs a Yjs client can read (`typeRefs` in yjs 13: array, map, text, XML element,
+/// fragment, hook, text). yrs also accepts 7 (weak link), 9 (subdocument) and 15 (undefined);
+/// Yjs would call `typeRefs[15]`, which is not a function.
+const MAX_TYPE_REF: u8 = 6;
+
 /// Why an update was refused before decoding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GuardError {
@@ -46,6 +63,26 @@ pub enum GuardError {
     },
     #[error("value nested deeper than {MAX_ANY_DEPTH} levels")]
     TooDeep,
+    #[error("client id {0} beyond 2^53 - 1 (Yjs clients cannot read it)")]
+    ClientTooLarge(u64),
+    /// Legacy JSON content (content ref 2): yrs reads count + 1 strings and never checks they
+    /// are JSON; Yjs reads count strings and `JSON.parse`s each (throwing on anything else).
+    /// No current Yjs or yrs writes it.
+    #[error("legacy JSON content is not supported by this server (byte {0})")]
+    JsonContent(usize),
+    /// The update's blocks of a client begin past the client's next clock: they could only
+    /// wait, and yrs 0.28.1 integrates some of them anyway (visible, with the client at clock
+    /// 0 in its state vector) where Yjs keeps them pending: the two would diverge.
+    #[error("blocks of client {client} begin at clock {start}, past its next clock {have}")]
+    Gap { client: u64, start: u64, have: u64 },
+    /// A block names as origin or parent a later clock of its own client, which can never
+    /// precede it: Yjs throws ("Unexpected case") looking for it.
+    #[error("block {client}:{clock} refers to its own client's later clock {refers}")]
+    ForwardReference {
+        client: u64,
+        clock: u64,
+        refers: u64,
+    },
     #[error("client {0} has more than one section")]
     DuplicateClient(u64),
     /// A clock above [`MAX_CLOCK`] (saturated at `u64::MAX`).
@@ -67,6 +104,8 @@ pub enum GuardError {
 struct Skim<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// The (client, clock) ids read by [`Skim::id`] (origins and parents), when collected.
+    refs: Option<Vec<(u64, u64)>>,
 }
 
 const BLOCK_GC: u8 = 0;
@@ -150,7 +189,11 @@ impl<'a> Skim<'a> {
     /// A (client, clock) pair, such as an origin or a parent.
     fn id(&mut self) -> Result<(), GuardError> {
         let client = self.var()?;
-        clock_ok(client, self.var()?)
+        let clock = self.var()?;
+        if let Some(refs) = &mut self.refs {
+            refs.push((client, clock));
+        }
+        clock_ok(client, clock)
     }
 
     fn any(&mut self, depth: usize) -> Result<(), GuardError> {
@@ -192,14 +235,7 @@ impl<'a> Skim<'a> {
         let at = self.pos;
         match info & 0b1111 {
             1 => self.var(), // deleted: length
-            2 => {
-                // JSON: yrs reads count + 1 strings
-                let n = self.count(1)?;
-                for _ in 0..=n {
-                    self.bytes()?;
-                }
-                Ok(n + 1)
-            }
+            2 => Err(GuardError::JsonContent(at)),
             4 => self.slice().map(utf16_len),  // string
             3 | 5 => self.bytes().map(|()| 1), // binary, embed (JSON string)
             6 => {
@@ -208,6 +244,13 @@ impl<'a> Skim<'a> {
             }
             7 => {
                 let type_ref = self.u8()?;
+                if type_ref > MAX_TYPE_REF {
+                    return Err(GuardError::UnknownTag {
+                        what: "type",
+                        tag: type_ref,
+                        at: at + 1,
+                    });
+                }
                 if type_ref == 3 {
                     self.bytes()?; // XML element name
                 }
@@ -258,8 +301,11 @@ impl<'a> Skim<'a> {
     }
 }
 
-/// Refuses a clock above [`MAX_CLOCK`].
+/// Refuses a client id above [`MAX_CLIENT_ID`] and a clock above [`MAX_CLOCK`].
 fn clock_ok(client: u64, clock: u64) -> Result<(), GuardError> {
+    if client > MAX_CLIENT_ID {
+        return Err(GuardError::ClientTooLarge(client));
+    }
     if clock > MAX_CLOCK {
         return Err(GuardError::ClockTooLarge { client, clock });
     }
@@ -285,6 +331,7 @@ pub fn check_update_v1(update: &[u8]) -> Result<(), GuardError> {
     let mut s = Skim {
         buf: update,
         pos: 0,
+        refs: None,
     };
     // Each client section: block count, client, clock (3 bytes at least). Encoders write one
     // section per client; yrs merges repeated ones into a single block list, and such input
@@ -318,8 +365,70 @@ pub fn check_update_v1(update: &[u8]) -> Result<(), GuardError> {
     Ok(())
 }
 
-/// Checks a v1 state vector: a count of (client, clock) pairs, each clock at most
-/// [`MAX_CLOCK`].
+/// One client's blocks in an update: they begin at `start` and end before `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Section {
+    pub client: u64,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Checks that an update (which passed [`check_update_v1`]) can integrate against a document
+/// whose next clock for each client is `have(client)`, the way yrs and Yjs agree on: no
+/// client's blocks begin past its next clock ([`GuardError::Gap`]), and no block refers to a
+/// clock of its own client at or after its own ([`GuardError::ForwardReference`]). References
+/// to other clients' blocks that have not arrived are left alone: both keep such blocks
+/// pending alike. Returns the sections, so a caller checking a batch can advance `have`.
+pub fn check_dependencies_v1(
+    update: &[u8],
+    have: impl Fn(u64) -> u64,
+) -> Result<Vec<Section>, GuardError> {
+    let mut s = Skim {
+        buf: update,
+        pos: 0,
+        refs: Some(Vec::new()),
+    };
+    let mut sections = Vec::new();
+    for _ in 0..s.count(3)? {
+        let blocks = s.count(1)?;
+        let client = s.var()?;
+        let start = s.var()?;
+        let next = have(client);
+        if start > next {
+            return Err(GuardError::Gap {
+                client,
+                start,
+                have: next,
+            });
+        }
+        let mut clock = start;
+        for _ in 0..blocks {
+            if let Some(refs) = &mut s.refs {
+                refs.clear();
+            }
+            let len = s.block()?;
+            for &(c, k) in s.refs.iter().flatten() {
+                if c == client && k >= clock {
+                    return Err(GuardError::ForwardReference {
+                        client,
+                        clock,
+                        refers: k,
+                    });
+                }
+            }
+            clock = clock.saturating_add(len);
+        }
+        sections.push(Section {
+            client,
+            start,
+            end: clock,
+        });
+    }
+    Ok(sections)
+}
+
+/// Checks a v1 state vector: a count of (client, clock) pairs, each client id at most
+/// [`MAX_CLIENT_ID`] and each clock at most [`MAX_CLOCK`].
 ///
 /// yrs 0.28.1 does not do the `i32` arithmetic with a peer's state vector (it only compares it
 /// with the document's clocks when it encodes a diff), so a larger clock would not crash it. It
@@ -328,7 +437,11 @@ pub fn check_update_v1(update: &[u8]) -> Result<(), GuardError> {
 /// cannot apply; one rule for every clock on the wire is simpler to reason about than two, and
 /// such a peer is better told at once (1007) than after its first update.
 pub fn check_state_vector_v1(sv: &[u8]) -> Result<(), GuardError> {
-    let mut s = Skim { buf: sv, pos: 0 };
+    let mut s = Skim {
+        buf: sv,
+        pos: 0,
+        refs: None,
+    };
     for _ in 0..s.count(2)? {
         let client = s.var()?;
         clock_ok(client, s.var()?)?;
@@ -625,7 +738,11 @@ mod tests {
         let (client, end) = (client.get(), u64::from(*end));
         assert!(end > 10, "{end}");
         // Header: client count 1, block count, client, start clock 0.
-        let mut s = Skim { buf: &u, pos: 0 };
+        let mut s = Skim {
+            buf: &u,
+            pos: 0,
+            refs: None,
+        };
         assert_eq!(s.var(), Ok(1));
         s.var().expect("block count");
         assert_eq!(s.var(), Ok(client));
@@ -668,6 +785,102 @@ mod tests {
                 applied.map_err(|_| "panicked")
             );
         }
+    }
+
+    /// What yrs accepts but a stock Yjs client cannot read is refused: the server relays
+    /// update bytes as they came, so one such update would reach (and throw inside) every Yjs
+    /// client of the room.
+    #[test]
+    fn what_yjs_cannot_read_is_refused() {
+        const WIDE: u64 = MAX_CLIENT_ID + 1;
+        assert_eq!(
+            check_update_v1(&string_update(MAX_CLIENT_ID, 0, "a", &[])),
+            Ok(())
+        );
+        assert_eq!(
+            check_update_v1(&string_update(WIDE, 0, "a", &[])),
+            Err(GuardError::ClientTooLarge(WIDE))
+        );
+        // In a delete set only (no blocks).
+        let mut ds = vec![0, 1];
+        var(&mut ds, u64::MAX);
+        ds.extend([1, 0, 1]);
+        assert_eq!(
+            check_update_v1(&ds),
+            Err(GuardError::ClientTooLarge(u64::MAX))
+        );
+        let mut sv = vec![1];
+        var(&mut sv, WIDE);
+        sv.push(0);
+        assert_eq!(
+            check_state_vector_v1(&sv),
+            Err(GuardError::ClientTooLarge(WIDE))
+        );
+        // Legacy JSON content (ref 2): one block of two strings, "S" (not JSON) and "1".
+        let json = [1, 1, 7, 0, 2, 1, 1, b'a', 1, 1, b'S', 1, b'1', 0];
+        assert_eq!(check_update_v1(&json), Err(GuardError::JsonContent(8)));
+        // Type content (ref 7) of type ref 15 ("undefined"), which yrs decodes.
+        let undefined = [1, 1, 7, 0, 7, 1, 1, b'a', 15, 0];
+        assert!(yrs::Update::decode_v1(&undefined).is_ok());
+        assert!(matches!(
+            check_update_v1(&undefined),
+            Err(GuardError::UnknownTag {
+                what: "type",
+                tag: 15,
+                ..
+            })
+        ));
+    }
+
+    /// What yrs and Yjs would integrate differently is refused against the document's clocks:
+    /// blocks beginning past a client's next clock, and blocks naming a later clock of their
+    /// own client.
+    #[test]
+    fn dependencies_yrs_and_yjs_disagree_on_are_refused() {
+        let doc = Doc::new();
+        let text = doc.get_or_insert_text("content");
+        let mut updates = Vec::new();
+        for s in ["ab", "cd"] {
+            let before = doc.transact().state_vector();
+            text.insert(&mut doc.transact_mut(), 0, s);
+            updates.push(doc.transact().encode_diff_v1(&before));
+        }
+        let client = doc.client_id().get();
+        let at = |n: u64| move |c: u64| if c == client { n } else { 0 };
+        let second = check_dependencies_v1(&updates[1], at(2)).expect("follows the first");
+        assert_eq!(
+            second,
+            vec![Section {
+                client,
+                start: 2,
+                end: 4
+            }]
+        );
+        assert_eq!(
+            check_dependencies_v1(&updates[1], at(0)),
+            Err(GuardError::Gap {
+                client,
+                start: 2,
+                have: 0
+            })
+        );
+        // "cd" went in before "ab": its right origin is (client, 0), the "a"; point it at
+        // (client, 7) instead.
+        let mut forward = updates[1].clone();
+        let origin_clock = forward.len() - 5;
+        assert_eq!(forward[origin_clock], 0, "{forward:?}");
+        forward[origin_clock] = 7;
+        assert_eq!(check_update_v1(&forward), Ok(()));
+        assert_eq!(
+            check_dependencies_v1(&forward, at(2)),
+            Err(GuardError::ForwardReference {
+                client,
+                clock: 2,
+                refers: 7
+            })
+        );
+        // Every real update passes against an empty document.
+        assert!(check_dependencies_v1(&rich_update(), |_| 0).is_ok());
     }
 
     proptest! {

@@ -1,0 +1,85 @@
+//! A raw y-websocket client: sends hand-made y-protocols frames (as an attacker or a broken
+//! client would) and reads what the server answers, down to its close code.
+
+use anyhow::bail;
+use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+pub type YjsWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects the way y-websocket does: no subprotocol, the room in the path.
+pub async fn connect(url: &str, room: &str) -> anyhow::Result<YjsWs> {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("{url}/{room}")).await?;
+    Ok(ws)
+}
+
+pub async fn send(ws: &mut YjsWs, frame: Vec<u8>) -> anyhow::Result<()> {
+    ws.send(Message::Binary(frame.into())).await?;
+    Ok(())
+}
+
+/// How a raw session ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    Closed(u16, String),
+    /// Without a close frame (or the read failed).
+    Dropped,
+}
+
+/// Reads until the session ends (discarding binary frames), within `timeout`.
+pub async fn until_end(ws: &mut YjsWs, timeout: Duration) -> anyhow::Result<End> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => bail!("session did not end within {timeout:?}"),
+            Ok(Some(Ok(Message::Close(Some(f))))) => {
+                return Ok(End::Closed(f.code.into(), f.reason.to_string()));
+            }
+            Ok(Some(Ok(Message::Close(None)))) => return Ok(End::Closed(1005, String::new())),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_)) | None) => return Ok(End::Dropped),
+        }
+    }
+}
+
+/// lib0's varUint.
+pub fn var_uint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A y-protocols message: `kind`, for sync messages `subtype`, then `payload` with its length.
+pub fn message(kind: u64, subtype: Option<u64>, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    var_uint(&mut out, kind);
+    if let Some(subtype) = subtype {
+        var_uint(&mut out, subtype);
+    }
+    var_uint(&mut out, payload.len() as u64);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A sync update (type 0, subtype 2) carrying `update`.
+pub fn sync_update(update: &[u8]) -> Vec<u8> {
+    message(0, Some(2), update)
+}
+
+/// An awareness message (type 1) with these (client id, clock, state string) entries; the
+/// state is written as it is, JSON or not.
+pub fn awareness(entries: &[(u64, u64, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    var_uint(&mut body, entries.len() as u64);
+    for (client, clock, state) in entries {
+        var_uint(&mut body, *client);
+        var_uint(&mut body, *clock);
+        var_uint(&mut body, state.len() as u64);
+        body.extend_from_slice(state);
+    }
+    message(1, None, &body)
+}
