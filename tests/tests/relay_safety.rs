@@ -256,7 +256,7 @@ fn hostile_corpus(
     honest_ids: &[u64],
     own_doc: &yrs::Doc,
 ) -> Vec<(&'static str, Vec<u8>)> {
-    use rand::Rng;
+    use rand::RngExt;
     use yrs::{ReadTxn, Text, Transact};
     const YJS: &str = "";
     const DUET: &str = "duet.v1";
