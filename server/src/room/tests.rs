@@ -231,3 +231,37 @@ async fn a_panic_inside_a_burst_refuses_only_its_update() {
         .get_string(&doc.transact());
     assert_eq!(text, a_text);
 }
+
+/// Within a burst, each update's dependencies are judged against the document as the updates
+/// before it in the batch leave it: an author's consecutive updates pass, an update that skips
+/// clocks of its client is refused (1008) before any of it is relayed or stored, and the rest
+/// of the batch goes on.
+#[tokio::test]
+async fn a_burst_refuses_an_update_that_skips_clocks_and_nothing_else() {
+    let (handle, mut m) =
+        room_with(&[(1, Role::Editor), (2, Role::Editor), (3, Role::Editor)]).await;
+    let (a, a_text) = edits(11, &["one ", "two ", "three"]);
+    let (b, _) = edits(22, &["bee ", "gap"]);
+    for cmd in [
+        update(1, 1, a[0].clone()),
+        update(2, 1, b[1].clone()), // client 22 from clock 4: clocks 0..4 never came
+        update(1, 2, a[1].clone()),
+        update(1, 3, a[2].clone()),
+    ] {
+        assert!(handle.send(cmd).await.is_ok());
+    }
+    join(&handle, 99, Role::Viewer).await;
+
+    let reader = queued(&mut m[2]);
+    assert_eq!(
+        text_of(&reader),
+        a_text,
+        "only the consecutive updates are relayed"
+    );
+    assert_eq!(acks(&queued(&mut m[0])).last(), Some(&3));
+    let gap = queued(&mut m[1]);
+    assert_eq!(errors(&gap), vec![ErrorCode::BAD_UPDATE]);
+    let kick = m[1].kicked.try_recv().expect("the gap's author is closed");
+    assert_eq!(kick.code, close::POLICY);
+    assert!(kick.reason.contains("never received"), "{}", kick.reason);
+}
