@@ -138,6 +138,21 @@ impl NodeClient {
         Ok(reply["peers"].as_array().cloned().unwrap_or_default())
     }
 
+    /// The close codes the server sent this client so far, and whether the provider will
+    /// connect again (y-websocket stops after 4400-4499).
+    pub fn closes(&mut self) -> anyhow::Result<(Vec<u16>, bool)> {
+        let v = self.cmd(serde_json::json!({"cmd": "closes"}))?;
+        let codes = v["closes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_u64().and_then(|c| u16::try_from(c).ok()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((codes, v["reconnects"].as_bool().unwrap_or(true)))
+    }
+
     pub fn synced(&mut self) -> anyhow::Result<()> {
         self.cmd(json!({"cmd": "synced"})).map(drop)
     }

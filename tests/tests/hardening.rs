@@ -310,7 +310,17 @@ async fn yjs_clients_with_bad_tokens_are_closed_with_44xx() -> anyhow::Result<()
         "y",
         "#000000",
     )?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait for the refusal itself, not for a fixed time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (codes, reconnects) = loop {
+        let (codes, reconnects) = y.closes()?;
+        if !codes.is_empty() || std::time::Instant::now() > deadline {
+            break (codes, reconnects);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(codes, [close::FORBIDDEN], "closed 4403 once");
+    assert!(!reconnects, "y-websocket stops after 4403");
     assert_eq!(y.text()?, "");
     y.quit()?;
     assert_eq!(

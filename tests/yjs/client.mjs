@@ -8,6 +8,7 @@
 //           {"cmd":"insertAt","frac":0..1000,"text":"…"}  {"cmd":"deleteAt","frac":0..1000,"chars":N}
 //           {"cmd":"text"}  {"cmd":"sv"}  {"cmd":"cursor","anchor":N,"head":N}
 //           {"cmd":"peers"}  {"cmd":"disconnect"}  {"cmd":"connect"}  {"cmd":"synced"}
+//           {"cmd":"closes"} (the close codes the server sent, and whether it will reconnect)
 //           {"cmd":"quit"}
 // Positions are UTF-16 indices, as Yjs counts them.
 import * as Y from 'yjs'
@@ -20,6 +21,10 @@ const doc = new Y.Doc()
 const ytext = doc.getText('content')
 const provider = new WebsocketProvider(url, room, doc, { WebSocketPolyfill: WebSocket, disableBc: true })
 provider.awareness.setLocalStateField('user', { name, color })
+
+// Close codes of the connections the server closed, in order.
+const closes = []
+provider.on('connection-close', (event) => { if (event) closes.push(event.code) })
 
 const reply = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
 
@@ -81,6 +86,7 @@ const handlers = {
   disconnect: () => { provider.disconnect(); return {} },
   connect: () => { provider.connect(); return {} },
   synced: async () => { await waitSynced(); return {} },
+  closes: () => ({ closes, reconnects: provider.shouldConnect }),
   quit: () => { provider.destroy(); setTimeout(() => process.exit(0), 50); return {} }
 }
 
