@@ -3,29 +3,59 @@
 //! 1000–1015 are the standard codes (RFC 6455 §7.4.1). 4400–4499 mirror HTTP 4xx and mean
 //! "do not retry": y-websocket stops reconnecting on them, and so does duet's client.
 
-pub const NORMAL: u16 = 1000;
+/// A WebSocket close code as duet sends and reads it (a number on the wire, a type here so
+/// that a code is never confused with another number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CloseCode(pub u16);
+
+impl CloseCode {
+    /// Whether a client should stop reconnecting after the server closed with this code.
+    pub fn is_fatal(self) -> bool {
+        (4400..=4499).contains(&self.0) || self == TOO_BIG
+    }
+}
+
+impl From<CloseCode> for u16 {
+    fn from(c: CloseCode) -> Self {
+        c.0
+    }
+}
+
+impl From<u16> for CloseCode {
+    fn from(c: u16) -> Self {
+        Self(c)
+    }
+}
+
+impl std::fmt::Display for CloseCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+pub const NORMAL: CloseCode = CloseCode(1000);
 /// The server is shutting down; reconnect later.
-pub const GOING_AWAY: u16 = 1001;
+pub const GOING_AWAY: CloseCode = CloseCode(1001);
 /// The peer broke the WebSocket or duet protocol (bad frame, unexpected message).
-pub const PROTOCOL_ERROR: u16 = 1002;
+pub const PROTOCOL_ERROR: CloseCode = CloseCode(1002);
 /// A message could not be decoded (bad bincode, malformed yrs update).
-pub const INVALID_PAYLOAD: u16 = 1007;
+pub const INVALID_PAYLOAD: CloseCode = CloseCode(1007);
 /// A policy was violated (rates, permissions).
-pub const POLICY: u16 = 1008;
+pub const POLICY: CloseCode = CloseCode(1008);
 /// A message exceeded the size cap.
-pub const TOO_BIG: u16 = 1009;
+pub const TOO_BIG: CloseCode = CloseCode(1009);
 /// The server hit an internal error handling this connection.
-pub const INTERNAL: u16 = 1011;
+pub const INTERNAL: CloseCode = CloseCode(1011);
 /// The client could not keep up (its send queue filled); reconnect and resync.
-pub const TRY_AGAIN_LATER: u16 = 1013;
+pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
 /// The token expired during the session (re-authenticate before reconnecting).
-pub const TOKEN_EXPIRED: u16 = 4401;
+pub const TOKEN_EXPIRED: CloseCode = CloseCode(4401);
 /// The token does not grant this room.
-pub const FORBIDDEN: u16 = 4403;
+pub const FORBIDDEN: CloseCode = CloseCode(4403);
 
 /// Whether a client should stop reconnecting after the server closed with `code`.
-pub fn is_fatal(code: u16) -> bool {
-    (4400..=4499).contains(&code) || code == TOO_BIG
+pub fn is_fatal(code: impl Into<CloseCode>) -> bool {
+    code.into().is_fatal()
 }
 
 #[cfg(test)]

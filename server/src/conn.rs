@@ -59,7 +59,7 @@ pub(crate) trait Wire: Send {
 /// A frame that cannot be accepted: what to tell the client, and the close code.
 pub(crate) struct Refusal {
     pub reply: Option<Bytes>,
-    pub code: u16,
+    pub code: close::CloseCode,
     pub reason: String,
 }
 
@@ -119,7 +119,7 @@ enum End {
     /// The client sent a close frame: answer it, then close TCP (RFC 6455 5.5.1, 7.1.1).
     ClosedByClient,
     /// Close with this code and reason.
-    Close(u16, String),
+    Close(close::CloseCode, String),
 }
 
 pub(crate) async fn run<S, W>(
@@ -511,21 +511,21 @@ where
         }
         End::Close(code, reason) => (code, reason),
     };
-    shared.metrics.count_close(code);
+    shared.metrics.count_close(code.0);
     let mut reason = reason;
     // A close frame's reason must fit in 123 bytes.
     while reason.len() > 123 {
         reason.pop();
     }
     let frame = CloseFrame {
-        code: CloseCode::from(code),
+        code: CloseCode::from(code.0),
         reason: reason.clone().into(),
     };
     if ws.close(Some(frame)).await.is_err() {
         // tungstenite refuses to write once it has failed a read (oversized or bad frames):
         // write the close frame straight to the socket.
         let mut raw = vec![0x88, (2 + reason.len()) as u8];
-        raw.extend_from_slice(&code.to_be_bytes());
+        raw.extend_from_slice(&code.0.to_be_bytes());
         raw.extend_from_slice(reason.as_bytes());
         let stream = ws.get_mut();
         let _ = stream.write_all(&raw).await;

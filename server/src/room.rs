@@ -134,7 +134,7 @@ const _: () = assert!(
 /// Why a room closed a member.
 #[derive(Debug, Clone)]
 pub struct Kick {
-    pub code: u16,
+    pub code: close::CloseCode,
     pub reason: String,
 }
 
@@ -285,7 +285,7 @@ enum Verdict {
     /// Not applied; the author is told why and stays connected.
     Tell(ErrorCode, String),
     /// Refused: the author is told why and closed with the code.
-    Refuse(ErrorCode, u16, String),
+    Refuse(ErrorCode, close::CloseCode, String),
     /// Nothing new in it.
     Unchanged,
     /// Applied; where each client's blocks in it begin.
@@ -1086,7 +1086,7 @@ impl Room {
     }
 
     /// Sends an error, closes the member with `code` and forgets it.
-    fn reject(&mut self, peer_id: u64, error: ErrorCode, code: u16, message: String) {
+    fn reject(&mut self, peer_id: u64, error: ErrorCode, code: close::CloseCode, message: String) {
         tracing::debug!(room = %self.name, peer_id, %message, "rejecting a member's message");
         if let Some(member) = self.members.get(&peer_id) {
             let _ = member.tx.push(Out::Error(error, message.as_str().into()));
@@ -1094,7 +1094,7 @@ impl Room {
         self.kick(peer_id, code, message);
     }
 
-    fn kick(&mut self, peer_id: u64, code: u16, reason: String) {
+    fn kick(&mut self, peer_id: u64, code: close::CloseCode, reason: String) {
         if let Some(mut member) = self.members.remove(&peer_id) {
             // The connection counts the close when it sends it (conn.rs `finish`).
             if let Some(kick) = member.kick.take() {

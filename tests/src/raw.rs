@@ -21,7 +21,7 @@ pub struct RawClient {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ended {
     Closed {
-        code: u16,
+        code: duet_protocol::close::CloseCode,
         reason: String,
     },
     /// The connection dropped without a close frame.
@@ -99,13 +99,13 @@ impl RawClient {
                 Err(_) => bail!("session did not end within {timeout:?}"),
                 Ok(Some(Ok(Message::Close(Some(frame))))) => {
                     return Ok(Ended::Closed {
-                        code: frame.code.into(),
+                        code: duet_protocol::close::CloseCode(frame.code.into()),
                         reason: frame.reason.to_string(),
                     });
                 }
                 Ok(Some(Ok(Message::Close(None)))) => {
                     return Ok(Ended::Closed {
-                        code: 1005,
+                        code: duet_protocol::close::CloseCode(1005),
                         reason: String::new(),
                     });
                 }

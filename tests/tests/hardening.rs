@@ -301,7 +301,7 @@ async fn yjs_clients_with_bad_tokens_are_closed_with_44xx() -> anyhow::Result<()
             break;
         }
     }
-    assert_eq!(code, Some(close::TOKEN_EXPIRED));
+    assert_eq!(code, Some(close::TOKEN_EXPIRED.0));
     // A real y-websocket client with a token for another room: closed 4403, and it stops.
     let other = token(&keys, "elsewhere", "editor", "1h");
     let mut y = NodeClient::start(
@@ -319,7 +319,7 @@ async fn yjs_clients_with_bad_tokens_are_closed_with_44xx() -> anyhow::Result<()
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(codes, [close::FORBIDDEN], "closed 4403 once");
+    assert_eq!(codes, [close::FORBIDDEN.0], "closed 4403 once");
     assert!(!reconnects, "y-websocket stops after 4403");
     assert_eq!(y.text()?, "");
     y.quit()?;
@@ -1261,7 +1261,7 @@ async fn updates_claiming_huge_counts_close_1007_at_once_and_cost_no_memory() ->
             "yjs, {what}: {code} {reason:?} after {:?}",
             started.elapsed()
         );
-        assert_eq!(code, close::INVALID_PAYLOAD, "yjs, {what}: {reason}");
+        assert_eq!(code, close::INVALID_PAYLOAD.0, "yjs, {what}: {reason}");
         assert!(!reason.is_empty(), "yjs, {what}");
     }
 
@@ -1344,7 +1344,7 @@ async fn yjs_clients_get_4403_for_another_rooms_token_and_4401_without_a_valid_o
 
     let mut ws = yjs_connect(&url, &format!("notes?token={other}")).await?;
     let (frames, code, reason) = yjs_until_close(&mut ws).await?;
-    assert_eq!(code, close::FORBIDDEN, "another room's token: {reason}");
+    assert_eq!(code, close::FORBIDDEN.0, "another room's token: {reason}");
     assert!(reason.contains("\"other\""), "{reason}");
     refused(code, &frames, &reason, "another room's token");
 
@@ -1354,7 +1354,7 @@ async fn yjs_clients_get_4403_for_another_rooms_token_and_4401_without_a_valid_o
     ] {
         let mut ws = yjs_connect(&url, &path).await?;
         let (frames, code, reason) = yjs_until_close(&mut ws).await?;
-        assert_eq!(code, close::TOKEN_EXPIRED, "{what}: {reason}");
+        assert_eq!(code, close::TOKEN_EXPIRED.0, "{what}: {reason}");
         refused(code, &frames, &reason, what);
     }
 
@@ -1362,7 +1362,7 @@ async fn yjs_clients_get_4403_for_another_rooms_token_and_4401_without_a_valid_o
     tokio::time::sleep(Duration::from_millis(2100).saturating_sub(minted.elapsed())).await;
     let mut ws = yjs_connect(&url, &format!("notes?token={expiring}")).await?;
     let (frames, code, reason) = yjs_until_close(&mut ws).await?;
-    assert_eq!(code, close::TOKEN_EXPIRED, "an expired token: {reason}");
+    assert_eq!(code, close::TOKEN_EXPIRED.0, "an expired token: {reason}");
     assert!(reason.contains("expired"), "{reason}");
     refused(code, &frames, &reason, "an expired token");
 

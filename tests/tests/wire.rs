@@ -224,7 +224,10 @@ async fn bad_payloads_close_with_1007_and_the_room_carries_on() -> anyhow::Resul
     bad.send_raw(vec![0xff, 0xff, 0xff]).await?;
     assert!(matches!(
         bad.until_end(T).await?,
-        Ended::Closed { code: 1007, .. }
+        Ended::Closed {
+            code: close::CloseCode(1007),
+            ..
+        }
     ));
 
     // A protocol message carrying a malformed yrs update.
@@ -236,7 +239,10 @@ async fn bad_payloads_close_with_1007_and_the_room_carries_on() -> anyhow::Resul
     .await?;
     assert!(matches!(
         bad.until_end(T).await?,
-        Ended::Closed { code: 1007, .. }
+        Ended::Closed {
+            code: close::CloseCode(1007),
+            ..
+        }
     ));
 
     // A text frame.
@@ -247,7 +253,10 @@ async fn bad_payloads_close_with_1007_and_the_room_carries_on() -> anyhow::Resul
         .await?;
     assert!(matches!(
         bad.until_end(T).await?,
-        Ended::Closed { code: 1002, .. }
+        Ended::Closed {
+            code: close::CloseCode(1002),
+            ..
+        }
     ));
 
     // The honest members still sync.
@@ -313,7 +322,7 @@ async fn an_oversized_message_is_closed_with_1009() -> anyhow::Result<()> {
         }
         rest = &rest[hdr + len..];
     }
-    assert_eq!(close_code, Some(close::TOO_BIG));
+    assert_eq!(close_code, Some(close::TOO_BIG.0));
     Ok(())
 }
 
@@ -326,7 +335,10 @@ async fn sigterm_closes_clients_with_1001_and_exits_zero() -> anyhow::Result<()>
     assert!(status.success(), "exit status {status}");
     assert!(matches!(
         a.until_end(T).await?,
-        Ended::Closed { code: 1001, .. }
+        Ended::Closed {
+            code: close::CloseCode(1001),
+            ..
+        }
     ));
     Ok(())
 }

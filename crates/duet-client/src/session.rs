@@ -58,7 +58,7 @@ pub(crate) enum End {
 /// Why handling a frame ends the session.
 enum Stop {
     /// Close with this code and reason, then reconnect.
-    Violation(u16, &'static str),
+    Violation(close::CloseCode, &'static str),
     /// The server closed or the transport failed (why, in words).
     Lost(String),
     Fatal(ClientError),
@@ -178,7 +178,7 @@ impl<'a> Session<'a> {
         match stop {
             Stop::Violation(code, reason) => {
                 let frame = CloseFrame {
-                    code: CloseCode::from(code),
+                    code: CloseCode::from(u16::from(code)),
                     reason: reason.into(),
                 };
                 let _ = timeout(CLOSE_TIMEOUT, ws.close(Some(frame))).await;
@@ -253,9 +253,12 @@ impl<'a> Session<'a> {
             }
             Message::Close(frame) => {
                 let (code, reason) = frame.map_or((close::NORMAL, String::new()), |f| {
-                    (u16::from(f.code), f.reason.as_str().to_owned())
+                    (
+                        close::CloseCode(u16::from(f.code)),
+                        f.reason.as_str().to_owned(),
+                    )
                 });
-                tracing::debug!(code, reason, "server closed the connection");
+                tracing::debug!(%code, reason, "server closed the connection");
                 if close::is_fatal(code) {
                     Err(Stop::Fatal(fatal_close(code, reason, self.room)))
                 } else if reason.is_empty() {
@@ -483,7 +486,7 @@ where
 }
 
 /// The error for a close code that means "do not retry".
-pub(crate) fn fatal_close(code: u16, reason: String, room: &str) -> ClientError {
+pub(crate) fn fatal_close(code: close::CloseCode, reason: String, room: &str) -> ClientError {
     let reason = if reason.is_empty() {
         format!("close code {code}")
     } else {
@@ -496,7 +499,10 @@ pub(crate) fn fatal_close(code: u16, reason: String, room: &str) -> ClientError 
             reason,
         },
         close::TOO_BIG => ClientError::TooBig { reason },
-        _ => ClientError::Closed { code, reason },
+        _ => ClientError::Closed {
+            code: code.0,
+            reason,
+        },
     }
 }
 
@@ -604,7 +610,7 @@ mod tests {
         };
         let (end, close_code) = tokio::join!(session, script);
 
-        assert_eq!(close_code, Some(close::PROTOCOL_ERROR));
+        assert_eq!(close_code, Some(close::PROTOCOL_ERROR.0));
         assert!(matches!(end, End::Lost { was_live: true, .. }), "{end:?}");
         assert_eq!(room.text(), lock(&shared.doc).doc.text());
         assert_eq!(
@@ -636,19 +642,19 @@ mod tests {
     #[test]
     fn fatal_close_codes_become_actionable_errors() {
         assert_eq!(
-            fatal_close(4401, "token expired".into(), "r").to_string(),
+            fatal_close(close::CloseCode(4401), "token expired".into(), "r").to_string(),
             "server refused the token: token expired; get a new token and reconnect"
         );
         assert_eq!(
-            fatal_close(4403, String::new(), "r").to_string(),
+            fatal_close(close::CloseCode(4403), String::new(), "r").to_string(),
             "access to room \"r\" is forbidden: close code 4403"
         );
         assert!(matches!(
-            fatal_close(1009, "2 MB > 1 MB".into(), "r"),
+            fatal_close(close::CloseCode(1009), "2 MB > 1 MB".into(), "r"),
             ClientError::TooBig { .. }
         ));
         assert!(matches!(
-            fatal_close(4429, "slow down".into(), "r"),
+            fatal_close(close::CloseCode(4429), "slow down".into(), "r"),
             ClientError::Closed { code: 4429, .. }
         ));
     }
