@@ -5,7 +5,7 @@
 //! loaded; the binary takes the data directory's lock ([`crate::data_dir`]) before calling
 //! them and refuses with a clear message when a server holds it.
 
-use crate::room::ROOT_TEXT;
+use crate::doc::ROOT_TEXT;
 use crate::sqlite::{SqliteStoreError, merge_to_doc, open_db, read_room, text_of};
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::path::Path;
@@ -95,7 +95,7 @@ impl Admin {
                 let text = std::str::from_utf8(bytes).map_err(|e| {
                     SqliteStoreError::BadUpdate(format!("the text file is not UTF-8: {e}"))
                 })?;
-                let doc = crate::room::new_doc();
+                let doc = crate::doc::new_doc();
                 let root = doc.get_or_insert_text(ROOT_TEXT);
                 root.insert(&mut doc.transact_mut(), 0, text);
                 doc.transact()

@@ -4,8 +4,9 @@
 //! between two builds without the noise of the network and the scheduler.
 
 use crate::metrics::Metrics;
+use crate::out::Out;
 use crate::outbox::{self, OutboxLimits};
-use crate::room::{self, Out, RoomCmd, RoomConfig};
+use crate::room::{self, RoomCmd, RoomConfig};
 use crate::store::{MemoryStore, Store};
 use duet_protocol::{Role, RoomName};
 use std::sync::Arc;

@@ -5,8 +5,9 @@
 //! commands and back: [`DuetWire`] here, `YjsWire` in `conn_yjs.rs` for y-websocket clients.
 
 use crate::Shared;
+use crate::out::{AwarenessSource, Kick, Out};
 use crate::outbox::{self, OutboxRx, OutboxTx};
-use crate::room::{AwarenessSource, Kick, Out, RoomCmd, RoomHandle};
+use crate::room::{RoomCmd, RoomHandle};
 use bytes::Bytes;
 use duet_protocol::{ClientMsg, ErrorCode, Role, RoomName, ServerMsg, close};
 use futures_util::{SinkExt, StreamExt};

@@ -9,7 +9,8 @@
 use crate::Shared;
 use crate::awareness;
 use crate::conn::{Refusal, Wire};
-use crate::room::{AwarenessSource, Out, RoomCmd};
+use crate::out::{AwarenessSource, Out};
+use crate::room::RoomCmd;
 use crate::yjs::{self, YMsg};
 use bytes::Bytes;
 use duet_protocol::{ErrorCode, Role, RoomName, close};

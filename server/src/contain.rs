@@ -110,8 +110,8 @@ mod tests {
     /// limit could go). The end-to-end 1011 test uses the debug-only [`failpoint`] instead.
     #[test]
     fn a_real_update_makes_yrs_panic_mid_apply_and_leaves_the_document_changed() {
+        use crate::doc::{ApplyError, apply_update, new_doc};
         use crate::guard::{GuardError, check_update_v1};
-        use crate::room::{ApplyError, apply_update, new_doc};
         use yrs::updates::decoder::Decode;
         use yrs::{ReadTxn, Transact, Update};
         let bad = include_bytes!("../../fuzz/regressions/yrs_apply-panic-find-index-1.bin");
@@ -150,7 +150,7 @@ mod tests {
     #[test]
     fn the_failpoint_marker_is_found_in_a_real_update() {
         use yrs::{ReadTxn, Text, Transact};
-        let doc = crate::room::new_doc();
+        let doc = crate::doc::new_doc();
         let text = doc.get_or_insert_text("content");
         text.insert(&mut doc.transact_mut(), 0, "x duet-failpoint:panic y");
         let update = doc

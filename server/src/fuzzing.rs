@@ -4,7 +4,7 @@
 //! room state is shared: the y-websocket frame parser and awareness translation, the duet
 //! decoder, the update guard, and decode + apply on a throwaway document.
 
-use crate::room::{apply_update, new_doc};
+use crate::doc::{apply_update, new_doc};
 
 /// Handles `frame` as the server would handle one binary WebSocket message of either protocol.
 pub fn server_frame(frame: &[u8]) {

@@ -20,6 +20,7 @@ mod conn;
 mod conn_yjs;
 pub mod contain;
 pub mod data_dir;
+pub mod doc;
 #[doc(hidden)]
 pub mod fuzzing;
 /// The bounds checks every update and state vector passes before yrs sees it.
@@ -27,6 +28,7 @@ pub use duet_guard as guard;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod out;
 pub mod outbox;
 mod registry;
 pub mod room;

@@ -13,7 +13,7 @@
 //! Depth (messages and bytes over all members) is counted in [`Metrics`] as it changes.
 
 use crate::metrics::Metrics;
-use crate::room::Out;
+use crate::out::Out;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::mpsc;
@@ -158,7 +158,7 @@ impl Drop for OutboxRx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::room::SharedUpdate;
+    use crate::out::SharedUpdate;
 
     fn limits(messages: usize, bytes: usize) -> OutboxLimits {
         OutboxLimits { messages, bytes }

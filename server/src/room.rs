@@ -26,24 +26,23 @@
 //!   connection leaves, or after 30 s without renewal.
 
 use crate::contain::contained;
+use crate::doc::{
+    ApplyError, apply_update, decode_state_vector, decode_update, has_gap, new_doc, waits,
+};
 use crate::metrics::Metrics;
+use crate::out::{AwarenessOut, AwarenessSource, Kick, Out, SharedUpdate};
 use crate::outbox::{OutboxLimits, OutboxTx};
 use crate::store::{Appending, BoxFuture, Store, StoreError};
-use bytes::Bytes;
-use duet_protocol::{AwarenessEntry, ErrorCode, PeerState, Role, RoomName, ServerMsg, close};
+use duet_protocol::{AwarenessEntry, ErrorCode, PeerState, Role, RoomName, close};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
-use yrs::{Doc, OffsetKind, Options, ReadTxn, StateVector, Transact, Update};
-
-/// The one root text every duet and Yjs client edits.
-pub const ROOT_TEXT: &str = "content";
+use yrs::{Doc, ReadTxn, StateVector, Transact};
 
 /// Commands a room handles in one turn when they are already waiting.
 const INBOX_BATCH: usize = 64;
@@ -57,86 +56,6 @@ pub const MAX_ORPHAN_BYTES: usize = 4 * 1024 * 1024;
 
 /// How long an awareness entry lives without renewal.
 pub const AWARENESS_TTL: Duration = Duration::from_secs(30);
-
-/// An update shared by every member it is relayed to; each wire format is encoded once.
-pub struct SharedUpdate {
-    raw: Vec<u8>,
-    duet_frame: OnceLock<Bytes>,
-    yjs_frame: OnceLock<Bytes>,
-}
-
-impl SharedUpdate {
-    pub fn new(raw: Vec<u8>) -> Arc<Self> {
-        Arc::new(Self {
-            raw,
-            duet_frame: OnceLock::new(),
-            yjs_frame: OnceLock::new(),
-        })
-    }
-
-    pub fn raw(&self) -> &[u8] {
-        &self.raw
-    }
-
-    /// The `ServerMsg::Update` frame for duet clients, encoded on first use.
-    pub fn duet_frame(&self) -> Bytes {
-        self.duet_frame
-            .get_or_init(|| {
-                Bytes::from(duet_protocol::encode_server(&ServerMsg::Update {
-                    update: self.raw.clone().into(),
-                }))
-            })
-            .clone()
-    }
-
-    /// The y-websocket sync-update frame, encoded on first use.
-    pub fn yjs_frame(&self) -> Bytes {
-        self.yjs_frame
-            .get_or_init(|| {
-                Bytes::from(crate::yjs::encode_sync(crate::yjs::SYNC_UPDATE, &self.raw))
-            })
-            .clone()
-    }
-}
-
-/// One awareness entry as sent to members: duet's typed form, and the JSON Yjs clients read
-/// (the original JSON when a Yjs client set it, so custom fields pass through untouched).
-#[derive(Debug, Clone)]
-pub struct AwarenessOut {
-    pub entry: AwarenessEntry,
-    pub json: Option<Arc<str>>,
-}
-
-/// Who sets an awareness entry, in which form.
-pub enum AwarenessSource {
-    /// A duet client: typed state; the server counts the clock.
-    Duet(Option<PeerState>),
-    /// A Yjs client: its JSON state (`None` = removed) and its own clock.
-    Yjs { json: Option<Arc<str>>, clock: u32 },
-}
-
-/// What a room sends a member. Kept to 24 bytes (boxed slices, not vectors): every member's
-/// queue allocates its first block of 32 slots up front, idle or not.
-pub enum Out {
-    SyncStep1(Box<[u8]>),
-    /// Shared: a crowd of joiners gets the same encoding of the whole document.
-    SyncStep2(Arc<[u8]>),
-    Update(Arc<SharedUpdate>),
-    Awareness(Arc<[AwarenessOut]>),
-    Ack(u64),
-    Error(ErrorCode, Box<str>),
-}
-const _: () = assert!(
-    std::mem::size_of::<Out>() <= 24,
-    "Out grew: idle queues cost more"
-);
-
-/// Why a room closed a member.
-#[derive(Debug, Clone)]
-pub struct Kick {
-    pub code: close::CloseCode,
-    pub reason: String,
-}
 
 /// What a connection asks of its room.
 pub enum RoomCmd {
@@ -320,104 +239,6 @@ struct Room {
     metrics: Arc<Metrics>,
 }
 
-pub(crate) fn new_doc() -> Doc {
-    let doc = Doc::with_options(Options {
-        offset_kind: OffsetKind::Utf16,
-        ..Options::default()
-    });
-    doc.get_or_insert_text(ROOT_TEXT);
-    doc
-}
-
-/// Why an update was not applied.
-#[derive(Debug)]
-pub(crate) enum ApplyError {
-    /// Malformed or refused before or during decoding; the document is untouched.
-    Invalid(String),
-    /// It would leave data waiting for dependencies and the room's budget for that is spent;
-    /// the document is untouched.
-    Orphan,
-    /// yrs panicked while applying: the document may be half-changed and must be reloaded.
-    Panicked,
-}
-
-impl std::fmt::Display for ApplyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ApplyError::Invalid(e) => f.write_str(e),
-            ApplyError::Orphan => f.write_str("the update depends on data the room never received"),
-            ApplyError::Panicked => f.write_str("yrs panicked while applying the update"),
-        }
-    }
-}
-
-/// What applying an update did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Applied {
-    /// Nothing new.
-    Unchanged,
-    /// Fully integrated.
-    Integrated,
-    /// Applied, but some of it waits for dependencies that have not arrived.
-    Orphaned,
-}
-
-/// Checks, decodes and applies an update, containing any panic inside yrs. With
-/// `refuse_gaps`, an update whose first clock for some client lies beyond what the document
-/// has (it could only wait) is refused before it touches the document.
-pub(crate) fn apply_update(
-    doc: &Doc,
-    bytes: &[u8],
-    refuse_gaps: bool,
-) -> Result<Applied, ApplyError> {
-    let update = decode_update(bytes).map_err(ApplyError::Invalid)?;
-    if update.is_empty() {
-        return Ok(Applied::Unchanged);
-    }
-    // Where each client's blocks in this update begin. (`Update::state_vector` is no help here:
-    // it only counts clients whose blocks start at clock 0.)
-    let lower = update.state_vector_lower();
-    if refuse_gaps && has_gap(doc, &lower) {
-        return Err(ApplyError::Orphan);
-    }
-    let applied = contained(|| {
-        let mut txn = doc.transact_mut();
-        let result = txn.apply_update(update).map_err(|e| e.to_string());
-        // Debug builds only: a panic on demand, transaction open (see `contain::failpoint`).
-        #[cfg(debug_assertions)]
-        if result.is_ok() {
-            crate::contain::failpoint::panic_after_apply(bytes);
-        }
-        result
-    });
-    match applied {
-        Ok(Ok(())) => Ok(if waits(&lower, &doc.transact().state_vector()) {
-            Applied::Orphaned
-        } else {
-            Applied::Integrated
-        }),
-        Ok(Err(e)) => Err(ApplyError::Invalid(e)),
-        Err(_) => Err(ApplyError::Panicked),
-    }
-}
-
-/// Checks and decodes an update, containing any panic inside yrs.
-fn decode_update(bytes: &[u8]) -> Result<Update, String> {
-    crate::guard::check_update_v1(bytes).map_err(|e| e.to_string())?;
-    contained(|| Update::decode_v1(bytes))
-        .map_err(|_| "yrs panicked while decoding the update".to_string())?
-        .map_err(|e| e.to_string())
-}
-
-/// Whether an update beginning at `lower`, once applied to a document now at `have`, left
-/// something waiting for a dependency: integrated blocks move the document's clock past where
-/// they begin; a client whose first block did not is waiting.
-fn waits(lower: &StateVector, have: &StateVector) -> bool {
-    lower
-        .iter()
-        .any(|(client, clock)| have.get(client) <= *clock)
-}
-
 /// The refusal of an update yrs would not decode or apply.
 fn malformed(e: impl std::fmt::Display) -> Verdict {
     Verdict::Refuse(
@@ -425,21 +246,6 @@ fn malformed(e: impl std::fmt::Display) -> Verdict {
         close::INVALID_PAYLOAD,
         format!("malformed update, nothing applied: {e}"),
     )
-}
-
-/// Whether an update beginning at `lower` leaves a gap before some client's next clock (it
-/// could only wait for dependencies).
-fn has_gap(doc: &Doc, lower: &StateVector) -> bool {
-    let have = doc.transact().state_vector();
-    lower
-        .iter()
-        .any(|(client, clock)| *clock > have.get(client))
-}
-
-fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, String> {
-    crate::guard::check_state_vector_v1(bytes).map_err(|e| e.to_string())?;
-    contained(|| StateVector::decode_v1(bytes).map_err(|e| e.to_string()))
-        .unwrap_or_else(|_| Err("yrs panicked while decoding the state vector".into()))
 }
 
 impl Room {

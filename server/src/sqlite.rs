@@ -19,7 +19,7 @@
 //!   `seq > snapshot.covers`; compaction replaces a prefix of the log by a snapshot in one
 //!   transaction, so a crash at any moment leaves either the old or the new form, never a gap.
 
-use crate::room::{ROOT_TEXT, apply_update, new_doc};
+use crate::doc::{ROOT_TEXT, apply_update, new_doc};
 use crate::store::{Appending, BoxFuture, Store, StoreError};
 use duet_protocol::RoomName;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};

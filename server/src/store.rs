@@ -172,8 +172,8 @@ mod tests {
     async fn snapshots_are_asked_for_in_proportion_to_what_was_appended() {
         let store = MemoryStore::default();
         let room = RoomName::new("m").expect("valid");
-        let doc = crate::room::new_doc();
-        let text = doc.get_or_insert_text(crate::room::ROOT_TEXT);
+        let doc = crate::doc::new_doc();
+        let text = doc.get_or_insert_text(crate::doc::ROOT_TEXT);
         text.insert(&mut doc.transact_mut(), 0, &"lorem ipsum ".repeat(10_000));
         let state = || {
             doc.transact()
@@ -209,9 +209,9 @@ mod tests {
         let loaded = store.load(&room).await.expect("loads");
         assert_eq!(loaded.len(), 2, "the snapshot and one later edit");
         let check = Doc::new();
-        let t = check.get_or_insert_text(crate::room::ROOT_TEXT);
+        let t = check.get_or_insert_text(crate::doc::ROOT_TEXT);
         for u in &loaded {
-            crate::room::apply_update(&check, u, false).expect("applies");
+            crate::doc::apply_update(&check, u, false).expect("applies");
         }
         assert_eq!(
             t.get_string(&check.transact()),

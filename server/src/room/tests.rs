@@ -2,6 +2,7 @@
 //! and every author still gets exactly what it would get for its updates one at a time.
 
 use super::*;
+use crate::doc::ROOT_TEXT;
 use crate::outbox::{self, OutboxRx};
 use crate::store::MemoryStore;
 use tokio_util::task::TaskTracker;
@@ -53,11 +54,7 @@ async fn join(handle: &RoomHandle, peer_id: u64, role: Role) -> Member {
 
 /// `edits` successive inserts by one client, each as its own v1 update.
 fn edits(client_id: u64, texts: &[&str]) -> (Vec<Vec<u8>>, String) {
-    let doc = Doc::with_options(Options {
-        client_id: yrs::block::ClientID::new(client_id),
-        offset_kind: OffsetKind::Utf16,
-        ..Options::default()
-    });
+    let doc = crate::doc::doc_with_client(client_id);
     let text = doc.get_or_insert_text(ROOT_TEXT);
     let mut updates = Vec::new();
     for t in texts {

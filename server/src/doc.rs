@@ -1,0 +1,131 @@
+//! The server's yrs documents: how one is made (UTF-16 offsets, the root text every duet and
+//! Yjs client edits) and how bytes from the wire become part of one, checked by the guard and
+//! with every panic inside yrs contained. The room, the stores and the admin commands all use
+//! these; nothing here knows rooms, members or storage.
+
+use crate::contain::contained;
+use yrs::updates::decoder::Decode;
+use yrs::{Doc, OffsetKind, Options, ReadTxn, StateVector, Transact, Update};
+
+/// The one root text every duet and Yjs client edits.
+pub const ROOT_TEXT: &str = "content";
+
+/// A new empty document as every room holds it: UTF-16 offsets (what Yjs counts) and the
+/// root text created.
+pub(crate) fn new_doc() -> Doc {
+    with_options(Options::default())
+}
+
+/// Like [`new_doc`], with a fixed yrs client id (tests, replays).
+pub fn doc_with_client(client_id: u64) -> Doc {
+    with_options(Options {
+        client_id: yrs::block::ClientID::new(client_id),
+        ..Options::default()
+    })
+}
+
+fn with_options(options: Options) -> Doc {
+    let doc = Doc::with_options(Options {
+        offset_kind: OffsetKind::Utf16,
+        ..options
+    });
+    doc.get_or_insert_text(ROOT_TEXT);
+    doc
+}
+
+/// Why an update was not applied.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApplyError {
+    /// Malformed or refused before or during decoding; the document is untouched.
+    #[error("{0}")]
+    Invalid(String),
+    /// It would leave data waiting for dependencies and the room's budget for that is spent;
+    /// the document is untouched.
+    #[error("the update depends on data the room never received")]
+    Orphan,
+    /// yrs panicked while applying: the document may be half-changed and must be reloaded.
+    #[error("yrs panicked while applying the update")]
+    Panicked,
+}
+
+/// What applying an update did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// Nothing new.
+    Unchanged,
+    /// Fully integrated.
+    Integrated,
+    /// Applied, but some of it waits for dependencies that have not arrived.
+    Orphaned,
+}
+
+/// Checks, decodes and applies an update, containing any panic inside yrs. With
+/// `refuse_gaps`, an update whose first clock for some client lies beyond what the document
+/// has (it could only wait) is refused before it touches the document.
+pub(crate) fn apply_update(
+    doc: &Doc,
+    bytes: &[u8],
+    refuse_gaps: bool,
+) -> Result<Applied, ApplyError> {
+    let update = decode_update(bytes).map_err(ApplyError::Invalid)?;
+    if update.is_empty() {
+        return Ok(Applied::Unchanged);
+    }
+    // Where each client's blocks in this update begin. (`Update::state_vector` is no help here:
+    // it only counts clients whose blocks start at clock 0.)
+    let lower = update.state_vector_lower();
+    if refuse_gaps && has_gap(doc, &lower) {
+        return Err(ApplyError::Orphan);
+    }
+    let applied = contained(|| {
+        let mut txn = doc.transact_mut();
+        let result = txn.apply_update(update).map_err(|e| e.to_string());
+        // Debug builds only: a panic on demand, transaction open (see `contain::failpoint`).
+        #[cfg(debug_assertions)]
+        if result.is_ok() {
+            crate::contain::failpoint::panic_after_apply(bytes);
+        }
+        result
+    });
+    match applied {
+        Ok(Ok(())) => Ok(if waits(&lower, &doc.transact().state_vector()) {
+            Applied::Orphaned
+        } else {
+            Applied::Integrated
+        }),
+        Ok(Err(e)) => Err(ApplyError::Invalid(e)),
+        Err(_) => Err(ApplyError::Panicked),
+    }
+}
+
+/// Checks and decodes an update, containing any panic inside yrs.
+pub(crate) fn decode_update(bytes: &[u8]) -> Result<Update, String> {
+    crate::guard::check_update_v1(bytes).map_err(|e| e.to_string())?;
+    contained(|| Update::decode_v1(bytes))
+        .map_err(|_| "yrs panicked while decoding the update".to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// Whether an update beginning at `lower`, once applied to a document now at `have`, left
+/// something waiting for a dependency: integrated blocks move the document's clock past where
+/// they begin; a client whose first block did not is waiting.
+pub(crate) fn waits(lower: &StateVector, have: &StateVector) -> bool {
+    lower
+        .iter()
+        .any(|(client, clock)| have.get(client) <= *clock)
+}
+
+/// Whether an update beginning at `lower` leaves a gap before some client's next clock (it
+/// could only wait for dependencies).
+pub(crate) fn has_gap(doc: &Doc, lower: &StateVector) -> bool {
+    let have = doc.transact().state_vector();
+    lower
+        .iter()
+        .any(|(client, clock)| *clock > have.get(client))
+}
+
+pub(crate) fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, String> {
+    crate::guard::check_state_vector_v1(bytes).map_err(|e| e.to_string())?;
+    contained(|| StateVector::decode_v1(bytes).map_err(|e| e.to_string()))
+        .unwrap_or_else(|_| Err("yrs panicked while decoding the state vector".into()))
+}
