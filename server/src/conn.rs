@@ -236,7 +236,7 @@ pub(crate) async fn run<S, W>(
                         shared.metrics.messages_in.inc();
                         shared.metrics.bytes_in.inc_by(bytes.len() as u64);
                         if let Err(why) = traffic.record(bytes.len(), now) {
-                            break End::Close(close::POLICY, why);
+                            break End::Close(close::POLICY, why.to_string());
                         }
                         match wire.decode(peer_id, &bytes, now, &shared) {
                             Ok(cmds) => {
@@ -284,7 +284,7 @@ where
             Err(e) => break read_error(e),
         };
         if let Err(why) = traffic.record(msg.len(), std::time::Instant::now()) {
-            break End::Close(close::POLICY, why);
+            break End::Close(close::POLICY, why.to_string());
         }
         if ws.send(msg).await.is_err() {
             break End::Gone;

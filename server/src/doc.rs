@@ -67,7 +67,7 @@ pub(crate) fn apply_update(
     bytes: &[u8],
     refuse_gaps: bool,
 ) -> Result<Applied, ApplyError> {
-    let update = decode_update(bytes).map_err(ApplyError::Invalid)?;
+    let update = decode_update(bytes).map_err(|e| ApplyError::Invalid(e.to_string()))?;
     if update.is_empty() {
         return Ok(Applied::Unchanged);
     }
@@ -98,12 +98,26 @@ pub(crate) fn apply_update(
     }
 }
 
+/// Why bytes from the wire are not an update or a state vector.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DecodeError {
+    /// Refused by the bounds checks before yrs saw the bytes.
+    #[error(transparent)]
+    Guard(#[from] crate::guard::GuardError),
+    /// yrs could not read them.
+    #[error("{0}")]
+    Yrs(String),
+    /// yrs panicked reading them (contained).
+    #[error("yrs panicked while decoding the {0}")]
+    Panicked(&'static str),
+}
+
 /// Checks and decodes an update, containing any panic inside yrs.
-pub(crate) fn decode_update(bytes: &[u8]) -> Result<Update, String> {
-    crate::guard::check_update_v1(bytes).map_err(|e| e.to_string())?;
+pub(crate) fn decode_update(bytes: &[u8]) -> Result<Update, DecodeError> {
+    crate::guard::check_update_v1(bytes)?;
     contained(|| Update::decode_v1(bytes))
-        .map_err(|_| "yrs panicked while decoding the update".to_string())?
-        .map_err(|e| e.to_string())
+        .map_err(|_| DecodeError::Panicked("update"))?
+        .map_err(|e| DecodeError::Yrs(e.to_string()))
 }
 
 /// Whether an update beginning at `lower`, once applied to a document now at `have`, left
@@ -124,8 +138,10 @@ pub(crate) fn has_gap(doc: &Doc, lower: &StateVector) -> bool {
         .any(|(client, clock)| *clock > have.get(client))
 }
 
-pub(crate) fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, String> {
-    crate::guard::check_state_vector_v1(bytes).map_err(|e| e.to_string())?;
-    contained(|| StateVector::decode_v1(bytes).map_err(|e| e.to_string()))
-        .unwrap_or_else(|_| Err("yrs panicked while decoding the state vector".into()))
+/// Checks and decodes a state vector, containing any panic inside yrs.
+pub(crate) fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, DecodeError> {
+    crate::guard::check_state_vector_v1(bytes)?;
+    contained(|| StateVector::decode_v1(bytes))
+        .map_err(|_| DecodeError::Panicked("state vector"))?
+        .map_err(|e| DecodeError::Yrs(e.to_string()))
 }

@@ -227,14 +227,23 @@ pub struct Traffic {
 impl Traffic {
     /// Counts one received message of `len` bytes; `Err` means the connection is over its
     /// rate and must be closed (1008).
-    pub fn record(&mut self, len: usize, now: Instant) -> Result<(), String> {
+    pub fn record(&mut self, len: usize, now: Instant) -> Result<(), OverRate> {
         self.messages
             .take(1.0, now)
-            .map_err(|_| "too many messages per second".to_owned())?;
+            .map_err(|_| OverRate::Messages)?;
         self.bytes
             .take(len as f64, now)
-            .map_err(|_| "too many bytes per second".to_owned())
+            .map_err(|_| OverRate::Bytes)
     }
+}
+
+/// Which budget a connection went over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OverRate {
+    #[error("too many messages per second")]
+    Messages,
+    #[error("too many bytes per second")]
+    Bytes,
 }
 
 /// The client's address: the socket's, or the last `X-Forwarded-For` hop when the socket's
