@@ -19,13 +19,13 @@
 //!   `seq > snapshot.covers`; compaction replaces a prefix of the log by a snapshot in one
 //!   transaction, so a crash at any moment leaves either the old or the new form, never a gap.
 
+use crate::metrics::StoreMetrics;
 use crate::room::{ROOT_TEXT, apply_update, new_doc};
 use crate::store::{Appending, BoxFuture, Store, StoreError};
 use duet_protocol::RoomName;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -136,16 +136,7 @@ pub struct SqliteStore {
     writer: mpsc::UnboundedSender<Job>,
     // A std Mutex: held only to take or return a connection, never across an `.await`.
     readers: Arc<Mutex<Vec<Connection>>>,
-    counters: Arc<Counters>,
-}
-
-/// What the writer has done so far, for tests and benchmarks.
-#[derive(Default)]
-struct Counters {
-    /// Transactions committed (each is one group of appends).
-    commits: AtomicU64,
-    /// Compactions handed to the compactor.
-    compactions: AtomicU64,
+    metrics: Arc<StoreMetrics>,
 }
 
 type Done = oneshot::Sender<Result<(), StoreError>>;
@@ -253,9 +244,9 @@ impl SqliteStore {
                 name: "duet-compactor",
                 source,
             })?;
-        let counters = Arc::new(Counters::default());
+        let metrics = Arc::new(StoreMetrics::default());
         let writer = Writer {
-            counters: counters.clone(),
+            metrics: metrics.clone(),
             conn: writer_conn,
             rooms: HashMap::new(),
             options,
@@ -272,7 +263,7 @@ impl SqliteStore {
             path,
             writer: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
-            counters,
+            metrics,
         })
     }
 
@@ -283,13 +274,13 @@ impl SqliteStore {
 
     /// Transactions the writer has committed so far (each is one group of appends).
     pub fn commits(&self) -> u64 {
-        self.counters.commits.load(Ordering::Relaxed)
+        self.metrics.commits.get()
     }
 
     /// Compactions the writer has scheduled so far. The writer schedules them after acking a
     /// batch, so once a later append is acknowledged, every earlier batch's are counted.
     pub fn compactions(&self) -> u64 {
-        self.counters.compactions.load(Ordering::Relaxed)
+        self.metrics.compactions.get()
     }
 }
 
@@ -338,10 +329,15 @@ pub(crate) fn read_room(
 }
 
 impl Store for SqliteStore {
+    fn metrics(&self) -> Option<Arc<StoreMetrics>> {
+        Some(self.metrics.clone())
+    }
+
     fn load(&self, room: &RoomName) -> BoxFuture<'_, Result<Vec<Vec<u8>>, StoreError>> {
         let room = room.as_str().to_owned();
         let path = self.path.clone();
         let readers = self.readers.clone();
+        let metrics = self.metrics.clone();
         Box::pin(async move {
             let task = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
                 let pooled = readers.lock().ok().and_then(|mut r| r.pop());
@@ -366,7 +362,11 @@ impl Store for SqliteStore {
                 }
                 Ok(result?.unwrap_or_default())
             });
-            task.await.map_err(unavailable)?
+            let result = task.await.map_err(unavailable).and_then(|r| r);
+            if result.is_err() {
+                metrics.load_errors.inc();
+            }
+            result
         })
     }
 
@@ -412,7 +412,7 @@ struct RoomLog {
 const MAX_REMEMBERED_ROOMS: usize = 10_000;
 
 struct Writer {
-    counters: Arc<Counters>,
+    metrics: Arc<StoreMetrics>,
     conn: Connection,
     rooms: HashMap<String, RoomLog>,
     options: SqliteOptions,
@@ -431,9 +431,16 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let began = std::time::Instant::now();
             match self.commit(&batch) {
                 Ok(()) => {
-                    self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.commit_duration.observe(began.elapsed());
+                    self.metrics.commits.inc();
+                    let appends = batch
+                        .iter()
+                        .filter(|j| matches!(j, Job::Append { .. }))
+                        .count();
+                    self.metrics.updates_per_commit.observe(appends as u64);
                     for job in batch.drain(..) {
                         if let Job::Append { done, .. } = job {
                             let _ = done.send(Ok(()));
@@ -442,6 +449,7 @@ impl Writer {
                     self.schedule_compactions();
                 }
                 Err(e) => {
+                    self.metrics.commit_errors.inc();
                     tracing::error!(path = ?self.conn.path(), error = %e, updates = batch.len(), "storing a batch of updates failed; the rooms concerned refuse writes");
                     // The transaction rolled back: what we remembered may be ahead of the file.
                     self.rooms.clear();
@@ -513,6 +521,7 @@ impl Writer {
                     }
                 }
                 Job::CompactFailed { room_id } => {
+                    self.metrics.compaction_errors.inc();
                     if let Some(log) = self.rooms.values_mut().find(|l| l.id == *room_id) {
                         log.compacting = false;
                         log.retry_at_rows = log.rows.saturating_mul(2);
@@ -544,7 +553,7 @@ impl Writer {
                 if self.compact.send(job).is_err() {
                     log.compacting = false;
                 } else {
-                    self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.compactions.inc();
                 }
             }
         }
