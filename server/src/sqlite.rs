@@ -26,8 +26,9 @@ use duet_protocol::RoomName;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use yrs::{GetString, ReadTxn, StateVector, Transact};
 
@@ -100,6 +101,11 @@ pub enum SqliteStoreError {
 pub struct SqliteOptions {
     /// Most updates committed in one transaction. 1 disables group commit (for benchmarks).
     pub max_batch: usize,
+    /// How long a batch stays open after its first update before it is committed (sooner if
+    /// it fills up): bounds commits, and so fsyncs, to about one per window however many
+    /// people type, for at most this much more acknowledgement latency. Zero commits what
+    /// queued during the previous commit at once (ADR 006).
+    pub commit_window: Duration,
     /// Compact a room once its log holds this many rows past its snapshot...
     pub compact_after_rows: u64,
     /// ...or this many bytes; in both cases only once the log is also at least half the
@@ -114,12 +120,16 @@ impl Default for SqliteOptions {
     fn default() -> Self {
         Self {
             max_batch: 512,
+            commit_window: DEFAULT_COMMIT_WINDOW,
             compact_after_rows: 1000,
             compact_after_bytes: 1 << 20,
             max_page_count: None,
         }
     }
 }
+
+/// The default [`SqliteOptions::commit_window`] (ADR 006).
+pub const DEFAULT_COMMIT_WINDOW: Duration = Duration::from_millis(5);
 
 /// Rooms stored in SQLite.
 ///
@@ -134,6 +144,8 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::UnboundedSender<Job>,
+    /// Wakes the writer early when a batch is full.
+    queued: Arc<Queued>,
     // A std Mutex: held only to take or return a connection, never across an `.await`.
     readers: Arc<Mutex<Vec<Connection>>>,
     metrics: Arc<StoreMetrics>,
@@ -146,6 +158,8 @@ enum Job {
         room: String,
         update: Vec<u8>,
         done: Done,
+        /// When the room handed it over: a batch is committed one window after its first.
+        arrived: Instant,
     },
     /// The compactor's merge of `room_id`'s snapshot and log rows `..= covers`.
     Compacted {
@@ -156,6 +170,33 @@ enum Job {
     CompactFailed {
         room_id: i64,
     },
+}
+
+/// Appends sent to the writer and not yet taken, so that a full batch can wake the writer
+/// before its window closes.
+struct Queued {
+    appends: AtomicUsize,
+    /// Set once the writer thread runs.
+    writer: std::sync::OnceLock<std::thread::Thread>,
+    max_batch: usize,
+}
+
+impl Queued {
+    /// Appends are counted before they are sent, so the writer never takes one that was not
+    /// counted yet.
+    fn wake_if_full(&self, queued: usize) {
+        if queued >= self.max_batch
+            && let Some(writer) = self.writer.get()
+        {
+            writer.unpark();
+        }
+    }
+
+    fn taken(&self, job: &Job) {
+        if matches!(job, Job::Append { .. }) {
+            self.appends.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 struct CompactJob {
@@ -245,23 +286,31 @@ impl SqliteStore {
                 source,
             })?;
         let metrics = Arc::new(StoreMetrics::default());
+        let queued = Arc::new(Queued {
+            appends: AtomicUsize::new(0),
+            writer: std::sync::OnceLock::new(),
+            max_batch: options.max_batch.max(1),
+        });
         let writer = Writer {
+            queued: queued.clone(),
             metrics: metrics.clone(),
             conn: writer_conn,
             rooms: HashMap::new(),
             options,
             compact: compact_tx,
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("duet-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|source| SqliteStoreError::Thread {
                 name: "duet-writer",
                 source,
             })?;
+        let _ = queued.writer.set(thread.thread().clone());
         Ok(Self {
             path,
             writer: tx,
+            queued,
             readers: Arc::new(Mutex::new(Vec::new())),
             metrics,
         })
@@ -374,14 +423,19 @@ impl Store for SqliteStore {
         let (done, wait) = oneshot::channel();
         // Sent now, not when the future is first polled, so a room's updates reach the log in
         // the order the room integrated them.
+        self.queued.appends.fetch_add(1, Ordering::Relaxed);
         let sent = self.writer.send(Job::Append {
             room: room.as_str().to_owned(),
             update,
             done,
+            arrived: Instant::now(),
         });
+        let queued = self.queued.appends.load(Ordering::Relaxed);
         if sent.is_err() {
+            self.queued.appends.fetch_sub(1, Ordering::Relaxed);
             return Appending::done(Err(unavailable("the storage writer has stopped")));
         }
+        self.queued.wake_if_full(queued);
         Appending::later(async move {
             wait.await
                 .unwrap_or_else(|_| Err(unavailable("the storage writer has stopped")))
@@ -412,6 +466,7 @@ struct RoomLog {
 const MAX_REMEMBERED_ROOMS: usize = 10_000;
 
 struct Writer {
+    queued: Arc<Queued>,
     metrics: Arc<StoreMetrics>,
     conn: Connection,
     rooms: HashMap<String, RoomLog>,
@@ -424,12 +479,31 @@ impl Writer {
         let max = self.options.max_batch.max(1);
         let mut batch = Vec::with_capacity(max);
         while let Some(first) = rx.blocking_recv() {
+            self.queued.taken(&first);
+            // The window opens with the batch's first update; a batch holding only a
+            // compaction's result commits at once.
+            let closes = match &first {
+                Job::Append { arrived, .. } => *arrived + self.options.commit_window,
+                _ => Instant::now(),
+            };
             batch.push(first);
-            while batch.len() < max {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
+            loop {
+                while batch.len() < max {
+                    match rx.try_recv() {
+                        Ok(job) => {
+                            self.queued.taken(&job);
+                            batch.push(job);
+                        }
+                        Err(_) => break,
+                    }
                 }
+                let now = Instant::now();
+                if batch.len() >= max || now >= closes {
+                    break;
+                }
+                // Woken early by an append that fills the batch (`Queued::sent`); a stray
+                // wake-up only makes us look at the queue once more.
+                std::thread::park_timeout(closes - now);
             }
             let began = std::time::Instant::now();
             match self.commit(&batch) {
