@@ -174,10 +174,16 @@ async fn member(
                 let Ok(decoded) = protocol.decode(&frame) else { continue };
                 match protocol.classify(&decoded, &frame) {
                     Ok(Incoming::Update(u)) => {
-                        out.received += 1;
-                        for key in keys_of(u) {
-                            if let Some(at) = room.sent_at.borrow().get(&key) {
-                                out.remote.push(now.duration_since(*at).as_nanos() as u64);
+                        // The y-websocket server echoes an update to its author too: only the
+                        // other members' keystrokes are deliveries.
+                        let keys = keys_of(u);
+                        let own = keys.iter().all(|k| matches!(k, Key::Ins(c, _) | Key::Del(c, _) if *c == m.client_id));
+                        if !own {
+                            out.received += 1;
+                            for key in keys {
+                                if let Some(at) = room.sent_at.borrow().get(&key) {
+                                    out.remote.push(now.duration_since(*at).as_nanos() as u64);
+                                }
                             }
                         }
                         if let Ok(update) = Update::decode_v1(u)
@@ -478,6 +484,12 @@ pub async fn run(ctx: &Ctx, o: &TeamOpts) -> anyhow::Result<Report> {
                 .map(|(s, n)| s / n.max(1.0)),
             "",
             String::new(),
+        );
+        rep.row(
+            "store commit duration, p99",
+            histogram_p99(a, b, "duet_store_commit_seconds").map(|s| s * 1e3),
+            "ms",
+            "BEGIN to end of COMMIT, fsync included (bucket bound): the disk's share of ack latency".into(),
         );
         rep.row(
             "server arrival to stored, p99",
