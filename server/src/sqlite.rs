@@ -3,7 +3,8 @@
 //! compacted in the background.
 //!
 //! ```text
-//!   room tasks ──append──> [queue] ──> writer thread: BEGIN; INSERT ×n; COMMIT ──> resolve n acks
+//!   room tasks ──append──> [queue] ──> writer thread: wait ≤ window after the first;
+//!                                          BEGIN; INSERT ×n; COMMIT ──> resolve n acks
 //!                                          │  ▲
 //!                      log too long ───────┘  └── Compacted{snapshot, covers} (one transaction:
 //!                              ▼                   upsert snapshot, delete merged log rows)
@@ -137,10 +138,11 @@ pub const DEFAULT_COMMIT_WINDOW: Duration = Duration::from_millis(10);
 /// and fsynced, so no crash of the server or the machine (process kill, power loss) loses it.
 ///
 /// How: WAL journal with `synchronous=FULL`, so every commit fsyncs the WAL before an
-/// acknowledgement goes out; its cost is spread over a batch by group commit (the writer
-/// commits whatever queued while the previous commit was syncing, up to
-/// [`SqliteOptions::max_batch`] updates), which needs no artificial delay: under light load a
-/// batch is one update and its latency one fsync, under heavy load batches grow.
+/// acknowledgement goes out; its cost is spread over a batch by group commit: a batch stays
+/// open [`SqliteOptions::commit_window`] after its first update (or until
+/// [`SqliteOptions::max_batch`] are queued), so people typing at a few characters a second
+/// share one fsync per window instead of paying one each (ADR 006). Nothing is acknowledged
+/// before its batch's COMMIT returned.
 pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::UnboundedSender<Job>,
