@@ -91,6 +91,8 @@ struct MemberOut {
 
 struct Member {
     ws: conn::Ws,
+    /// The document's name (Hocuspocus names it in every message).
+    name: String,
     client_id: u64,
     /// Half of the members move their cursor to a random place before each keystroke.
     wanders: bool,
@@ -154,7 +156,8 @@ async fn member(
                     room.sent_at.borrow_mut().insert(key, now);
                 }
                 seq += 1;
-                if let Err(e) = m.ws.send(Message::binary(protocol.update(seq, &update))).await {
+                let frame = protocol.wrap(&m.name, protocol.update(seq, &update));
+                if let Err(e) = m.ws.send(Message::binary(frame)).await {
                     out.error = Some(format!("send: {e}"));
                     break;
                 }
@@ -278,6 +281,7 @@ pub async fn run(ctx: &Ctx, o: &TeamOpts) -> anyhow::Result<Report> {
             let joined = conn::join(&url, ctx.protocol, opts).await?;
             members.push(Member {
                 ws: joined.ws,
+                name: joined.name,
                 client_id: 10_000 + (r * k + i) as u64,
                 wanders: i % 2 == 1,
                 phase: Duration::from_micros(rng.below(cadence.as_micros() as u64)),
