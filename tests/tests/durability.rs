@@ -238,6 +238,13 @@ async fn sigkill_inside_an_open_commit_window_loses_no_acknowledged_edit() -> an
         .await?;
         wait_ack(&mut c, 2).await?;
         acked_words.push(first);
+        // The store reports its commits (each one fsync) on /metrics.
+        let commits = metric(server.addr, "duet_store_commits_total").await?;
+        let batches = metric(server.addr, "duet_store_updates_per_commit_count").await?;
+        assert!(
+            commits >= 1 && batches == commits,
+            "round {round}: {commits} commits, {batches} batches"
+        );
 
         // Typed inside the window the next edit opens: 1-4 edits over at most ~120 ms.
         let n = rng.random_range(1..=4u64);
@@ -392,16 +399,22 @@ async fn restart_restores_every_room_and_admin_commands_work() -> anyhow::Result
 }
 
 async fn rooms_loaded(addr: std::net::SocketAddr) -> anyhow::Result<u64> {
+    metric(addr, "duet_rooms_loaded").await
+}
+
+/// One unlabelled value from the server's `/metrics`.
+async fn metric(addr: std::net::SocketAddr, name: &str) -> anyhow::Result<u64> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await?;
     let mut body = String::new();
     s.read_to_string(&mut body).await?;
+    let prefix = format!("{name} ");
     body.lines()
-        .find_map(|l| l.strip_prefix("duet_rooms_loaded "))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no duet_rooms_loaded in {body}"))
+        .ok_or_else(|| anyhow::anyhow!("no {name} in {body}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
