@@ -151,7 +151,7 @@ impl Server {
         let listener = TcpListener::bind(config.listen).await?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::with_store(store.metrics()));
         let registry = Registry::new(
             store,
             config.room.clone(),

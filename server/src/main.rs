@@ -44,6 +44,11 @@ struct Args {
     /// in tests).
     #[arg(long, hide = true, default_value_t = SqliteOptions::default().compact_after_rows)]
     compact_after_rows: u64,
+    /// Milliseconds a batch of edits stays open after its first one before it is committed
+    /// and fsynced (sooner once 512 have queued). Bounds fsyncs to about one per window however
+    /// many people type; acknowledgements wait up to this long more. 0: commit at once.
+    #[arg(long, default_value_t = duet_server::sqlite::DEFAULT_COMMIT_WINDOW.as_millis() as u64)]
+    commit_window_ms: u64,
     /// Cap the database at this many pages (`PRAGMA max_page_count`), to simulate a full disk.
     #[arg(long, hide = true)]
     max_db_pages: Option<u64>,
@@ -253,6 +258,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let options = SqliteOptions {
             compact_after_rows: args.compact_after_rows.max(2),
             max_page_count: args.max_db_pages,
+            commit_window: Duration::from_millis(args.commit_window_ms),
             ..SqliteOptions::default()
         };
         let store = SqliteStore::open(&args.data_dir, options)?;

@@ -4,6 +4,7 @@
 //! locks and no allocation there.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 #[derive(Default)]
@@ -91,6 +92,100 @@ impl Histogram {
     }
 }
 
+/// Upper bounds of the updates-per-commit histogram's buckets.
+const BATCH_BUCKETS: [u64; 11] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
+/// A histogram of counts (updates per commit): one atomic add per observation.
+#[derive(Default)]
+pub struct CountHistogram {
+    /// Observations per bucket (not cumulative); the last one is +Inf.
+    buckets: [AtomicU64; BATCH_BUCKETS.len() + 1],
+    sum: AtomicU64,
+}
+
+impl CountHistogram {
+    pub fn observe(&self, n: u64) {
+        let i = BATCH_BUCKETS
+            .iter()
+            .position(|b| n <= *b)
+            .unwrap_or(BATCH_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            cumulative += bucket.load(Ordering::Relaxed);
+            match BATCH_BUCKETS.get(i) {
+                Some(le) => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+                }
+                None => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+                }
+            }
+        }
+        let sum = self.sum.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+    }
+}
+
+/// What a durable store reports about its load and health (the SQLite store fills it in).
+#[derive(Default)]
+pub struct StoreMetrics {
+    /// Transactions committed (each fsyncs the WAL once).
+    pub commits: Counter,
+    pub updates_per_commit: CountHistogram,
+    /// From BEGIN to the end of COMMIT (fsync included).
+    pub commit_duration: Histogram,
+    /// Compactions handed to the compactor.
+    pub compactions: Counter,
+    /// Failed commits (every update of the batch refused).
+    pub commit_errors: Counter,
+    /// Failed compactions (the log is kept as it is).
+    pub compaction_errors: Counter,
+    /// Failed loads of a room.
+    pub load_errors: Counter,
+}
+
+impl StoreMetrics {
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP duet_store_commits_total Store transactions committed (each fsyncs the WAL).\n# TYPE duet_store_commits_total counter\nduet_store_commits_total {}",
+            self.commits.get()
+        );
+        self.updates_per_commit.render(
+            out,
+            "duet_store_updates_per_commit",
+            "Updates stored per committed transaction.",
+        );
+        self.commit_duration.render(
+            out,
+            "duet_store_commit_seconds",
+            "Time to write and commit one transaction, fsync included.",
+        );
+        let _ = writeln!(
+            out,
+            "# HELP duet_store_compactions_total Room compactions started.\n# TYPE duet_store_compactions_total counter\nduet_store_compactions_total {}",
+            self.compactions.get()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP duet_store_errors_total Failed store operations, by operation.\n# TYPE duet_store_errors_total counter"
+        );
+        for (op, c) in [
+            ("commit", &self.commit_errors),
+            ("compaction", &self.compaction_errors),
+            ("load", &self.load_errors),
+        ] {
+            let _ = writeln!(out, "duet_store_errors_total{{op=\"{op}\"}} {}", c.get());
+        }
+    }
+}
+
 /// Close codes counted by value; anything else lands in `other`.
 const CLOSE_CODES: [u16; 11] = [
     1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 4401, 4403,
@@ -116,11 +211,25 @@ pub struct Metrics {
     /// From an update's arrival to its storage being confirmed (and, for duet clients, its
     /// acknowledgement queued).
     pub ack_latency: Histogram,
+    /// Rooms that stopped accepting writes because an append failed (until they unload).
+    pub rooms_refusing_writes: Gauge,
+    /// Times a room began refusing writes.
+    pub write_refusals: Counter,
+    /// The durable store's figures, if the store keeps any.
+    pub store: Option<Arc<StoreMetrics>>,
     closes: [Counter; CLOSE_CODES.len()],
     closes_other: Counter,
 }
 
 impl Metrics {
+    /// Metrics of a server whose store reports `store`.
+    pub fn with_store(store: Option<Arc<StoreMetrics>>) -> Self {
+        Self {
+            store,
+            ..Self::default()
+        }
+    }
+
     pub fn count_close(&self, code: u16) {
         match CLOSE_CODES.iter().position(|c| *c == code) {
             Some(i) => self.closes[i].inc(),
@@ -203,6 +312,18 @@ impl Metrics {
             "Payload bytes waiting in members' send queues.",
             self.send_queue_bytes.get().to_string(),
         );
+        metric(
+            "duet_rooms_refusing_writes",
+            "gauge",
+            "Loaded rooms refusing writes after a failed append (they unload once empty).",
+            self.rooms_refusing_writes.get().to_string(),
+        );
+        metric(
+            "duet_write_refusals_total",
+            "counter",
+            "Times a room began refusing writes because the store failed.",
+            self.write_refusals.get().to_string(),
+        );
         self.relay_latency.render(
             &mut out,
             "duet_update_relay_seconds",
@@ -213,6 +334,9 @@ impl Metrics {
             "duet_update_ack_seconds",
             "Time from an update's arrival until it is stored and acknowledged.",
         );
+        if let Some(store) = &self.store {
+            store.render(&mut out);
+        }
         let _ = writeln!(
             out,
             "# HELP duet_closes_total Connections the server closed, by close code.\n# TYPE duet_closes_total counter"
@@ -275,5 +399,36 @@ mod tests {
             text.contains("duet_closes_total{code=\"other\"} 1\n"),
             "{text}"
         );
+        assert!(
+            !text.contains("duet_store_"),
+            "no store figures without a store"
+        );
+    }
+
+    #[test]
+    fn renders_the_store_figures() {
+        let store = Arc::new(StoreMetrics::default());
+        let m = Metrics::with_store(Some(store.clone()));
+        store.commits.inc();
+        store.updates_per_commit.observe(3);
+        store.updates_per_commit.observe(2_000);
+        store.commit_errors.inc();
+        m.rooms_refusing_writes.inc();
+        let text = m.render();
+        for line in [
+            "duet_store_commits_total 1\n",
+            "duet_store_updates_per_commit_bucket{le=\"2\"} 0\n",
+            "duet_store_updates_per_commit_bucket{le=\"4\"} 1\n",
+            "duet_store_updates_per_commit_bucket{le=\"+Inf\"} 2\n",
+            "duet_store_updates_per_commit_sum 2003\n",
+            "duet_store_commit_seconds_count 0\n",
+            "duet_store_compactions_total 0\n",
+            "duet_store_errors_total{op=\"commit\"} 1\n",
+            "duet_store_errors_total{op=\"load\"} 0\n",
+            "duet_rooms_refusing_writes 1\n",
+            "duet_write_refusals_total 0\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

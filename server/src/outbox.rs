@@ -27,9 +27,14 @@ pub struct OutboxLimits {
     pub bytes: usize,
 }
 
-/// The member's queue is over one of its bounds: it cannot keep up.
-#[derive(Debug)]
-pub(crate) struct Full;
+/// Why a push was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The member's queue is over one of its bounds: it cannot keep up (close it with 1013).
+    Full,
+    /// The member's connection has ended and dropped its end; its `Leave` is on its way.
+    Gone,
+}
 
 struct State {
     /// Payload bytes waiting in the queue.
@@ -84,17 +89,23 @@ fn weight(out: &Out) -> usize {
 
 impl OutboxTx {
     /// Queues a message, or reports the member as unable to keep up.
-    pub(crate) fn push(&self, out: Out) -> Result<(), Full> {
+    pub(crate) fn push(&self, out: Out) -> Result<(), Refused> {
+        if self.tx.is_closed() {
+            return Err(Refused::Gone);
+        }
         let w = weight(&out);
         let queued = self.state.bytes.load(Ordering::Relaxed);
         if queued > 0 && queued + w > self.byte_budget {
-            return Err(Full);
+            return Err(Refused::Full);
         }
         // Count first so the connection never subtracts what was not yet added.
         self.state.bytes.fetch_add(w, Ordering::Relaxed);
-        if self.tx.try_send(out).is_err() {
+        if let Err(e) = self.tx.try_send(out) {
             self.state.bytes.fetch_sub(w, Ordering::Relaxed);
-            return Err(Full);
+            return Err(match e {
+                mpsc::error::TrySendError::Full(_) => Refused::Full,
+                mpsc::error::TrySendError::Closed(_) => Refused::Gone,
+            });
         }
         let m = &self.state.metrics;
         m.send_queue_messages.add(1);
@@ -103,7 +114,7 @@ impl OutboxTx {
     }
 
     /// Acknowledges everything up to `seq`. Queues a marker only when none is waiting.
-    pub(crate) fn ack(&self, seq: u64) -> Result<(), Full> {
+    pub(crate) fn ack(&self, seq: u64) -> Result<(), Refused> {
         let before = self
             .state
             .ack
@@ -213,5 +224,14 @@ mod tests {
             10,
             "dropped queue leaves the gauge"
         );
+    }
+
+    #[tokio::test]
+    async fn a_dropped_queue_is_gone_not_full() {
+        let (tx, rx) = channel(limits(1, 1 << 20), Arc::default());
+        tx.push(Out::Ack(1)).unwrap();
+        assert_eq!(tx.push(Out::Ack(2)), Err(Refused::Full));
+        drop(rx);
+        assert_eq!(tx.push(Out::Ack(3)), Err(Refused::Gone));
     }
 }

@@ -31,7 +31,7 @@ use crate::doc::{
 };
 use crate::metrics::Metrics;
 use crate::out::{AwarenessOut, AwarenessSource, Kick, Out, SharedUpdate};
-use crate::outbox::{OutboxLimits, OutboxTx};
+use crate::outbox::{OutboxLimits, OutboxTx, Refused};
 use crate::store::{Appending, BoxFuture, Store, StoreError};
 use duet_protocol::{AwarenessEntry, ErrorCode, PeerState, Role, RoomName, close};
 use futures_util::StreamExt;
@@ -698,12 +698,9 @@ impl Room {
                 self.metrics.ack_latency.observe(arrived.elapsed());
                 // After a failure nothing is acknowledged: an ack covers every earlier seq.
                 if let (Some(seq), None) = (seq, &self.write_failed) {
-                    let full = self
-                        .members
-                        .get(&peer_id)
-                        .is_some_and(|m| m.tx.ack(seq).is_err());
-                    if full {
-                        self.kick_slow(peer_id);
+                    let refused = self.members.get(&peer_id).and_then(|m| m.tx.ack(seq).err());
+                    if let Some(refused) = refused {
+                        self.refused(peer_id, refused);
                     }
                 }
             }
@@ -717,6 +714,8 @@ impl Room {
     fn refuse_writes(&mut self, e: &StoreError) {
         tracing::error!(room = %self.name, error = %e, members = self.members.len(), "storing an update failed: the room refuses writes, closes its members and unloads");
         self.write_failed = Some(e.to_string());
+        self.metrics.rooms_refusing_writes.inc();
+        self.metrics.write_refusals.inc();
         let message = format!(
             "the server could not store edits of room {} ({e}); unacknowledged edits stay in your editor and are sent again when you reconnect",
             self.name
@@ -858,37 +857,48 @@ impl Room {
 
     /// Queues `out` for one member; a member whose queue is full is closed (1013).
     fn send(&mut self, peer_id: u64, out: Out) {
-        let full = match self.members.get(&peer_id) {
-            Some(member) => member.tx.push(out).is_err(),
-            None => false,
+        let refused = match self.members.get(&peer_id) {
+            Some(member) => member.tx.push(out).err(),
+            None => None,
         };
-        if full {
-            self.kick_slow(peer_id);
+        if let Some(refused) = refused {
+            self.refused(peer_id, refused);
         }
     }
 
     fn broadcast(&mut self, except: Option<u64>, mut out: impl FnMut(u64) -> Out) {
-        let mut slow = Vec::new();
+        let mut refused = Vec::new();
         for (&peer_id, member) in &self.members {
             if Some(peer_id) == except {
                 continue;
             }
-            if member.tx.push(out(peer_id)).is_err() {
-                slow.push(peer_id);
+            if let Err(why) = member.tx.push(out(peer_id)) {
+                refused.push((peer_id, why));
             }
         }
-        for peer_id in slow {
-            self.kick_slow(peer_id);
+        for (peer_id, why) in refused {
+            self.refused(peer_id, why);
         }
     }
 
-    fn kick_slow(&mut self, peer_id: u64) {
-        tracing::info!(room = %self.name, peer_id, "closing a member that cannot keep up (1013)");
-        self.kick(
-            peer_id,
-            close::TRY_AGAIN_LATER,
-            "you fell behind; reconnect to resync".into(),
-        );
+    /// A member's queue refused a message. Full: the member cannot keep up and is closed
+    /// (1013). Gone: its connection already ended (its `Leave` is still in our inbox, behind
+    /// what we are handling now), so it is simply forgotten; no close is sent or counted.
+    fn refused(&mut self, peer_id: u64, why: Refused) {
+        match why {
+            Refused::Full => {
+                tracing::info!(room = %self.name, peer_id, "closing a member that cannot keep up (1013)");
+                self.kick(
+                    peer_id,
+                    close::TRY_AGAIN_LATER,
+                    "you fell behind; reconnect to resync".into(),
+                );
+            }
+            Refused::Gone => {
+                tracing::debug!(room = %self.name, peer_id, "forgetting a member whose connection ended");
+                self.leave(peer_id);
+            }
+        }
     }
 
     /// Sends an error, closes the member with `code` and forgets it.
@@ -1020,6 +1030,9 @@ async fn run(
         room.stored(done);
     }
     metrics.rooms_loaded.dec();
+    if room.write_failed.is_some() {
+        metrics.rooms_refusing_writes.dec();
+    }
     tracing::debug!(room = %room.name, "room task finished");
 }
 

@@ -6,11 +6,12 @@
 //! promises survival until the process exits; the durable store is
 //! [`crate::sqlite::SqliteStore`].
 
+use crate::metrics::StoreMetrics;
 use duet_protocol::RoomName;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A boxed, sendable future, so the trait stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -91,6 +92,11 @@ pub trait Store: Send + Sync + 'static {
     /// store may replace them with it. Only called when [`Store::wants_snapshot`] said yes and
     /// the room's document holds nothing waiting for missing dependencies.
     fn snapshot(&self, _room: &RoomName, _state: Vec<u8>) {}
+
+    /// The store's own figures for `/metrics` (commits, batch sizes, errors), if it keeps any.
+    fn metrics(&self) -> Option<Arc<StoreMetrics>> {
+        None
+    }
 }
 
 /// Keeps rooms in process memory: nothing survives a restart.

@@ -1,5 +1,5 @@
 //! Durable rooms against the real binary: SIGKILL at random moments (also during
-//! compaction) loses no acknowledged edit, restarts restore every room, idle rooms unload and
+//! compaction, and inside an open commit window) loses no acknowledged edit, restarts restore every room, idle rooms unload and
 //! reload, joiners during a load get the whole document, storage failures refuse writes
 //! without acknowledging them, a corrupt database stops the server with a clear message, and
 //! the `rooms` admin commands.
@@ -204,6 +204,129 @@ async fn sigkill_during_compaction_loses_no_acknowledged_edit() -> anyhow::Resul
     Ok(())
 }
 
+/// With a long commit window (400 ms), each round: one edit is sent and acknowledged (its
+/// window closed and committed), then a few more are typed inside the next window, reach an
+/// observer (relay does not wait for storage) and are not yet acknowledged when the server is
+/// SIGKILLed. After the restart every acknowledged edit must be there; the unacknowledged
+/// ones may be gone until the writer rejoins and sends them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_inside_an_open_commit_window_loses_no_acknowledged_edit() -> anyhow::Result<()> {
+    let dir = temp_dir("window");
+    let dir_s = dir.to_string_lossy().into_owned();
+    let mut server = ServerProcess::start(&["--data-dir", &dir_s, "--commit-window-ms", "400"])?;
+    let room = "window";
+    let writer = doc();
+    let mut acked_words: Vec<String> = Vec::new();
+    let (mut inside, rounds) = (0, 8);
+    let mut rng = rand::rng();
+    for round in 0..rounds {
+        let mut c = join(&server.url(), room, &writer, 1).await?;
+        let observer = doc();
+        let mut o = join(&server.url(), room, &observer, 1).await?;
+        assert_eq!(
+            text_of(&observer),
+            text_of(&writer),
+            "round {round}: converged"
+        );
+
+        let first = format!("r{round}acked ");
+        let u = append(&writer, &first);
+        c.send(&ClientMsg::Update {
+            seq: 2,
+            update: u.into(),
+        })
+        .await?;
+        wait_ack(&mut c, 2).await?;
+        acked_words.push(first);
+        // The store reports its commits (each one fsync) on /metrics.
+        let commits = metric(server.addr, "duet_store_commits_total").await?;
+        let batches = metric(server.addr, "duet_store_updates_per_commit_count").await?;
+        assert!(
+            commits >= 1 && batches == commits,
+            "round {round}: {commits} commits, {batches} batches"
+        );
+
+        // Typed inside the window the next edit opens: 1-4 edits over at most ~120 ms.
+        let n = rng.random_range(1..=4u64);
+        let mut last = String::new();
+        for i in 0..n {
+            last = format!("r{round}open{i} ");
+            let u = append(&writer, &last);
+            c.send(&ClientMsg::Update {
+                seq: 3 + i,
+                update: u.into(),
+            })
+            .await?;
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..30))).await;
+        }
+        // The observer gets them before they are stored.
+        o.recv_until(T, |m| match m {
+            ServerMsg::Update { update } => {
+                apply(&observer, update);
+                text_of(&observer).contains(last.as_str()).then_some(())
+            }
+            _ => None,
+        })
+        .await?;
+        // Whatever the writer was told so far, read without waiting.
+        let mut max_acked = 2;
+        while let Ok(Some(Ok(Message::Binary(b)))) =
+            tokio::time::timeout(Duration::from_micros(1), c.ws.next()).await
+        {
+            if let Ok(ServerMsg::Ack { seq }) = duet_protocol::decode_server(&b) {
+                max_acked = max_acked.max(seq);
+            }
+        }
+        server.kill();
+        // Acks already on the wire before the kill count too: the server sent them.
+        while let Ok(Some(Ok(msg))) = tokio::time::timeout(T, c.ws.next()).await {
+            if let Message::Binary(b) = msg
+                && let Ok(ServerMsg::Ack { seq }) = duet_protocol::decode_server(&b)
+            {
+                max_acked = max_acked.max(seq);
+            }
+        }
+        if max_acked < 2 + n {
+            inside += 1;
+        }
+        for i in 0..(max_acked - 2).min(n) {
+            acked_words.push(format!("r{round}open{i} "));
+        }
+        drop((c, o));
+
+        server.restart()?;
+        let seen = observe(&server.url(), room).await?;
+        let missing: Vec<&String> = acked_words
+            .iter()
+            .filter(|w| !seen.contains(w.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "round {round}: acknowledged edits lost after SIGKILL: {missing:?}"
+        );
+        assert_eq!(quick_check(&dir)?, "ok", "round {round}: quick_check");
+    }
+    // A slow machine may close a window before the kill; most rounds must land inside one.
+    assert!(
+        inside * 2 > rounds,
+        "only {inside} of {rounds} kills landed inside an open commit window"
+    );
+    // The writer rejoins and sends again what was never acknowledged.
+    let c = join(&server.url(), room, &writer, 1).await?;
+    let deadline = Instant::now() + T;
+    while observe(&server.url(), room).await? != text_of(&writer) {
+        assert!(
+            Instant::now() < deadline,
+            "the writer's resent edits never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(c);
+    server.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_restores_every_room_and_admin_commands_work() -> anyhow::Result<()> {
     let dir = temp_dir("restart");
@@ -276,16 +399,22 @@ async fn restart_restores_every_room_and_admin_commands_work() -> anyhow::Result
 }
 
 async fn rooms_loaded(addr: std::net::SocketAddr) -> anyhow::Result<u64> {
+    metric(addr, "duet_rooms_loaded").await
+}
+
+/// One unlabelled value from the server's `/metrics`.
+async fn metric(addr: std::net::SocketAddr, name: &str) -> anyhow::Result<u64> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await?;
     let mut body = String::new();
     s.read_to_string(&mut body).await?;
+    let prefix = format!("{name} ");
     body.lines()
-        .find_map(|l| l.strip_prefix("duet_rooms_loaded "))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no duet_rooms_loaded in {body}"))
+        .ok_or_else(|| anyhow::anyhow!("no {name} in {body}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,6 +35,20 @@ pub struct Joined {
     pub doc: Vec<u8>,
     /// Connect to synced.
     pub elapsed: Duration,
+    /// The document's name in every Hocuspocus message (the URL's path).
+    pub name: String,
+}
+
+/// The path of a room URL without its leading `/`: the document's name for Hocuspocus.
+pub fn doc_name(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    after_scheme
+        .split_once('/')
+        .map_or("", |(_, path)| path)
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// `ws://HOST:PORT` + `/ROOM`, or a template with `{room}` in it (y-sweet wants
@@ -93,9 +107,18 @@ pub async fn join(url: &str, protocol: Protocol, opts: ConnOpts) -> anyhow::Resu
     let mut ws = tokio::time::timeout(SYNC_TIMEOUT, connect(url, protocol, opts))
         .await
         .with_context(|| format!("connecting to {url} timed out"))??;
+    let name = doc_name(url);
     // Yjs servers answer a step 1 whenever it comes; duet wants it after its own step 1.
-    if protocol == Protocol::Yjs {
-        ws.send(Message::binary(protocol.step1(EMPTY_SV))).await?;
+    // Hocuspocus wants an authentication message first.
+    if protocol == Protocol::Hocuspocus {
+        ws.feed(Message::binary(Protocol::hocuspocus_auth(&name)))
+            .await?;
+    }
+    if protocol != Protocol::Duet {
+        ws.send(Message::binary(
+            protocol.wrap(&name, protocol.step1(EMPTY_SV)),
+        ))
+        .await?;
     }
     let doc = tokio::time::timeout(SYNC_TIMEOUT, async {
         loop {
@@ -113,8 +136,10 @@ pub async fn join(url: &str, protocol: Protocol, opts: ConnOpts) -> anyhow::Resu
                     if protocol == Protocol::Duet {
                         ws.feed(Message::binary(protocol.step1(EMPTY_SV))).await?;
                     }
-                    ws.send(Message::binary(protocol.step2(1, EMPTY_UPDATE)))
-                        .await?;
+                    ws.send(Message::binary(
+                        protocol.wrap(&name, protocol.step2(1, EMPTY_UPDATE)),
+                    ))
+                    .await?;
                 }
                 Incoming::SyncStep2(update) => return Ok(update.to_vec()),
                 Incoming::Error(e) => bail!("{url}: {e}"),
@@ -128,6 +153,7 @@ pub async fn join(url: &str, protocol: Protocol, opts: ConnOpts) -> anyhow::Resu
         ws,
         doc,
         elapsed: start.elapsed(),
+        name,
     })
 }
 
@@ -136,5 +162,14 @@ pub fn close_code(msg: &Message) -> Option<u16> {
     match msg {
         Message::Close(Some(frame)) => Some(u16::from(frame.code)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_name_is_the_url_path() {
+        assert_eq!(super::doc_name("ws://127.0.0.1:1/team/a-1?x=1"), "team/a-1");
+        assert_eq!(super::doc_name("ws://127.0.0.1:1"), "");
     }
 }

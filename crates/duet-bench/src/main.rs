@@ -5,6 +5,7 @@
 //!   cargo build --release -p duet-bench -p duet-server
 //!   target/release/duet-bench --spawn-server target/release/duet-server relay
 //!   target/release/duet-bench --url ws://127.0.0.1:1234 --server-pid PID --protocol yjs idle
+//!   target/release/duet-bench --spawn-server target/release/duet-server --server-args "" team
 //!
 //! Progress goes to stderr; the summary table (or `--json`) to stdout.
 
@@ -72,6 +73,9 @@ enum Scenario {
     Join(scenario::join::JoinOpts),
     /// One member stops reading while others type.
     Slow(scenario::slow::SlowOpts),
+    /// R rooms of K people typing one character every C ms each: server CPU per keystroke,
+    /// keystroke-to-remote latency, store commits per keystroke, convergence per room.
+    Team(scenario::team::TeamOpts),
     /// Only the in-process floor.
     Floor,
     /// Runs a bare relay (no document, no checks, no storage) that speaks just enough of the
@@ -167,6 +171,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Scenario::Rooms(o) => scenario::rooms::run(&ctx, o).await?,
         Scenario::Join(o) => scenario::join::run(&ctx, o).await?,
         Scenario::Slow(o) => scenario::slow::run(&ctx, o).await?,
+        Scenario::Team(o) => scenario::team::run(&ctx, o).await?,
         Scenario::Summarize { .. } | Scenario::BareRelay { .. } => return Ok(()),
         Scenario::Floor => {
             let t = trace::Trace::load(&trace::resolve_trace("sveltecomponent")?)?;

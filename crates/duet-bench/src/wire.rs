@@ -20,6 +20,10 @@ pub enum Protocol {
     Duet,
     /// The y-websocket protocol (no subprotocol), as Yjs clients speak it.
     Yjs,
+    /// Hocuspocus's protocol: y-websocket messages, each prefixed with the document's name
+    /// (lib0 varString), after an auth message; the document is named in every message, not
+    /// in the URL. Only the `team` scenario speaks it.
+    Hocuspocus,
 }
 
 /// What a server frame means to the bench.
@@ -50,7 +54,7 @@ impl Protocol {
     pub fn subprotocol(self) -> Option<&'static str> {
         match self {
             Protocol::Duet => Some(duet_protocol::PROTOCOL_V1),
-            Protocol::Yjs => None,
+            Protocol::Yjs | Protocol::Hocuspocus => None,
         }
     }
 
@@ -61,7 +65,7 @@ impl Protocol {
                 seq,
                 update: Payload(update.to_vec()),
             }),
-            Protocol::Yjs => yjs_sync(2, update),
+            Protocol::Yjs | Protocol::Hocuspocus => yjs_sync(2, update),
         }
     }
 
@@ -70,7 +74,7 @@ impl Protocol {
             Protocol::Duet => duet_protocol::encode_client(&ClientMsg::SyncStep1 {
                 state_vector: Payload(sv.to_vec()),
             }),
-            Protocol::Yjs => yjs_sync(0, sv),
+            Protocol::Yjs | Protocol::Hocuspocus => yjs_sync(0, sv),
         }
     }
 
@@ -80,7 +84,7 @@ impl Protocol {
                 seq,
                 update: Payload(update.to_vec()),
             }),
-            Protocol::Yjs => yjs_sync(1, update),
+            Protocol::Yjs | Protocol::Hocuspocus => yjs_sync(1, update),
         }
     }
 
@@ -90,7 +94,7 @@ impl Protocol {
             Protocol::Duet => Ok(Decoded::Duet(
                 duet_protocol::decode_server(frame).context("decoding a duet frame")?,
             )),
-            Protocol::Yjs => Ok(Decoded::Yjs),
+            Protocol::Yjs | Protocol::Hocuspocus => Ok(Decoded::Yjs),
         }
     }
 
@@ -110,8 +114,42 @@ impl Protocol {
                 }
                 ServerMsg::Welcome { .. } | ServerMsg::Awareness { .. } => Incoming::Other,
             }),
+            Decoded::Yjs if self == Protocol::Hocuspocus => classify_hocuspocus(frame),
             Decoded::Yjs => classify_yjs(frame),
         }
+    }
+
+    /// What goes on the wire for `frame` (built by the methods above) in document `doc`:
+    /// Hocuspocus prefixes every message with the document's name; the others send it as is.
+    pub fn wrap(self, doc: &str, frame: Vec<u8>) -> Vec<u8> {
+        if self != Protocol::Hocuspocus {
+            return frame;
+        }
+        let mut out = Vec::with_capacity(doc.len() + frame.len() + 4);
+        write_var(&mut out, doc.len() as u64);
+        out.extend_from_slice(doc.as_bytes());
+        out.extend_from_slice(&frame);
+        out
+    }
+
+    /// Hocuspocus: the authentication message a client sends first (type 2, token subtype 0,
+    /// an empty token: the bench's server has no `onAuthenticate` hook).
+    pub fn hocuspocus_auth(doc: &str) -> Vec<u8> {
+        Protocol::Hocuspocus.wrap(doc, vec![2, 0, 0])
+    }
+}
+
+/// Hocuspocus message types (`MessageType` in @hocuspocus/server 4.7): sync and sync reply
+/// carry y-websocket sync messages; the rest (awareness, auth, sync status) the bench ignores.
+fn classify_hocuspocus(frame: &[u8]) -> anyhow::Result<Incoming<'_>> {
+    let (len, rest) = read_var(frame)?;
+    let Some(rest) = usize::try_from(len).ok().and_then(|n| rest.get(n..)) else {
+        bail!("document name length {len} exceeds the frame")
+    };
+    let (kind, rest) = read_var(rest)?;
+    match kind {
+        0 | 4 => classify_sync(rest),
+        _ => Ok(Incoming::Other),
     }
 }
 
@@ -149,6 +187,11 @@ fn classify_yjs(frame: &[u8]) -> anyhow::Result<Incoming<'_>> {
     if kind != 0 {
         return Ok(Incoming::Other);
     }
+    classify_sync(rest)
+}
+
+/// A y-protocols sync message after its message type: subtype, then the payload.
+fn classify_sync(rest: &[u8]) -> anyhow::Result<Incoming<'_>> {
     let (sub, rest) = read_var(rest)?;
     let (len, rest) = read_var(rest)?;
     let Some(payload) = usize::try_from(len).ok().and_then(|n| rest.get(..n)) else {
@@ -192,5 +235,32 @@ mod tests {
             Incoming::SyncStep2(&long)
         );
         assert!(classify_yjs(&[0, 2, 5, 1]).is_err());
+    }
+
+    #[test]
+    fn hocuspocus_frames_carry_the_document_name() {
+        let frame = Protocol::Hocuspocus.wrap("ab", Protocol::Hocuspocus.update(0, &[7, 7]));
+        assert_eq!(frame, vec![2, b'a', b'b', 0, 2, 2, 7, 7]);
+        let d = Protocol::Hocuspocus.decode(&frame).expect("decodes");
+        assert_eq!(
+            Protocol::Hocuspocus
+                .classify(&d, &frame)
+                .expect("classifies"),
+            Incoming::Update(&[7, 7])
+        );
+        // A sync reply (type 4) is a sync message too; a sync status (8) is not.
+        let reply = [2, b'a', b'b', 4, 1, 1, 9];
+        assert_eq!(
+            classify_hocuspocus(&reply).expect("ok"),
+            Incoming::SyncStep2(&[9])
+        );
+        assert_eq!(
+            classify_hocuspocus(&[1, b'x', 8, 1]).expect("ok"),
+            Incoming::Other
+        );
+        assert_eq!(
+            Protocol::hocuspocus_auth("ab"),
+            vec![2, b'a', b'b', 2, 0, 0]
+        );
     }
 }

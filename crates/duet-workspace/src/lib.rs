@@ -1,4 +1,4 @@
-//! Shared workspaces: a directory of files that a pair edits together (ADR 006).
+//! Shared workspaces: a directory of files that a pair edits together (ADR 007).
 //!
 //! A workspace `W` is a prefix of rooms. Its index lives in room `W/index`: a Yjs document
 //! whose root map [`FILES_MAP`] holds one entry per file, keyed by a stable [`FileId`], with

@@ -262,3 +262,28 @@ async fn a_burst_refuses_an_update_that_skips_clocks_and_nothing_else() {
     assert_eq!(kick.code, close::POLICY);
     assert!(kick.reason.contains("never received"), "{}", kick.reason);
 }
+
+#[tokio::test]
+async fn a_member_whose_connection_ended_is_forgotten_not_closed_as_slow() {
+    let (handle, mut m) = room_with(&[(1, Role::Editor), (2, Role::Editor)]).await;
+    let Member { out, mut kicked } = m.remove(1);
+    // The connection ended and dropped its queue; its `Leave` has not reached the room yet.
+    drop(out);
+    let (updates, _) = edits(1, &["a"]);
+    let sent = handle.send(update(1, 0, updates[0].clone())).await.is_ok();
+    assert!(sent, "the room takes updates");
+    // A join is handled after the update: the relay to member 2 has been attempted by now.
+    let _later = join(&handle, 3, Role::Viewer).await;
+    assert!(
+        matches!(
+            kicked.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+        ),
+        "forgotten without a 1013 close"
+    );
+    assert_eq!(
+        acks(&queued(&mut m[0])),
+        vec![0],
+        "the author is still acknowledged"
+    );
+}

@@ -97,6 +97,61 @@ async fn concurrent_appends_are_committed_in_batches_and_all_acknowledged() {
 }
 
 #[tokio::test]
+async fn appends_inside_one_commit_window_share_one_commit() {
+    let dir = temp_dir("window");
+    let options = SqliteOptions {
+        commit_window: Duration::from_millis(300),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&dir, options).expect("opens");
+    let (updates, expected) = edits(5);
+    // Handed over back to back, as a room does with keystrokes of several people: all of
+    // them arrive while the window the first one opened is still open.
+    let pending: Vec<_> = updates
+        .iter()
+        .map(|u| store.append(&room("w"), u.clone()))
+        .collect();
+    for p in pending {
+        p.await.expect("acknowledged");
+    }
+    assert_eq!(
+        store.commits(),
+        1,
+        "one commit (and one fsync) for the window"
+    );
+    assert_eq!(
+        text_from(&store.load(&room("w")).await.expect("loads")),
+        expected
+    );
+}
+
+#[tokio::test]
+async fn a_full_batch_commits_without_waiting_for_its_window() {
+    let dir = temp_dir("full");
+    let options = SqliteOptions {
+        max_batch: 8,
+        // Far longer than the test may take: only a full batch can get these committed.
+        commit_window: Duration::from_secs(3600),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&dir, options).expect("opens");
+    let (updates, _) = edits(8);
+    let pending: Vec<_> = updates
+        .iter()
+        .map(|u| store.append(&room("f"), u.clone()))
+        .collect();
+    let all = async {
+        for p in pending {
+            p.await.expect("acknowledged");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .expect("a full batch is committed before its window closes");
+    assert_eq!(store.commits(), 1);
+}
+
+#[tokio::test]
 async fn compaction_keeps_the_content_and_trims_the_log() {
     let dir = temp_dir("compact");
     let options = SqliteOptions {
@@ -220,8 +275,10 @@ fn small_edits_after(base: &[u8], n: usize) -> Vec<Vec<u8>> {
 #[tokio::test]
 async fn a_large_snapshot_is_not_merged_again_for_every_few_rows() {
     let dir = temp_dir("proportional");
+    // Hundreds of appends one after the other: no window, or each would wait for it.
     let options = SqliteOptions {
         compact_after_rows: 10,
+        commit_window: Duration::ZERO,
         ..SqliteOptions::default()
     };
     let store = SqliteStore::open(&dir, options).expect("opens");

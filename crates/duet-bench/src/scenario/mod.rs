@@ -6,6 +6,7 @@ pub mod join;
 pub mod relay;
 pub mod rooms;
 pub mod slow;
+pub mod team;
 
 use crate::floor::Floor;
 use crate::target::Target;
