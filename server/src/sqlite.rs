@@ -194,10 +194,12 @@ impl Queued {
         }
     }
 
-    fn taken(&self, job: &Job) {
-        if matches!(job, Job::Append { .. }) {
-            self.appends.fetch_sub(1, Ordering::Relaxed);
-        }
+    /// The writer is done with `n` appends (committed or failed). Counting them until then,
+    /// not until the writer takes them from the channel, is what makes the count cover the
+    /// batch being gathered as well as the queue: a batch half gathered and half queued is
+    /// still a full batch, and the append that completes it wakes the writer.
+    fn finished(&self, n: usize) {
+        self.appends.fetch_sub(n, Ordering::Relaxed);
     }
 }
 
@@ -519,7 +521,6 @@ impl Writer {
         let max = self.options.max_batch.max(1);
         let mut batch = Vec::with_capacity(max);
         while let Some(first) = rx.blocking_recv() {
-            self.queued.taken(&first);
             // The window opens with the batch's first update; a batch holding only a
             // compaction's result commits at once.
             let closes = match &first {
@@ -530,10 +531,7 @@ impl Writer {
             loop {
                 while batch.len() < max {
                     match rx.try_recv() {
-                        Ok(job) => {
-                            self.queued.taken(&job);
-                            batch.push(job);
-                        }
+                        Ok(job) => batch.push(job),
                         Err(_) => break,
                     }
                 }
@@ -541,7 +539,7 @@ impl Writer {
                 if batch.len() >= max || now >= closes {
                     break;
                 }
-                // Woken early by an append that fills the batch (`Queued::sent`); a stray
+                // Woken early by the append that fills the batch (`Queued::wake_if_full`); a stray
                 // wake-up only makes us look at the queue once more.
                 std::thread::park_timeout(closes - now);
             }
@@ -549,14 +547,16 @@ impl Writer {
             #[cfg(debug_assertions)]
             hold::before_commit(&batch);
             let began = std::time::Instant::now();
-            match self.commit(&batch) {
+            let appends = batch
+                .iter()
+                .filter(|j| matches!(j, Job::Append { .. }))
+                .count();
+            let committed = self.commit(&batch);
+            self.queued.finished(appends);
+            match committed {
                 Ok(()) => {
                     self.metrics.commit_duration.observe(began.elapsed());
                     self.metrics.commits.inc();
-                    let appends = batch
-                        .iter()
-                        .filter(|j| matches!(j, Job::Append { .. }))
-                        .count();
                     self.metrics.updates_per_commit.observe(appends as u64);
                     for job in batch.drain(..) {
                         if let Job::Append { done, .. } = job {

@@ -149,6 +149,27 @@ async fn a_full_batch_commits_without_waiting_for_its_window() {
         .await
         .expect("a full batch is committed before its window closes");
     assert_eq!(store.commits(), 1);
+
+    // Half gathered, half queued: the writer has taken the first append (and parked for its
+    // window) before the others arrive; the one that completes the batch must wake it.
+    let (more, _) = edits(8);
+    let first = store.append(&room("g"), more[0].clone());
+    // Gives the writer thread time to take it; the assertion does not depend on how long.
+    std::thread::sleep(Duration::from_millis(50));
+    let rest: Vec<_> = more[1..]
+        .iter()
+        .map(|u| store.append(&room("g"), u.clone()))
+        .collect();
+    let all = async {
+        first.await.expect("acknowledged");
+        for p in rest {
+            p.await.expect("acknowledged");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .expect("a batch completed while the writer waited is committed at once");
+    assert_eq!(store.commits(), 2);
 }
 
 #[tokio::test]
