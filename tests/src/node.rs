@@ -179,3 +179,36 @@ impl Drop for NodeClient {
         let _ = self.child.wait();
     }
 }
+
+/// A duet client's state vector in the form [`NodeClient::state_vector`] reports.
+pub fn duet_sv(c: &crate::clients::TestClient) -> std::collections::BTreeMap<u64, u32> {
+    c.state_vector()
+        .iter()
+        .map(|(client, clock)| (client.get(), *clock))
+        .collect()
+}
+
+/// Waits until every Yjs and duet client holds the same text and state vector; a Yjs client
+/// that died fails this at once ("node client exited").
+pub async fn all_converge(
+    yjs: &mut [NodeClient],
+    duet: &[crate::clients::TestClient],
+    timeout: std::time::Duration,
+) -> anyhow::Result<String> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let text = crate::clients::converged(duet, timeout).await?;
+        let sv = duet_sv(&duet[0]);
+        let mut seen = Vec::new();
+        for y in yjs.iter_mut() {
+            seen.push((y.text()?, y.state_vector()?));
+        }
+        if seen.iter().all(|(t, s)| *t == text && *s == sv) {
+            return Ok(text);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("Yjs clients did not converge:\n yjs:  {seen:?}\n duet: {text:?} {sv:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

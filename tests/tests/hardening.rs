@@ -1127,19 +1127,6 @@ fn var_uint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-/// A y-protocols message: `kind`, then for sync messages `subtype`, then `payload` with its
-/// length.
-fn y_message(kind: u64, subtype: Option<u64>, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    var_uint(&mut out, kind);
-    if let Some(subtype) = subtype {
-        var_uint(&mut out, subtype);
-    }
-    var_uint(&mut out, payload.len() as u64);
-    out.extend_from_slice(payload);
-    out
-}
-
 /// Tiny updates whose leading counts claim 2^28 or 2^31 entries: the sender is closed with 1007
 /// at once, the server's peak memory does not move, nothing is relayed or stored, and the other
 /// member keeps editing. The same through the y-websocket endpoint, plus y-protocols' own length
@@ -1233,11 +1220,11 @@ async fn updates_claiming_huge_counts_close_1007_at_once_and_cost_no_memory() ->
     for (what, update) in &amplifying {
         yjs_frames.push((
             format!("sync update, {what}"),
-            y_message(0, Some(2), update),
+            duet_e2e::yraw::message(0, Some(2), update),
         ));
         yjs_frames.push((
             format!("sync step 2, {what}"),
-            y_message(0, Some(1), update),
+            duet_e2e::yraw::message(0, Some(1), update),
         ));
     }
     yjs_frames.push((
@@ -1246,7 +1233,7 @@ async fn updates_claiming_huge_counts_close_1007_at_once_and_cost_no_memory() ->
     ));
     yjs_frames.push((
         "an awareness update of 2^31 entries".into(),
-        y_message(1, None, &[&huge(31)[..], &[1, 1, 2, b'{', b'}']].concat()),
+        duet_e2e::yraw::message(1, None, &[&huge(31)[..], &[1, 1, 2, b'{', b'}']].concat()),
     ));
     for (what, frame) in &yjs_frames {
         let mut ws = yjs_connect(&url, room).await?;

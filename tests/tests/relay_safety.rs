@@ -4,8 +4,8 @@
 //! what it cannot parse and, in node, nothing catches: the process exits. So these tests fail
 //! when any client process dies or the honest clients stop converging.
 
-use duet_e2e::clients::{TestClient, converged, start};
-use duet_e2e::node::NodeClient;
+use duet_e2e::clients::start;
+use duet_e2e::node::{NodeClient, all_converge};
 use duet_e2e::raw::{Ended, RawClient};
 use duet_e2e::server::ServerProcess;
 use duet_e2e::yraw::{self, End};
@@ -19,34 +19,6 @@ const T: Duration = Duration::from_secs(20);
 /// The frame of issue 15: one awareness entry, client 777, clock 1, state `S` (not JSON).
 /// Relayed as it was, it made y-protocols' `JSON.parse` throw in every Yjs client of the room.
 const BUG_FRAME: [u8; 8] = [0x01, 0x06, 0x01, 0x89, 0x06, 0x01, 0x01, 0x53];
-
-fn duet_sv(c: &TestClient) -> BTreeMap<u64, u32> {
-    c.state_vector()
-        .iter()
-        .map(|(client, clock)| (client.get(), *clock))
-        .collect()
-}
-
-/// Waits until every Yjs and duet client holds the same text and state vector; a Yjs client
-/// that died fails this at once ("node client exited").
-async fn all_converge(yjs: &mut [NodeClient], duet: &[TestClient]) -> anyhow::Result<String> {
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let text = converged(duet, T).await?;
-        let sv = duet_sv(&duet[0]);
-        let mut seen = Vec::new();
-        for y in yjs.iter_mut() {
-            seen.push((y.text()?, y.state_vector()?));
-        }
-        if seen.iter().all(|(t, s)| *t == text && *s == sv) {
-            return Ok(text);
-        }
-        if std::time::Instant::now() > deadline {
-            anyhow::bail!("Yjs clients did not converge:\n yjs:  {seen:?}\n duet: {text:?} {sv:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// The names a Yjs client sees in its awareness (other than its own).
 fn yjs_peer_names(y: &mut NodeClient) -> anyhow::Result<BTreeSet<String>> {
@@ -90,7 +62,7 @@ async fn an_unreadable_awareness_entry_closes_its_sender_1007_and_reaches_no_one
     }
     let duet = vec![start(&url, &room, "d1")];
     yjs[0].insert(0, "before ")?;
-    all_converge(&mut yjs, &duet).await?;
+    all_converge(&mut yjs, &duet, T).await?;
     let honest = names(&["ya", "yb", "d1"]);
     eventually("ya to see yb and d1", T, || {
         yjs_peer_names(&mut yjs[0])
@@ -192,7 +164,7 @@ async fn an_unreadable_awareness_entry_closes_its_sender_1007_and_reaches_no_one
     // An edit after the attacks reaches everyone: whatever was relayed before it has been
     // read by every client, and each is still running.
     yjs[1].insert(0, "after ")?;
-    assert_eq!(all_converge(&mut yjs, &duet).await?, "after before ");
+    assert_eq!(all_converge(&mut yjs, &duet, T).await?, "after before ");
     for y in yjs.iter_mut() {
         assert_eq!(yjs_peer_names(y)?.len(), 2, "only honest peers");
     }
@@ -209,7 +181,7 @@ async fn an_unreadable_awareness_entry_closes_its_sender_1007_and_reaches_no_one
     assert_eq!(late.text()?, "after before ");
     yjs.push(late);
     yjs[0].insert(0, "end ")?;
-    all_converge(&mut yjs, &duet).await?;
+    all_converge(&mut yjs, &duet, T).await?;
     Ok(())
 }
 
@@ -473,7 +445,7 @@ async fn a_hostile_member_cannot_crash_or_split_the_honest_clients() -> anyhow::
     }
     let duet = vec![start(&url, &room, "da"), start(&url, &room, "db")];
     yjs[0].insert(0, "honest ")?;
-    all_converge(&mut yjs, &duet).await?;
+    all_converge(&mut yjs, &duet, T).await?;
     // Every honest client id (the Yjs clients' from each other's awareness).
     let mut honest_ids: Vec<u64> = duet
         .iter()
@@ -539,7 +511,7 @@ async fn a_hostile_member_cannot_crash_or_split_the_honest_clients() -> anyhow::
     // Everyone alive, everyone converges; then a newcomer gets the same document and only
     // honest (or well-formed) awareness.
     yjs[0].insert(0, "end ")?;
-    let text = all_converge(&mut yjs, &duet).await?;
+    let text = all_converge(&mut yjs, &duet, T).await?;
     assert!(text.starts_with("end "), "{text:?}");
     for d in &duet {
         assert!(
@@ -558,7 +530,7 @@ async fn a_hostile_member_cannot_crash_or_split_the_honest_clients() -> anyhow::
     );
     yjs.push(late);
     yjs[2].insert(0, "late ")?;
-    all_converge(&mut yjs, &duet).await?;
+    all_converge(&mut yjs, &duet, T).await?;
     Ok(())
 }
 

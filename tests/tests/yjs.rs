@@ -2,45 +2,17 @@
 //! packages, pinned) next to duet's headless client, against a real server process.
 
 use duet_client::{Selection, Utf16Offset};
-use duet_e2e::clients::{TestClient, converged, start};
-use duet_e2e::node::NodeClient;
+use duet_e2e::clients::{converged, start};
+use duet_e2e::node::{NodeClient, all_converge};
 use duet_e2e::server::ServerProcess;
 use duet_e2e::{eventually, unique_room};
 use rand::{RngExt, SeedableRng};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
 
-fn duet_sv(c: &TestClient) -> BTreeMap<u64, u32> {
-    let sv = c.state_vector();
-    sv.iter()
-        .map(|(client, clock)| (client.get(), *clock))
-        .collect()
-}
-
 fn utf16_len(s: &str) -> usize {
     s.encode_utf16().count()
-}
-
-/// Waits until the Yjs clients and duet clients all hold the same text and state vector.
-async fn all_converge(yjs: &mut [NodeClient], duet: &[TestClient]) -> anyhow::Result<String> {
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let text = converged(duet, T).await?;
-        let sv = duet_sv(&duet[0]);
-        let mut seen = Vec::new();
-        for y in yjs.iter_mut() {
-            seen.push((y.text()?, y.state_vector()?));
-        }
-        if seen.iter().all(|(t, s)| *t == text && *s == sv) {
-            return Ok(text);
-        }
-        if std::time::Instant::now() > deadline {
-            anyhow::bail!("Yjs clients did not converge:\n yjs:  {seen:?}\n duet: {text:?} {sv:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,7 +57,7 @@ async fn yjs_and_duet_clients_converge_on_random_edits_with_emoji() -> anyhow::R
                 );
             }
         }
-        let text = all_converge(&mut yjs, &duet).await?;
+        let text = all_converge(&mut yjs, &duet, T).await?;
         assert!(
             !text.contains('\u{fffd}'),
             "no split surrogate pairs: {text:?}"
@@ -220,7 +192,7 @@ async fn a_yjs_client_offline_edits_merge_without_loss_or_duplication() -> anyho
     d.insert_at_char(0, "online duet\n");
     y.connect()?;
     y.synced()?;
-    let text = all_converge(std::slice::from_mut(&mut y), std::slice::from_ref(&d)).await?;
+    let text = all_converge(std::slice::from_mut(&mut y), std::slice::from_ref(&d), T).await?;
     for piece in ["base", "offline yjs 🛰", "online duet"] {
         assert_eq!(text.matches(piece).count(), 1, "{piece:?} once in {text:?}");
     }
