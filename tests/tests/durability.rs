@@ -133,13 +133,7 @@ async fn crash_rounds(rounds: usize, extra: &[&str]) -> anyhow::Result<CrashCoun
         }
         server.kill();
         // Acks already on the wire before the kill count too: the server sent them.
-        while let Ok(Some(Ok(msg))) = tokio::time::timeout(T, c.ws.next()).await {
-            if let Message::Binary(b) = msg
-                && let Ok(ServerMsg::Ack { seq }) = duet_protocol::decode_server(&b)
-            {
-                max_acked = max_acked.max(seq);
-            }
-        }
+        max_acked = max_acked.max(drain_acks(&mut c, T).await);
         drop(c);
         acked_words.extend(
             words
@@ -279,13 +273,7 @@ async fn sigkill_inside_an_open_commit_window_loses_no_acknowledged_edit() -> an
         }
         server.kill();
         // Acks already on the wire before the kill count too: the server sent them.
-        while let Ok(Some(Ok(msg))) = tokio::time::timeout(T, c.ws.next()).await {
-            if let Message::Binary(b) = msg
-                && let Ok(ServerMsg::Ack { seq }) = duet_protocol::decode_server(&b)
-            {
-                max_acked = max_acked.max(seq);
-            }
-        }
+        max_acked = max_acked.max(drain_acks(&mut c, T).await);
         if max_acked < 2 + n {
             inside += 1;
         }
@@ -752,4 +740,18 @@ async fn an_edit_relayed_but_never_stored_comes_back_from_the_member_that_saw_it
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
+}
+
+/// The highest acknowledgement `c` reads before its connection ends or `timeout` passes
+/// without a message.
+async fn drain_acks(c: &mut RawClient, timeout: Duration) -> u64 {
+    let mut max_acked = 0;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(timeout, c.ws.next()).await {
+        if let Message::Binary(b) = msg
+            && let Ok(ServerMsg::Ack { seq }) = duet_protocol::decode_server(&b)
+        {
+            max_acked = max_acked.max(seq);
+        }
+    }
+    max_acked
 }
