@@ -7,7 +7,7 @@
 //! The seam is [`probe`] and [`host`]; everything about the server stays in `duet-server`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +44,29 @@ pub enum Storage {
     Dir(PathBuf),
     /// In memory only, and why.
     Memory(String),
+}
+
+impl Storage {
+    /// What the editor says when it hosts: short enough for one message row (the home
+    /// directory written as `~`).
+    pub fn hosting_note(&self, server: &str, home: Option<&Path>) -> String {
+        let kept = match self {
+            Storage::Dir(d) => format!("rooms kept in {}", home_relative(d, home)),
+            Storage::Memory(why) => format!("rooms kept in memory only ({why})"),
+        };
+        format!("hosting the server at {server} ({kept})")
+    }
+}
+
+/// `path` with `home` written as `~`.
+fn home_relative(path: &Path, home: Option<&Path>) -> String {
+    match home.filter(|h| !h.as_os_str().is_empty()) {
+        Some(home) => match path.strip_prefix(home) {
+            Ok(rest) => format!("~/{}", rest.display()),
+            Err(_) => path.display().to_string(),
+        },
+        None => path.display().to_string(),
+    }
 }
 
 /// A server running inside this process.
@@ -117,6 +140,28 @@ impl Hosted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hosting_note_fits_a_message_row_whole() {
+        // The case: HOME deep in /tmp, the data directory under it.
+        let home = Path::new("/tmp/duet-editor-home-2271939/home");
+        let note = Storage::Dir(home.join(".local/share/duet"))
+            .hosting_note("ws://127.0.0.1:7070", Some(home));
+        assert_eq!(
+            note,
+            "hosting the server at ws://127.0.0.1:7070 (rooms kept in ~/.local/share/duet)"
+        );
+        assert!(note.chars().count() <= 100, "{note}");
+        // Outside HOME the path stays whole (the message row fits it by eliding its middle).
+        let elsewhere =
+            Storage::Dir(PathBuf::from("/srv/duet")).hosting_note("ws://h:1", Some(home));
+        assert!(
+            elsewhere.ends_with("(rooms kept in /srv/duet)"),
+            "{elsewhere}"
+        );
+        let memory = Storage::Memory("HOME is not set".into()).hosting_note("ws://h:1", None);
+        assert!(memory.contains("memory only (HOME is not set)"), "{memory}");
+    }
 
     #[tokio::test]
     async fn rooms_go_to_the_data_directory_and_a_busy_one_means_memory() {

@@ -118,18 +118,6 @@ fn not_a_terminal() -> Option<&'static str> {
     }
 }
 
-#[cfg(feature = "embedded-server")]
-/// `path` with the home directory written as `~`, for messages that must fit one row.
-fn home_relative(path: &std::path::Path) -> String {
-    match std::env::var_os("HOME").map(PathBuf::from) {
-        Some(home) if !home.as_os_str().is_empty() => match path.strip_prefix(&home) {
-            Ok(rest) => format!("~/{}", rest.display()),
-            Err(_) => path.display().to_string(),
-        },
-        _ => path.display().to_string(),
-    }
-}
-
 /// The in-process server of this build, if it has one.
 #[cfg(feature = "embedded-server")]
 type Hosted = duet::embedded::Hosted;
@@ -139,18 +127,14 @@ type Hosted = std::convert::Infallible;
 /// Hosts the server at the default address when nothing answers there.
 #[cfg(feature = "embedded-server")]
 async fn host_default(notes: &mut Vec<String>) -> anyhow::Result<Option<Hosted>> {
-    use duet::embedded::Storage;
     let addr: std::net::SocketAddr = "127.0.0.1:7070".parse().context("default address")?;
     if duet::embedded::probe(addr).await {
         return Ok(None);
     }
     match duet::embedded::host(addr).await {
         Ok(h) => {
-            let kept = match &h.storage {
-                Storage::Dir(d) => format!("rooms kept in {}", home_relative(d)),
-                Storage::Memory(why) => format!("rooms kept in memory only ({why})"),
-            };
-            notes.push(format!("hosting the server at {DEFAULT_SERVER} ({kept})"));
+            let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+            notes.push(h.storage.hosting_note(DEFAULT_SERVER, home.as_deref()));
             Ok(Some(h))
         }
         Err(e) => {
