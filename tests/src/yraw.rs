@@ -44,14 +44,8 @@ pub async fn until_end(ws: &mut YjsWs, timeout: Duration) -> anyhow::Result<End>
     }
 }
 
-/// lib0's varUint.
-pub fn var_uint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
+/// lib0's varUint (the protocol crate's writer).
+pub use duet_protocol::yws::write_var_uint as var_uint;
 
 /// A y-protocols message: `kind`, for sync messages `subtype`, then `payload` with its length.
 pub fn message(kind: u64, subtype: Option<u64>, payload: &[u8]) -> Vec<u8> {

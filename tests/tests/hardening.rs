@@ -6,6 +6,7 @@ use duet_e2e::node::NodeClient;
 use duet_e2e::raw::{Ended, RawClient};
 use duet_e2e::server::{ServerProcess, workspace_bin};
 use duet_e2e::ydoc;
+use duet_e2e::yraw::var_uint;
 use duet_protocol::{ClientMsg, ErrorCode, ServerMsg, close};
 use std::io::Write;
 use std::time::Duration;
@@ -1116,15 +1117,6 @@ async fn yjs_until_close(ws: &mut YjsWs) -> anyhow::Result<(Vec<Vec<u8>>, u16, S
             None => anyhow::bail!("ended without a close frame"),
         }
     }
-}
-
-/// lib0's varUint.
-fn var_uint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 /// Tiny updates whose leading counts claim 2^28 or 2^31 entries: the sender is closed with 1007

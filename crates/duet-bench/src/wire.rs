@@ -6,7 +6,7 @@
 //! and the bytes), so the reader side never copies an update through yrs to classify it.
 
 use anyhow::{Context, bail};
-use duet_protocol::{ClientMsg, Payload, ServerMsg};
+use duet_protocol::{ClientMsg, Payload, ServerMsg, yws};
 
 /// A v1 state vector of an empty document.
 pub const EMPTY_SV: &[u8] = &[0];
@@ -126,7 +126,7 @@ impl Protocol {
             return frame;
         }
         let mut out = Vec::with_capacity(doc.len() + frame.len() + 4);
-        write_var(&mut out, doc.len() as u64);
+        yws::write_var_uint(&mut out, doc.len() as u64);
         out.extend_from_slice(doc.as_bytes());
         out.extend_from_slice(&frame);
         out
@@ -154,32 +154,12 @@ fn classify_hocuspocus(frame: &[u8]) -> anyhow::Result<Incoming<'_>> {
 }
 
 fn yjs_sync(subtype: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 12);
-    out.push(0);
-    out.push(subtype);
-    write_var(&mut out, payload.len() as u64);
-    out.extend_from_slice(payload);
-    out
-}
-
-fn write_var(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+    yws::encode_sync(u64::from(subtype), payload)
 }
 
 /// Reads an unsigned LEB128 number; returns it and the bytes after it.
 fn read_var(bytes: &[u8]) -> anyhow::Result<(u64, &[u8])> {
-    let mut v = 0u64;
-    for (i, b) in bytes.iter().enumerate().take(10) {
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Ok((v, &bytes[i + 1..]));
-        }
-    }
-    bail!("truncated varUint")
+    Ok(yws::read_var_uint(bytes)?)
 }
 
 fn classify_yjs(frame: &[u8]) -> anyhow::Result<Incoming<'_>> {
