@@ -6,7 +6,6 @@ use duet_client::{ConnState, Selection, Utf16Offset};
 use duet_e2e::clients::{TestClient, converged, start};
 use duet_e2e::proxy::Proxy;
 use duet_e2e::server::ServerProcess;
-use duet_e2e::trace::Trace;
 use duet_e2e::{eventually, unique_room};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -199,7 +198,7 @@ fn clone_handle(c: &TestClient) -> TestClient {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_a_real_trace_ends_with_its_final_text_on_both_sides() -> anyhow::Result<()> {
-    let trace = Trace::sveltecomponent()?;
+    let trace = duet_e2e::trace::sveltecomponent()?;
     let server = ServerProcess::start(&[])?;
     let room = unique_room("trace");
     let writer = start(&server.url(), &room, "writer");
@@ -210,7 +209,8 @@ async fn replaying_a_real_trace_ends_with_its_final_text_on_both_sides() -> anyh
     for txn in &trace.txns {
         writer.client.edit(|d| -> anyhow::Result<()> {
             for (pos, del, ins) in &txn.patches {
-                let start = d.char_to_utf16(duet_doc::CharIdx(*pos));
+                let (pos, del) = (*pos as usize, *del as usize);
+                let start = d.char_to_utf16(duet_doc::CharIdx(pos));
                 let end = d.char_to_utf16(duet_doc::CharIdx(pos + del));
                 d.replace(start..end, ins)?;
             }

@@ -17,7 +17,7 @@ mod scenario;
 mod stats;
 mod summary;
 mod target;
-mod trace;
+use duet_bench::trace;
 mod wire;
 
 use anyhow::bail;
