@@ -86,13 +86,8 @@ pub struct App {
     /// Notified when something outside the input (the highlighter) wants a new frame.
     wake: Arc<Notify>,
     was_reconnecting: bool,
-    /// The client got as far as Live at least once.
-    ever_live: bool,
-    /// Why the last connection attempt failed (or the connection was lost).
-    last_problem: Option<String>,
     /// Shown once the room is reachable: a join hint for a server nobody reached is a lie.
     join_command: String,
-    server: String,
     has_token: bool,
     /// The room already held text and our file did not exist: we joined someone else's
     /// text, which is not "modified" against a file we never had.
@@ -147,10 +142,7 @@ impl App {
             recolour: true,
             wake,
             was_reconnecting: false,
-            ever_live: false,
-            last_problem: None,
             join_command: opts.join_command,
-            server: opts.server,
             has_token: opts.has_token,
             joined_without_file: false,
             text_changed: true,
@@ -175,12 +167,12 @@ impl App {
 
     /// True once the room was reached; until then nothing typed was shared.
     pub fn ever_live(&self) -> bool {
-        self.ever_live
+        self.view.status.ever_live
     }
 
     /// Why the last connection attempt failed, if one did.
     pub fn last_problem(&self) -> Option<&str> {
-        self.last_problem.as_deref()
+        self.view.status.problem.as_deref()
     }
 
     fn quit(&mut self, code: i32, message: Option<String>) {
@@ -740,20 +732,19 @@ impl App {
                 self.view.status.conn = match s {
                     ConnState::Connecting => ConnView::Connecting,
                     ConnState::Live => {
-                        if !self.ever_live {
+                        if !self.view.status.ever_live {
                             self.first_live();
                         } else if self.was_reconnecting {
                             self.view.notice(Level::Info, "reconnected");
                         }
                         self.was_reconnecting = false;
-                        self.last_problem = None;
                         self.view.status.problem = None;
                         ConnView::Live
                     }
                     ConnState::Reconnecting {
                         retry_in, reason, ..
                     } => {
-                        if self.ever_live && !self.was_reconnecting {
+                        if self.view.status.ever_live && !self.was_reconnecting {
                             // What was said while connected ("bob joined") is stale now.
                             self.view.notices.clear();
                             self.view.notice(
@@ -761,7 +752,6 @@ impl App {
                                 format!("connection lost: {reason}; edits are kept"),
                             );
                         }
-                        self.last_problem = Some(reason.clone());
                         self.view.status.problem = Some(reason);
                         self.was_reconnecting = true;
                         // The edge of the app: the countdown runs on the tick's clock.
@@ -818,7 +808,7 @@ impl App {
                     ClientError::TokenRequired { .. } if !self.has_token => format!(
                         "{} requires an access token: run duet with --token TOKEN or set \
                          DUET_TOKEN (the server's admin mints one with `duet-server token --room {}`)",
-                        self.server, self.view.status.room
+                        self.view.status.server, self.view.status.room
                     ),
                     e => e.to_string(),
                 };
@@ -841,17 +831,16 @@ impl App {
 
     /// The room answered for the first time: now a partner can join us.
     fn first_live(&mut self) {
-        self.ever_live = true;
         self.view.status.ever_live = true;
         if !self.join_command.is_empty() {
             self.view.join_command = self.join_command.clone();
             // Behind the startup notes (hosting), and it stays longest; it is also in the
             // help overlay and in the hint row.
-            self.view.notices.push_front(crate::state::Notice {
-                text: format!("a partner joins with: {}", self.join_command),
-                level: Level::Info,
-                until: self.view.now + Duration::from_secs(30),
-            });
+            self.view.notice_behind(
+                Level::Info,
+                format!("a partner joins with: {}", self.join_command),
+                Duration::from_secs(30),
+            );
         }
     }
 

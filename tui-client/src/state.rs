@@ -211,6 +211,19 @@ impl View {
         }
     }
 
+    /// Like [`View::notice_for`], but behind the notices already showing: it is seen once
+    /// they expire.
+    pub fn notice_behind(&mut self, level: Level, text: impl Into<String>, how_long: Duration) {
+        self.notices.push_front(Notice {
+            text: text.into(),
+            level,
+            until: self.now + how_long,
+        });
+        while self.notices.len() > 3 {
+            self.notices.remove(1);
+        }
+    }
+
     /// Drops expired notices; true if any went.
     pub fn expire_notices(&mut self) -> bool {
         let before = self.notices.len();
