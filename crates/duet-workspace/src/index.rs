@@ -244,12 +244,9 @@ pub fn files(doc: &Doc) -> Vec<FileEntry> {
     }
     // Same path: the smallest id keeps it, the others are shown beside it.
     out.sort_by(|a, b| a.path.cmp(&b.path).then(a.id.cmp(&b.id)));
-    let mut taken: HashSet<String> = out.iter().map(|f| f.path.clone()).collect();
     for i in 1..out.len() {
         if out[i].path == out[i - 1].path {
-            let shown = format!("{}~{}", out[i].path, out[i].id);
-            taken.insert(shown.clone());
-            out[i].shown = shown;
+            out[i].shown = format!("{}~{}", out[i].path, out[i].id);
         }
     }
     out.sort_by(|a, b| a.shown.cmp(&b.shown));
