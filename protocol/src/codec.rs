@@ -7,6 +7,7 @@
 //! string can be no longer than the bytes that are really there), sequences grow as elements
 //! actually decode, and a global limit caps the total on top.
 
+use crate::bus::Envelope;
 use crate::messages::{ClientMsg, ServerMsg};
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use serde::{Serialize, de::DeserializeOwned};
@@ -59,6 +60,15 @@ pub fn encode_server(msg: &ServerMsg) -> Vec<u8> {
 }
 
 pub fn decode_server(bytes: &[u8]) -> Result<ServerMsg, DecodeError> {
+    decode(bytes)
+}
+
+/// A message between the nodes of a cluster ([`crate::bus`]).
+pub fn encode_bus(msg: &Envelope) -> Vec<u8> {
+    encode(msg)
+}
+
+pub fn decode_bus(bytes: &[u8]) -> Result<Envelope, DecodeError> {
     decode(bytes)
 }
 

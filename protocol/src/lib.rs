@@ -10,6 +10,7 @@
 // Tests may unwrap: a panic there is a failed test, which is what we want.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod bus;
 pub mod close;
 pub mod codec;
 mod messages;

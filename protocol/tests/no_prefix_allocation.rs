@@ -34,7 +34,13 @@ fn length_prefixes_cannot_allocate_beyond_the_frame() {
     let claims_many_entries = [4u8, 0xFD, 0, 0, 0, 0, 0, 1, 0, 0];
     // Welcome with a room string claiming 2^31 bytes.
     let claims_long_string = [0u8, 1, 0, 0xFC, 0, 0, 0, 0x80];
+    // Bus envelopes: origin "a", epoch, counter, prev 0, then an update claiming 2^40 bytes,
+    // and an awareness list claiming 2^40 entries.
+    let bus_claims_bytes = [1u8, b'a', 0, 0, 0, 0, 0xFD, 0, 0, 0, 0, 0, 1, 0, 0];
+    let bus_claims_entries = [1u8, b'a', 0, 0, 0, 1, 0xFD, 0, 0, 0, 0, 0, 1, 0, 0];
     LARGEST.store(0, Ordering::Relaxed);
+    assert!(duet_protocol::codec::decode_bus(&bus_claims_bytes).is_err());
+    assert!(duet_protocol::codec::decode_bus(&bus_claims_entries).is_err());
     assert!(duet_protocol::decode_client(&claims_4g_bytes).is_err());
     assert!(duet_protocol::decode_server(&claims_many_entries).is_err());
     assert!(duet_protocol::decode_server(&claims_long_string).is_err());
