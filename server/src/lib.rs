@@ -16,6 +16,7 @@ pub mod auth;
 pub mod awareness;
 #[doc(hidden)]
 pub mod bench;
+pub mod cluster;
 mod conn;
 mod conn_yjs;
 pub mod contain;

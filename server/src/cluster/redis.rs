@@ -1,0 +1,756 @@
+//! The bus on Redis pub/sub: two channels per room (updates, awareness), one connection that
+//! publishes and one that listens, each reconnecting with backoff when Redis goes away.
+//!
+//! ```text
+//!   publish(room, body) ── counter, prev ──> [bounded queue] ──> publisher task ── PUBLISH ──┐
+//!       (never waits: a full queue or a Redis that is down drops and counts)     (pipelined) │
+//!                                                                                          Redis
+//!   events <── [bounded] <── listener task: decode, drop own, judge counters <── SUBSCRIBE ─┘
+//!       Message / Disconnected / Reconnected / Lagged       (PING every `ping_every`)
+//! ```
+//!
+//! Redis pub/sub delivers at most once and keeps nothing: a message published while this node
+//! was not listening is gone. So the listener reports every break (`Disconnected`, then
+//! `Reconnected` once it listens again to every room it heard) and the counters of every
+//! origin are judged ([`Gaps`]); the cluster reads the log for whatever that says it missed.
+//! A node that cannot keep up drops messages rather than buffer them without bound, and says
+//! which rooms (`Lagged`).
+
+use crate::cluster::bus::{Bus, BusError, BusEvent, BusMetrics};
+use crate::cluster::gaps::{Gaps, Seen};
+use crate::store::BoxFuture;
+use ::redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
+use ::redis::{AsyncConnectionConfig, Client, RedisError};
+use duet_protocol::RoomName;
+use duet_protocol::bus::{Body, Channel, Envelope, NodeId};
+use duet_protocol::codec::{decode_bus, encode_bus};
+use futures_util::StreamExt;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Tunables of the Redis bus.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// Put before every channel name, so several clusters can share one Redis.
+    pub prefix: String,
+    /// How long opening a connection may take.
+    pub connect_timeout: Duration,
+    /// How long Redis may take to answer a command (PUBLISH, SUBSCRIBE, PING).
+    pub response_timeout: Duration,
+    /// How often the listening connection is checked with a PING: a Redis that vanished
+    /// without closing the connection is noticed within this plus `response_timeout`.
+    pub ping_every: Duration,
+    /// The first wait before reconnecting; it doubles per failed attempt up to `backoff_max`
+    /// (each wait drawn between half and all of it, so nodes do not reconnect in step).
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Messages waiting to be published; past it, new ones are dropped (and their receivers
+    /// see the gap).
+    pub publish_queue: usize,
+    /// Events waiting for the node; past it, messages are dropped and their rooms reported
+    /// as lagged.
+    pub events_queue: usize,
+    /// Largest message accepted from the bus, in bytes.
+    pub max_message_bytes: usize,
+    /// Debug builds only: drop every Nth message this node publishes (after numbering it, so
+    /// receivers see the gap), to test anti-entropy. Set from `DUET_FAILPOINT_BUS_DROP_EVERY`.
+    #[cfg(debug_assertions)]
+    pub drop_every: Option<u64>,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            prefix: "duet:".into(),
+            connect_timeout: Duration::from_secs(3),
+            response_timeout: Duration::from_secs(3),
+            ping_every: Duration::from_secs(2),
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            publish_queue: 16 * 1024,
+            events_queue: 16 * 1024,
+            max_message_bytes: duet_protocol::DEFAULT_MAX_MESSAGE_BYTES + 4096,
+            #[cfg(debug_assertions)]
+            drop_every: failpoint::from_env(),
+        }
+    }
+}
+
+/// The bus on Redis pub/sub. Dropping it stops its tasks.
+pub struct RedisBus {
+    origin: NodeId,
+    epoch: u64,
+    prefix: String,
+    numbering: Mutex<Numbering>,
+    publish: mpsc::Sender<(String, Vec<u8>)>,
+    control: mpsc::UnboundedSender<Control>,
+    /// Whether the listener and the publisher are connected.
+    listening: watch::Receiver<bool>,
+    publishing: watch::Receiver<bool>,
+    metrics: Arc<BusMetrics>,
+    response_timeout: Duration,
+    #[cfg(debug_assertions)]
+    drop_every: Option<u64>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// This node's counters: one per epoch across all rooms, and the last one per channel.
+#[derive(Default)]
+struct Numbering {
+    counter: u64,
+    last: HashMap<(Channel, RoomName), u64>,
+}
+
+enum Control {
+    Subscribe {
+        room: RoomName,
+        done: oneshot::Sender<Result<(), BusError>>,
+    },
+    Unsubscribe {
+        room: RoomName,
+    },
+}
+
+impl RedisBus {
+    /// Starts a bus for node `origin` in its `epoch` on the Redis at `url`
+    /// (`redis://[:password@]host:port[/db]`), and the stream of what it hears. Returns at
+    /// once: the connections are made in the background, and made again whenever they
+    /// break ([`RedisBus::wait_connected`] waits for them). Must run inside a tokio runtime.
+    pub fn start(
+        url: &str,
+        origin: NodeId,
+        epoch: u64,
+        options: RedisOptions,
+    ) -> Result<(Self, mpsc::Receiver<BusEvent>), BusError> {
+        // The address is not repeated in the error: it may hold a password.
+        let client = Client::open(url).map_err(|e| BusError::BadAddress(e.to_string()))?;
+        let metrics = Arc::new(BusMetrics::default());
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let (publish_tx, publish_rx) = mpsc::channel(options.publish_queue.max(1));
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::channel(options.events_queue.max(1));
+        let (listening_tx, listening) = watch::channel(false);
+        let (publishing_tx, publishing) = watch::channel(false);
+        let backoff = Backoff::new(&options, epoch);
+        tasks.spawn(
+            Publisher {
+                client: client.clone(),
+                options: options.clone(),
+                metrics: metrics.clone(),
+                connected: publishing_tx,
+                backoff: backoff.clone(),
+            }
+            .run(publish_rx, cancel.clone()),
+        );
+        tasks.spawn(
+            Listener {
+                client,
+                options: options.clone(),
+                origin: origin.clone(),
+                epoch,
+                metrics: metrics.clone(),
+                connected: listening_tx,
+                events: events_tx,
+                rooms: HashSet::new(),
+                gaps: Gaps::default(),
+                lagged: HashSet::new(),
+                backoff,
+            }
+            .run(control_rx, cancel.clone()),
+        );
+        tasks.close();
+        Ok((
+            Self {
+                origin,
+                epoch,
+                prefix: options.prefix.clone(),
+                numbering: Mutex::new(Numbering::default()),
+                publish: publish_tx,
+                control: control_tx,
+                listening,
+                publishing,
+                metrics,
+                response_timeout: options.response_timeout,
+                #[cfg(debug_assertions)]
+                drop_every: options.drop_every,
+                cancel,
+                tasks,
+            },
+            events_rx,
+        ))
+    }
+
+    /// Waits until both connections are up, or fails after `limit`.
+    pub async fn wait_connected(&self, limit: Duration) -> Result<(), BusError> {
+        let mut listening = self.listening.clone();
+        let mut publishing = self.publishing.clone();
+        tokio::time::timeout(limit, async {
+            let _ = listening.wait_for(|up| *up).await;
+            let _ = publishing.wait_for(|up| *up).await;
+        })
+        .await
+        .map_err(|_| BusError::Unavailable(format!("redis not reached within {limit:?}")))
+    }
+
+    /// Stops the bus's tasks and waits for them.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tasks.wait().await;
+    }
+
+    /// This node's id and epoch, as its messages carry them.
+    pub fn origin(&self) -> (&NodeId, u64) {
+        (&self.origin, self.epoch)
+    }
+
+    /// The numbering, taken over if a panic poisoned it (every change is one whole update).
+    fn numbering(&self) -> std::sync::MutexGuard<'_, Numbering> {
+        self.numbering.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for RedisBus {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Bus for RedisBus {
+    fn publish(&self, room: &RoomName, body: Body) {
+        let channel = body.channel();
+        // A std Mutex: held to bump two numbers, never across an `.await`.
+        let (counter, prev) = {
+            let mut numbering = self.numbering();
+            numbering.counter += 1;
+            let counter = numbering.counter;
+            let prev = numbering
+                .last
+                .insert((channel, room.clone()), counter)
+                .unwrap_or(0);
+            (counter, prev)
+        };
+        #[cfg(debug_assertions)]
+        if self.drop_every.is_some_and(|n| n > 0 && counter % n == 0) {
+            self.metrics.failpoint_dropped.inc();
+            return;
+        }
+        let bytes = encode_bus(&Envelope {
+            origin: self.origin.clone(),
+            epoch: self.epoch,
+            counter,
+            prev,
+            body,
+        });
+        match self
+            .publish
+            .try_send((channel.name(&self.prefix, room), bytes))
+        {
+            Ok(()) => self.metrics.published.inc(),
+            Err(_) => self.metrics.publish_dropped.inc(),
+        }
+    }
+
+    fn subscribe(&self, room: &RoomName) -> BoxFuture<'_, Result<(), BusError>> {
+        let (done, wait) = oneshot::channel();
+        let sent = self.control.send(Control::Subscribe {
+            room: room.clone(),
+            done,
+        });
+        // Twice the response timeout: the listener may be finishing another command first.
+        let limit = self.response_timeout * 2;
+        Box::pin(async move {
+            if sent.is_err() {
+                return Err(BusError::Unavailable("the bus has stopped".into()));
+            }
+            match tokio::time::timeout(limit, wait).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(BusError::Unavailable("the bus has stopped".into())),
+                Err(_) => Err(BusError::Unavailable(format!(
+                    "redis did not confirm the subscription within {limit:?}"
+                ))),
+            }
+        })
+    }
+
+    fn unsubscribe(&self, room: &RoomName) {
+        // The next message here begins the channel anew (`prev` 0): receivers judge it as
+        // following whatever they heard, not as a gap.
+        {
+            let mut numbering = self.numbering();
+            numbering.last.remove(&(Channel::Updates, room.clone()));
+            numbering.last.remove(&(Channel::Awareness, room.clone()));
+        }
+        let _ = self
+            .control
+            .send(Control::Unsubscribe { room: room.clone() });
+    }
+
+    fn connected(&self) -> bool {
+        *self.listening.borrow() && *self.publishing.borrow()
+    }
+
+    fn metrics(&self) -> Option<Arc<BusMetrics>> {
+        Some(self.metrics.clone())
+    }
+}
+
+/// Waits between reconnection attempts: doubling from `min` to `max`, each wait drawn between
+/// half and all of it.
+#[derive(Clone)]
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    /// xorshift state: no cryptography needed, only nodes not reconnecting in step.
+    seed: u64,
+}
+
+impl Backoff {
+    fn new(options: &RedisOptions, epoch: u64) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Self {
+            min: options.backoff_min,
+            max: options.backoff_max.max(options.backoff_min),
+            seed: (u64::from(nanos) ^ epoch.rotate_left(32)) | 1,
+        }
+    }
+
+    fn delay(&mut self, failures: u32) -> Duration {
+        let full = self.min.saturating_mul(1 << failures.min(16)).min(self.max);
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let share = 0.5 + (self.seed % 1024) as f64 / 2048.0;
+        full.mul_f64(share)
+    }
+}
+
+/// The task that publishes: one multiplexed connection, queued messages sent in pipelines.
+struct Publisher {
+    client: Client,
+    options: RedisOptions,
+    metrics: Arc<BusMetrics>,
+    connected: watch::Sender<bool>,
+    backoff: Backoff,
+}
+
+/// Most messages sent in one pipeline.
+const PIPELINE: usize = 256;
+
+impl Publisher {
+    async fn run(
+        mut self,
+        mut queue: mpsc::Receiver<(String, Vec<u8>)>,
+        cancel: CancellationToken,
+    ) {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.options.connect_timeout))
+            .set_response_timeout(Some(self.options.response_timeout));
+        let mut failures = 0;
+        let mut batch = Vec::with_capacity(PIPELINE);
+        loop {
+            let connected = tokio::select! {
+                _ = cancel.cancelled() => return,
+                c = self.client.get_multiplexed_async_connection_with_config(&config) => c,
+            };
+            let mut conn = match connected {
+                Ok(conn) => conn,
+                Err(e) => {
+                    failures += 1;
+                    tracing::debug!(error = %e, failures, "cannot reach redis to publish");
+                    let wait = self.backoff.delay(failures);
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => continue,
+                    }
+                }
+            };
+            if failures > 0 {
+                tracing::info!(failures, "publishing to redis again");
+            }
+            failures = 0;
+            self.connected.send_replace(true);
+            loop {
+                let got = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    n = queue.recv_many(&mut batch, PIPELINE) => n,
+                };
+                if got == 0 {
+                    // Every sender is gone: the bus was dropped.
+                    return;
+                }
+                if let Err(e) = self.send(&mut conn, &batch).await {
+                    self.metrics.publish_dropped.inc_by(batch.len() as u64);
+                    batch.clear();
+                    if broken(&e) {
+                        tracing::warn!(error = %e, "lost the redis connection that publishes; reconnecting");
+                        break;
+                    }
+                    tracing::debug!(error = %e, "publishing to redis failed");
+                    continue;
+                }
+                batch.clear();
+            }
+            self.connected.send_replace(false);
+        }
+    }
+
+    async fn send(
+        &self,
+        conn: &mut MultiplexedConnection,
+        batch: &[(String, Vec<u8>)],
+    ) -> Result<(), RedisError> {
+        let mut pipe = ::redis::pipe();
+        for (channel, bytes) in batch {
+            pipe.cmd("PUBLISH").arg(channel).arg(bytes).ignore();
+        }
+        pipe.query_async::<()>(conn).await
+    }
+}
+
+/// Whether an error means the connection is gone (rather than one command refused).
+fn broken(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error()
+}
+
+/// The task that listens: one pub/sub connection subscribed to every room the node holds.
+struct Listener {
+    client: Client,
+    options: RedisOptions,
+    origin: NodeId,
+    epoch: u64,
+    metrics: Arc<BusMetrics>,
+    connected: watch::Sender<bool>,
+    events: mpsc::Sender<BusEvent>,
+    /// The rooms the node asked to hear, whether or not the connection is up.
+    rooms: HashSet<RoomName>,
+    gaps: Gaps<(Channel, RoomName)>,
+    /// Rooms whose messages were dropped because the node fell behind, not yet reported.
+    lagged: HashSet<RoomName>,
+    backoff: Backoff,
+}
+
+/// Channels per SUBSCRIBE command when subscribing again after a reconnect.
+const SUBSCRIBE_CHUNK: usize = 512;
+
+/// Why the listener's connection ended.
+enum Ended {
+    Cancelled,
+    Broken(String),
+}
+
+impl Listener {
+    async fn run(
+        mut self,
+        mut control: mpsc::UnboundedReceiver<Control>,
+        cancel: CancellationToken,
+    ) {
+        let mut failures = 0u32;
+        // `Some` while the node is cut off from the bus (not before the first connection).
+        let mut down_since: Option<Instant> = None;
+        loop {
+            let connected = tokio::select! {
+                _ = cancel.cancelled() => return,
+                c = self.connect() => c,
+            };
+            let (sink, stream) = match connected {
+                Ok(pair) => pair,
+                Err(e) => {
+                    failures += 1;
+                    tracing::debug!(error = %e, failures, "cannot reach redis to listen");
+                    let wait = self.backoff.delay(failures);
+                    // Requests made while down are answered at once: the room works from the
+                    // log and catches up on `Reconnected`.
+                    let sleep = tokio::time::sleep(wait);
+                    tokio::pin!(sleep);
+                    loop {
+                        tokio::select! {
+                            _ = cancel.cancelled() => return,
+                            _ = &mut sleep => break,
+                            Some(c) = control.recv() => self.control_while_down(c),
+                        }
+                    }
+                    continue;
+                }
+            };
+            failures = 0;
+            self.connected.send_replace(true);
+            if let Some(since) = down_since.take() {
+                self.metrics.reconnects.inc();
+                let after = since.elapsed();
+                tracing::info!(?after, rooms = self.rooms.len(), "listening to redis again");
+                self.emit(BusEvent::Reconnected { after });
+            }
+            let ended = self.listen(sink, stream, &mut control, &cancel).await;
+            self.connected.send_replace(false);
+            match ended {
+                Ended::Cancelled => return,
+                Ended::Broken(why) => {
+                    tracing::warn!(error = %why, "lost the redis connection that listens; reconnecting");
+                    down_since = Some(Instant::now());
+                    self.emit(BusEvent::Disconnected);
+                }
+            }
+        }
+    }
+
+    /// Opens a pub/sub connection and subscribes to every room's channels.
+    async fn connect(&mut self) -> Result<(PubSubSink, PubSubStream), String> {
+        let limit = self.options.connect_timeout;
+        let pubsub = tokio::time::timeout(limit, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| format!("no connection within {limit:?}"))?
+            .map_err(|e| e.to_string())?;
+        let (mut sink, stream) = pubsub.split();
+        let channels: Vec<String> = self
+            .rooms
+            .iter()
+            .flat_map(|room| self.channel_names(room))
+            .collect();
+        for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
+            self.bounded(sink.subscribe(chunk)).await?;
+        }
+        Ok((sink, stream))
+    }
+
+    /// Listens until the connection breaks or the bus stops.
+    async fn listen(
+        &mut self,
+        mut sink: PubSubSink,
+        mut stream: PubSubStream,
+        control: &mut mpsc::UnboundedReceiver<Control>,
+        cancel: &CancellationToken,
+    ) -> Ended {
+        let mut ping = tokio::time::interval(self.options.ping_every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ended::Cancelled,
+                msg = stream.next() => match msg {
+                    Some(msg) => self.heard(msg.get_channel_name(), msg.get_payload_bytes()),
+                    None => return Ended::Broken("the connection closed".into()),
+                },
+                c = control.recv() => match c {
+                    Some(Control::Subscribe { room, done }) => {
+                        let channels = self.channel_names(&room);
+                        self.rooms.insert(room);
+                        match self.bounded(sink.subscribe(&channels)).await {
+                            Ok(()) => {
+                                let _ = done.send(Ok(()));
+                            }
+                            Err(e) => {
+                                let _ = done.send(Err(BusError::Unavailable(e.clone())));
+                                return Ended::Broken(e);
+                            }
+                        }
+                    }
+                    Some(Control::Unsubscribe { room }) => {
+                        self.forget(&room);
+                        let channels = self.channel_names(&room);
+                        if let Err(e) = self.bounded(sink.unsubscribe(&channels)).await {
+                            return Ended::Broken(e);
+                        }
+                    }
+                    None => return Ended::Cancelled,
+                },
+                _ = ping.tick() => {
+                    if let Err(e) = self.bounded(sink.ping::<::redis::Value>()).await {
+                        return Ended::Broken(format!("no answer to a ping: {e}"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn control_while_down(&mut self, control: Control) {
+        match control {
+            Control::Subscribe { room, done } => {
+                self.rooms.insert(room);
+                let _ = done.send(Err(BusError::Unavailable(
+                    "not connected to redis; the room is subscribed as soon as it is".into(),
+                )));
+            }
+            Control::Unsubscribe { room } => self.forget(&room),
+        }
+    }
+
+    fn forget(&mut self, room: &RoomName) {
+        self.rooms.remove(room);
+        self.lagged.remove(room);
+        self.gaps.forget(&(Channel::Updates, room.clone()));
+        self.gaps.forget(&(Channel::Awareness, room.clone()));
+    }
+
+    fn channel_names(&self, room: &RoomName) -> [String; 2] {
+        [
+            Channel::Updates.name(&self.options.prefix, room),
+            Channel::Awareness.name(&self.options.prefix, room),
+        ]
+    }
+
+    /// Runs a Redis command within the response timeout.
+    async fn bounded<T>(
+        &self,
+        command: impl std::future::Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, String> {
+        let limit = self.options.response_timeout;
+        match tokio::time::timeout(limit, command).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("redis did not answer within {limit:?}")),
+        }
+    }
+
+    /// One message from the bus.
+    fn heard(&mut self, channel_name: &str, payload: &[u8]) {
+        let Some((channel, room)) = Channel::parse(&self.options.prefix, channel_name) else {
+            self.metrics.malformed.inc();
+            tracing::debug!(
+                channel = channel_name,
+                "a bus message on a channel that names no room"
+            );
+            return;
+        };
+        if payload.len() > self.options.max_message_bytes {
+            self.metrics.malformed.inc();
+            tracing::warn!(room = %room.as_str(), bytes = payload.len(), "a bus message over the size limit; dropped");
+            return;
+        }
+        let envelope = match decode_bus(payload) {
+            Ok(envelope) if envelope.body.channel() == channel => envelope,
+            Ok(_) => {
+                self.metrics.malformed.inc();
+                tracing::warn!(room = %room.as_str(), "a bus message on the wrong channel of its room; dropped");
+                return;
+            }
+            Err(e) => {
+                self.metrics.malformed.inc();
+                tracing::warn!(room = %room.as_str(), error = %e, "a bus message that is not an envelope; dropped");
+                return;
+            }
+        };
+        if envelope.origin == self.origin && envelope.epoch == self.epoch {
+            // Our own message: Redis sends it back to the node that published it.
+            return;
+        }
+        if !self.rooms.contains(&room) {
+            // Sent before our UNSUBSCRIBE took effect.
+            return;
+        }
+        let seen = self.gaps.observe(
+            (channel, room.clone()),
+            &envelope.origin,
+            envelope.epoch,
+            envelope.counter,
+            envelope.prev,
+        );
+        match seen {
+            Seen::Duplicate | Seen::Stale => {
+                self.metrics.duplicates.inc();
+                return;
+            }
+            seen if seen.missed() => self.metrics.gaps.inc(),
+            _ => {}
+        }
+        self.metrics.received.inc();
+        self.emit_message(BusEvent::Message {
+            room,
+            envelope,
+            seen,
+        });
+    }
+
+    /// Hands the node a message, or drops it and remembers its room if the node is behind.
+    fn emit_message(&mut self, event: BusEvent) {
+        if !self.lagged.is_empty() {
+            let rooms: Vec<RoomName> = self.lagged.iter().cloned().collect();
+            if self.events.try_send(BusEvent::Lagged { rooms }).is_ok() {
+                self.lagged.clear();
+            }
+        }
+        if let Err(mpsc::error::TrySendError::Full(BusEvent::Message { room, .. })) =
+            self.events.try_send(event)
+        {
+            self.metrics.lagged.inc();
+            self.lagged.insert(room);
+        }
+    }
+
+    /// Hands the node a connection event. Dropped if the node is that far behind: after a
+    /// `Disconnected` it will hear `Reconnected` (or lagged rooms) before anything else.
+    fn emit(&mut self, event: BusEvent) {
+        if self.events.try_send(event).is_err() {
+            tracing::warn!("the node is behind the bus; a connection event was dropped");
+            self.lagged.extend(self.rooms.iter().cloned());
+        }
+    }
+}
+
+/// Debug builds only: `DUET_FAILPOINT_BUS_DROP_EVERY=N` makes a node drop every Nth message
+/// it publishes, numbered first so that receivers see the gap: anti-entropy must repair it.
+#[cfg(debug_assertions)]
+mod failpoint {
+    pub const ENV: &str = "DUET_FAILPOINT_BUS_DROP_EVERY";
+
+    pub fn from_env() -> Option<u64> {
+        let every = std::env::var(ENV).ok()?.parse().ok()?;
+        tracing::warn!("failpoint {ENV}: dropping every {every}th published bus message");
+        Some(every)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_with_jitter() {
+        let options = RedisOptions {
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(1),
+            ..RedisOptions::default()
+        };
+        let mut backoff = Backoff::new(&options, 3);
+        for (failures, full) in [
+            (0, 100),
+            (1, 200),
+            (2, 400),
+            (3, 800),
+            (4, 1000),
+            (30, 1000),
+        ] {
+            let d = backoff.delay(failures);
+            let full = Duration::from_millis(full);
+            assert!(
+                d >= full / 2 && d <= full,
+                "{failures}: {d:?} outside {full:?}/2..={full:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_address_is_refused_without_repeating_it() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let Err(err) = RedisBus::start(
+            "http://user:secret@example.invalid",
+            NodeId::new("n").unwrap(),
+            1,
+            RedisOptions::default(),
+        ) else {
+            panic!("an http address is not a redis one");
+        };
+        let message = err.to_string();
+        assert!(!message.contains("secret"), "{message}");
+    }
+}
