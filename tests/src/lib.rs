@@ -1,13 +1,16 @@
 //! Shared helpers for duet's end-to-end tests: real `duet-server` processes on loopback, a TCP
-//! proxy that can cut connections, a raw protocol client for poking the server directly, the
-//! editing-trace loader, and polling waits with deadlines (never fixed sleeps).
+//! proxy that can cut connections, a round-robin load balancer, private PostgreSQL and Redis
+//! servers, a raw protocol client for poking the server directly, the editing-trace loader,
+//! and polling waits with deadlines (never fixed sleeps).
 
+pub mod balancer;
 pub mod clients;
 pub mod frames;
 pub mod node;
 pub mod proxy;
 pub mod raw;
 pub mod server;
+pub mod services;
 pub mod tmux;
 pub mod trace;
 pub mod ydoc;
