@@ -23,7 +23,10 @@ pub fn skipped(test: &str, why: &str) -> anyhow::Result<()> {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         bail!("{test} cannot run under CI=true: {why}");
     }
-    eprintln!(
+    // Written to the process's stderr, not through `eprintln!`, which the test harness
+    // captures and shows only for failed tests: a skip must be seen in a passing run.
+    let _ = writeln!(
+        std::io::stderr().lock(),
         "\n{bar}\nSKIPPED: {test} did not run: {why}\n{bar}\n",
         bar = "!".repeat(78)
     );
@@ -57,10 +60,11 @@ fn on_path(name: &str) -> Option<PathBuf> {
 
 /// The directory holding `initdb` and `pg_ctl`.
 fn postgres_bin() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DUET_PG_BIN") {
-        return Some(PathBuf::from(dir));
-    }
     let both = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    if let Some(dir) = std::env::var_os("DUET_PG_BIN") {
+        let dir = PathBuf::from(dir);
+        return both(&dir).then_some(dir);
+    }
     if let Some(initdb) = on_path("initdb")
         && let Some(dir) = initdb.parent()
         && both(dir)
@@ -345,13 +349,13 @@ pub struct Redis {
 impl Redis {
     /// Starts a server, or says why it cannot (`None` outside CI, see [`skipped`]).
     pub fn start(test: &str) -> anyhow::Result<Option<Self>> {
-        let bin = std::env::var_os("DUET_REDIS_SERVER")
-            .map(PathBuf::from)
-            .or_else(|| on_path("redis-server"))
-            .or_else(|| {
+        let bin = match std::env::var_os("DUET_REDIS_SERVER") {
+            Some(path) => Some(PathBuf::from(path)).filter(|path| path.is_file()),
+            None => on_path("redis-server").or_else(|| {
                 let debian = PathBuf::from("/usr/bin/redis-server");
                 debian.is_file().then_some(debian)
-            });
+            }),
+        };
         let Some(bin) = bin else {
             skipped(
                 test,
