@@ -725,3 +725,46 @@ async fn the_balancer_goes_round_robin_and_skips_a_dead_backend() -> anyhow::Res
     ensure!(served.iter().map(|(_, n)| n).sum::<u64>() == 6);
     Ok(())
 }
+
+/// ARCHITECTURE.md's rule: the editor's embedded server leaves the cluster's clients out.
+#[test]
+fn the_editor_never_links_the_cluster_clients() -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let tree = |package: &str| -> anyhow::Result<String> {
+        let out = std::process::Command::new(&cargo)
+            .args([
+                "tree",
+                "--offline",
+                "-e",
+                "normal",
+                "--prefix",
+                "none",
+                "-p",
+                package,
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .context("running cargo tree")?;
+        ensure!(
+            out.status.success(),
+            "cargo tree -p {package} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let linked = |tree: &str, name: &str| tree.lines().any(|l| l.starts_with(&format!("{name} v")));
+    let server = tree("duet-server")?;
+    let editor = tree("duet")?;
+    ensure!(
+        linked(&editor, "duet-server"),
+        "the editor embeds the server"
+    );
+    for client in ["tokio-postgres", "deadpool-postgres", "redis"] {
+        ensure!(
+            linked(&server, client),
+            "duet-server (default features) lacks {client}"
+        );
+        ensure!(!linked(&editor, client), "the editor links {client}");
+    }
+    Ok(())
+}
