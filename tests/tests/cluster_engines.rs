@@ -353,7 +353,10 @@ async fn postgres_down_fails_appends_promptly_and_never_falsely_then_they_succee
         .context("a read hung")?;
     ensure!(read.is_err(), "a read succeeded while postgresql was down");
     let err = read.err().map(|e| e.to_string()).unwrap_or_default();
-    ensure!(err.contains("postgresql"), "unclear error: {err}");
+    ensure!(
+        err.contains("postgresql") && err.contains("refused"),
+        "unclear error: {err}"
+    );
 
     pg.start_again()?;
     // The pool drops its dead connections and the writer recovers on its own.

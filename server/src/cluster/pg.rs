@@ -314,6 +314,10 @@ impl PgStore {
 async fn pooled(pool: &Pool, limit: Duration) -> Result<Object, StoreError> {
     match tokio::time::timeout(limit, pool.get()).await {
         Ok(Ok(client)) => Ok(client),
+        Ok(Err(deadpool_postgres::PoolError::Backend(e))) => Err(StoreError::Unavailable(format!(
+            "postgresql: {}",
+            describe(&e)
+        ))),
         Ok(Err(e)) => Err(StoreError::Unavailable(format!("postgresql: {e}"))),
         Err(_) => Err(StoreError::Unavailable(format!(
             "no postgresql connection within {limit:?}"
@@ -353,12 +357,23 @@ impl OpError {
 }
 
 /// A PostgreSQL error as one line: the server's own message when it sent one (tokio-postgres
-/// shows only "db error" otherwise), else the client's.
+/// shows only "db error" otherwise), else the client's with its causes ("error connecting to
+/// server: Connection refused (os error 111)").
 fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.code().code(), db.message());
     }
+    let mut line = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
 }
 
 /// A stored seq or head as a [`Seq`]; a negative one means the rows were written by
