@@ -248,7 +248,7 @@ impl<'a> Session<'a> {
                 tracing::debug!("server sent a text frame");
                 Err(Stop::Violation(
                     close::PROTOCOL_ERROR,
-                    "text frames are not part of duet.v1",
+                    "text frames are not part of the duet protocol",
                 ))
             }
             Message::Close(frame) => {
@@ -434,9 +434,10 @@ impl<'a> Session<'a> {
     }
 
     fn own_awareness(&self) -> ClientMsg {
+        let location = lock(&self.shared.location).clone();
         let state = lock(&self.shared.doc);
         let selection = state.doc.selection();
-        let cursor = CursorState {
+        let cursor = self.shared.publish_cursor.then(|| CursorState {
             anchor: state
                 .doc
                 .encode_sticky(selection.anchor, yrs::Assoc::After)
@@ -445,14 +446,15 @@ impl<'a> Session<'a> {
                 .doc
                 .encode_sticky(selection.head, yrs::Assoc::After)
                 .into(),
-        };
+        });
         ClientMsg::Awareness {
             client_id: state.doc.client_id(),
             state: Some(PeerState {
                 // The server refuses names past 256 bytes (1007); 64 characters always fit.
                 name: self.name.chars().take(64).collect(),
                 color: self.color.to_owned(),
-                cursor: Some(cursor),
+                cursor,
+                location,
             }),
         }
     }
