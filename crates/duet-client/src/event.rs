@@ -56,7 +56,8 @@ pub struct PeerInfo {
 pub enum Event {
     /// The connection state changed.
     State(ConnState),
-    /// Other members changed the document (one event may stand for many updates).
+    /// Other members changed the document: its text or anything else in it, such as a save
+    /// record or a workspace's index (one event may stand for many updates).
     RemoteChange,
     /// Someone's name, colour or cursor changed; read [`crate::Client::peers`].
     PeersChanged,

@@ -342,7 +342,8 @@ impl<'a> Session<'a> {
         };
         match applied {
             Ok(change) => {
-                if change.changed {
+                // Any change, not only the text's: a workspace's index is a map.
+                if change.changed || change.doc_changed {
                     self.shared.events.push(Event::RemoteChange);
                 }
                 if let Some(mark) = saved {
