@@ -49,6 +49,19 @@ pub fn merge(base: &str, room: &str, disk: &str) -> Merged {
     }
 }
 
+/// Merges two versions with no known common ancestor (a room kept from an earlier session
+/// and a disk that both changed since): the lines they share stand for the ancestor, so a
+/// line only one side has is kept, and lines where they differ are kept both, between
+/// markers. Nothing of either side is lost.
+pub fn two_way(room: &str, disk: &str) -> Merged {
+    // The ancestor: `room` without the lines that differ from `disk`.
+    let mut common = room.to_owned();
+    for e in edits(room, disk).iter().rev() {
+        common.replace_range(e.range.clone(), "");
+    }
+    merge(&common, room, disk)
+}
+
 /// One replacement in a text: `range` (bytes of the old text) becomes `text`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edit {
@@ -158,6 +171,20 @@ mod tests {
         assert_eq!(merge(base, base, disk).text, disk);
         // The disk did not change: the room keeps its own.
         assert_eq!(merge(base, room, base).text, room);
+    }
+
+    #[test]
+    fn without_an_ancestor_nothing_of_either_side_is_lost() {
+        let room = "a\nroom only\nb\nsame\n";
+        let disk = "a\nb\nsame\ndisk only\n";
+        let m = two_way(room, disk);
+        for line in ["a\n", "room only\n", "b\n", "same\n", "disk only\n"] {
+            assert!(m.text.contains(line), "{line:?} in {:?}", m.text);
+        }
+        assert!(!m.conflicts, "{}", m.text);
+        let m = two_way("x = 1\n", "x = 2\n");
+        assert!(m.conflicts && m.text.contains("x = 1") && m.text.contains("x = 2"));
+        assert_eq!(two_way("same\n", "same\n").text, "same\n");
     }
 
     #[test]
