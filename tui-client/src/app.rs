@@ -194,6 +194,10 @@ pub struct App {
     /// Workspace mode (`duet share`, `duet join`): the index, the other tabs, the sharer's
     /// disk.
     pub(crate) ws: Option<Box<workspace::Ws>>,
+    /// While a parked tab handles an event in front ([`App::in_tab`]): the key of the tab
+    /// really in front, set aside meanwhile. Nothing that concerns the person (location,
+    /// follow, switching) happens then.
+    pub(crate) backstage: Option<TabKey>,
 }
 
 impl App {
@@ -234,6 +238,7 @@ impl App {
             has_token: opts.has_token,
             size: Rect::new(0, 0, 80, 24),
             ws: None,
+            backstage: None,
         }
     }
 
@@ -1119,6 +1124,9 @@ impl App {
 
     fn follow_peer(&mut self) {
         let Some(id) = self.view.follow else { return };
+        if self.backstage.is_some() {
+            return;
+        }
         if self.ws.is_some() {
             self.ws_follow(id);
             return;

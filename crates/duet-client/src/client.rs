@@ -60,8 +60,10 @@ impl Client {
     /// Local updates already in `doc` (a loaded file, say) go to the server with the first
     /// sync. Panics if called outside a tokio runtime.
     pub fn spawn(config: ClientConfig, doc: Document) -> (Client, mpsc::Receiver<Event>) {
-        let mut shared = Shared::new(DocState::new(doc));
-        shared.publish_cursor = config.publish_cursor;
+        let shared = Shared::new(DocState::new(doc));
+        shared
+            .publish_cursor
+            .store(config.publish_cursor, std::sync::atomic::Ordering::Relaxed);
         let shared = Arc::new(shared);
         let (tx, rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
         let cancel = CancellationToken::new();
@@ -129,6 +131,18 @@ impl Client {
             changed
         };
         if changed {
+            self.shared().mark_awareness_dirty();
+        }
+    }
+
+    /// Whether our awareness shows our cursor (a workspace's editor hides it in the files
+    /// that are not in front). Published like a selection change.
+    pub fn show_cursor(&self, show: bool) {
+        let was = self
+            .shared()
+            .publish_cursor
+            .swap(show, std::sync::atomic::Ordering::Relaxed);
+        if was != show {
             self.shared().mark_awareness_dirty();
         }
     }

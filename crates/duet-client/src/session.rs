@@ -438,7 +438,11 @@ impl<'a> Session<'a> {
         let location = lock(&self.shared.location).clone();
         let state = lock(&self.shared.doc);
         let selection = state.doc.selection();
-        let cursor = self.shared.publish_cursor.then(|| CursorState {
+        let show = self
+            .shared
+            .publish_cursor
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let cursor = show.then(|| CursorState {
             anchor: state
                 .doc
                 .encode_sticky(selection.anchor, yrs::Assoc::After)

@@ -27,8 +27,9 @@ pub(crate) struct Shared {
     pub(crate) events: Arc<EventQueue>,
     /// Where we work, published with our awareness (a workspace's index room carries it).
     pub(crate) location: Mutex<Option<Location>>,
-    /// Our awareness carries our cursor (not in rooms without text, like an index).
-    pub(crate) publish_cursor: bool,
+    /// Our awareness carries our cursor (not in rooms without text, like an index, nor in
+    /// a file the person has not in front).
+    pub(crate) publish_cursor: AtomicBool,
 }
 
 /// What the current session learnt about us and the room.
@@ -57,7 +58,7 @@ impl Shared {
             awareness_dirty: AtomicBool::new(true),
             events: Arc::new(EventQueue::default()),
             location: Mutex::new(None),
-            publish_cursor: true,
+            publish_cursor: AtomicBool::new(true),
         }
     }
 

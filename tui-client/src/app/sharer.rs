@@ -349,6 +349,9 @@ impl App {
             .edit(|d| d.set_selection(Selection::default()));
         self.view.editor.top = 0;
         self.tab.text_changed = true;
+        // Republish the cursor at the top: one published into the empty room would stick
+        // to its end.
+        self.publish_selection();
         if !on_disk {
             // A new file nobody saved yet: whatever the room holds is its text.
             if !state.seeded {

@@ -97,7 +97,8 @@ impl Ws {
     fn spawn_file_client(&self, id: FileId) -> Client {
         let mut config = self.config.clone();
         config.room = self.workspace.file_room(id);
-        config.publish_cursor = true;
+        // Shown once the file comes to the front (`App::switch_to`).
+        config.publish_cursor = false;
         let (client, events) = Client::spawn(config, Document::with_client_id(self.client_id));
         forward(TabKey::File(id), events, self.events.clone());
         client
@@ -167,6 +168,7 @@ impl App {
             has_token: opts.token.is_some(),
             size: Rect::new(0, 0, 80, 24),
             ws: Some(Box::new(ws)),
+            backstage: None,
         }
     }
 
@@ -209,8 +211,11 @@ impl App {
         }
         let mut tab = self.ws.as_mut()?.tabs.remove(&key)?;
         let panel = self.view.panel;
+        let outer = self.backstage;
         self.swap_front(&mut tab);
+        self.backstage = Some(tab.key);
         let r = f(self);
+        self.backstage = outer;
         self.swap_front(&mut tab);
         // A background tab's handler must not leave a panel or prompt of its own.
         self.view.panel = panel;
@@ -231,14 +236,24 @@ impl App {
 
     /// Brings tab `key` to the front.
     pub(crate) fn switch_to(&mut self, key: TabKey) {
+        if self.backstage.is_some() {
+            return; // a background tab's event never changes what the person sees
+        }
         if self.tab.key != key {
             let Some(mut tab) = self.ws.as_mut().and_then(|ws| ws.tabs.remove(&key)) else {
                 return;
             };
             self.swap_front(&mut tab);
+            // Our cursor shows in the file we have in front only.
+            if matches!(tab.key, TabKey::File(_)) {
+                tab.client.show_cursor(false);
+            }
             if let Some(ws) = self.ws.as_mut() {
                 ws.tabs.insert(tab.key, tab);
             }
+        }
+        if matches!(key, TabKey::File(_)) {
+            self.tab.client.show_cursor(true);
         }
         if let Some(ws) = self.ws.as_mut() {
             ws.mru.retain(|k| *k != key);
@@ -340,6 +355,9 @@ impl App {
         let Some(ws) = &self.ws else {
             return;
         };
+        if self.backstage.is_some() {
+            return;
+        }
         let location = match self.tab.key {
             TabKey::File(id) => {
                 let line = self
@@ -451,6 +469,7 @@ impl App {
                 .client
                 .edit(|d| d.set_selection(duet_client::Selection::default()));
             self.view.editor.top = 0;
+            self.publish_selection();
         }
     }
 
@@ -698,7 +717,13 @@ impl App {
                 self.view.files.selected = 0;
                 self.refilter();
             }
-            _ => {}
+            // Another command key (Ctrl-P, Ctrl-S, F2...): close the list and do it.
+            _ => {
+                if let Some(a) = crate::keymap::action_for(k) {
+                    self.view.panel = None;
+                    self.act(a);
+                }
+            }
         }
     }
 
