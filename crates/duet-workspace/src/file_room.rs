@@ -3,7 +3,7 @@
 //! [`FILE_MAP`] beside the text:
 //!
 //! ```text
-//! duet.file: { seeded: true, disk: "9f3c0a7e12b4d5e6" }
+//! duet.file: { seeded: true, disk: "9f3c0a7e12b4d5e6", save_asked: 3 }
 //! ```
 //!
 //! - `seeded`: the room holds the file's text. The sharer's editor loads it from disk the
@@ -14,6 +14,10 @@
 //!   with no disk of its own tells "modified" from it; the sharer's editor, loading a room
 //!   kept from an earlier session, tells from it which side changed since: the disk (a
 //!   `git pull` while nobody shared), the room (edits never saved), or both.
+//! - `save_asked`: the number of a partner's save request ([`crate::index::ask_save`]),
+//!   written here too, after the partner's edits: the index's request travels on another
+//!   connection and may arrive first, so the sharer's editor writes the file only once this
+//!   room has caught up with the request (and so with the edits before it).
 //!
 //! Plain Yjs: any Yjs application can read it, and nothing here trusts what it finds.
 
@@ -42,6 +46,8 @@ pub struct FileState {
     pub seeded: bool,
     /// [`text_hash`] of the text on the sharer's disk, as of the last load or save.
     pub disk: Option<u64>,
+    /// The latest save request a partner wrote here (0: none).
+    pub save_asked: u64,
 }
 
 /// Reads the file's facts from its room's document.
@@ -53,7 +59,25 @@ pub fn state(doc: &Doc) -> FileState {
         Some(Out::Any(Any::String(s))) if s.len() == 16 => u64::from_str_radix(&s, 16).ok(),
         _ => None,
     };
-    FileState { seeded, disk }
+    let save_asked = match map.get(&txn, "save_asked") {
+        Some(Out::Any(Any::Number(yrs::any::Number::Float(n)))) if n.is_finite() && n >= 0.0 => {
+            n as u64
+        }
+        Some(Out::Any(Any::Number(yrs::any::Number::Int(n)))) => u64::try_from(n).unwrap_or(0),
+        _ => 0,
+    };
+    FileState {
+        seeded,
+        disk,
+        save_asked,
+    }
+}
+
+/// Records save request `n` in the file's room, after the edits it is to save.
+pub fn ask_save(doc: &Doc, n: u64) {
+    let map = doc.get_or_insert_map(FILE_MAP);
+    let mut txn = doc.transact_mut();
+    map.insert(&mut txn, "save_asked", Any::from(n as f64));
 }
 
 /// Marks the room as holding the file's text, whose disk version has hash `disk` (`None`:
@@ -96,14 +120,18 @@ mod tests {
             state(&d),
             FileState {
                 seeded: true,
-                disk: None
+                disk: None,
+                save_asked: 0
             }
         );
         set_disk(&d, 0xab);
         assert_eq!(state(&d).disk, Some(0xab));
+        ask_save(&d, 3);
+        assert_eq!(state(&d).save_asked, 3);
         let map = d.get_or_insert_map(FILE_MAP);
         map.insert(&mut d.transact_mut(), "disk", Any::from(12.0));
         map.insert(&mut d.transact_mut(), "seeded", Any::from("yes"));
+        map.insert(&mut d.transact_mut(), "save_asked", Any::from(-4.0));
         assert_eq!(state(&d), FileState::default());
     }
 }

@@ -8,9 +8,10 @@
 //!     └── disk: git checkout, a formatter ──┴─► merge(base, room, disk) ─► edits to the room
 //! ```
 //!
-//! Lines both sides changed differently are kept, both, between git's conflict markers
-//! (`<<<<<<< ours` is the room's text, `>>>>>>> theirs` the disk's), where both people see
-//! them. The room receives the merge as line edits ([`edits`]), not as a new text: a
+//! Lines both sides changed differently (or changed next to each other, as git counts
+//! it) are kept, both, between git's conflict markers in diff3 style (`<<<<<<< ours` is
+//! the room's text, `||||||| original` the last agreed one, `>>>>>>> theirs` the disk's),
+//! where both people see them. The room receives the merge as line edits ([`edits`]), not as a new text: a
 //! partner typing elsewhere in the file keeps their cursor and their words.
 
 use std::ops::Range;

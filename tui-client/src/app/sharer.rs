@@ -283,6 +283,19 @@ impl App {
             if !self.tab_loaded(key) {
                 continue;
             }
+            // The request reached the index before the edits it saves reached the file's
+            // room: wait for the room to catch up (its own copy of the request comes after
+            // them).
+            let caught_up = self
+                .in_tab(key, |app| {
+                    app.tab
+                        .client
+                        .read(|d| file_room::state(d.ydoc()).save_asked >= n)
+                })
+                .unwrap_or(false);
+            if !caught_up {
+                continue;
+            }
             let saved = self
                 .in_tab(key, |app| app.sharer_save_front(true))
                 .unwrap_or(false);
@@ -405,7 +418,7 @@ impl App {
             format!("{name} changed on disk since it was last shared: the room took the change")
         } else if merged.conflicts {
             format!(
-                "{name} changed on disk and in the room: both kept, between <<<<<<< (room) and >>>>>>> (disk) markers"
+                "{name} changed on disk and in the room: both kept, between <<<<<<< ours (the room) and >>>>>>> theirs (the disk)"
             )
         } else {
             format!("{name} changed on disk and in the room: merged")
@@ -450,7 +463,7 @@ impl App {
             format!("{name} changed on disk: the room took the change (Ctrl-Z undoes it)")
         } else if merged.conflicts {
             format!(
-                "{name} changed on disk and has unsaved edits: both kept, between <<<<<<< (room) and >>>>>>> (disk) markers"
+                "{name} changed on disk and has unsaved edits: both kept, between <<<<<<< ours (the room) and >>>>>>> theirs (the disk)"
             )
         } else {
             format!("{name} changed on disk: merged with the unsaved edits")

@@ -476,20 +476,8 @@ impl App {
     /// The first sync of the front tab's room.
     pub(crate) fn ws_first_sync(&mut self) {
         match self.tab.key {
-            TabKey::File(_) if self.tab.file.is_some() || self.tab.seed.is_some() => {
-                self.sharer_first_sync();
-            }
-            TabKey::File(_) => {
-                // A partner; a file it created itself is seeded (empty) by it.
-                let created = self.tab.seed.take().is_some();
-                let state = self.tab.client.read(|d| file_room::state(d.ydoc()));
-                if created && !state.seeded {
-                    self.tab
-                        .client
-                        .edit(|d| file_room::mark_seeded(d.ydoc(), None));
-                }
-                self.partner_file_state();
-            }
+            TabKey::File(_) if self.tab.file.is_some() => self.sharer_first_sync(),
+            TabKey::File(_) => self.partner_file_state(),
             _ => {}
         }
     }
@@ -776,15 +764,17 @@ impl App {
                     Ok(id) => {
                         self.refresh_files();
                         if self.load_tab(id, None) {
-                            // The creator seeds the new file's room (empty) at its first
-                            // sync: nobody has to wait for a disk that has no such file.
+                            // A new id: no room can hold text for it yet, so the creator
+                            // marks it loaded (empty) at once and types without waiting,
+                            // even offline.
                             if let Some(tab) = self
                                 .ws
                                 .as_mut()
                                 .and_then(|ws| ws.tabs.get_mut(&TabKey::File(id)))
                             {
-                                tab.seed = Some(String::new());
+                                tab.seed = None;
                                 tab.loading = false;
+                                tab.client.edit(|d| file_room::mark_seeded(d.ydoc(), None));
                             }
                             self.switch_to(TabKey::File(id));
                             self.view.notice(
@@ -861,7 +851,10 @@ impl App {
         };
         let name = self.view.status.file.clone().unwrap_or_default();
         match ws.index.edit(|d| index::ask_save(d.ydoc(), id)) {
-            Ok(_) => {
+            Ok(n) => {
+                // Also in the file's room, after our edits: the sharer's editor writes
+                // once that room has caught up with the request (ADR 010).
+                self.tab.client.edit(|d| file_room::ask_save(d.ydoc(), n));
                 let sharer = ws.index.read(|d| index::sharer(d.ydoc()));
                 let online = sharer
                     .as_ref()
