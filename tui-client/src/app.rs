@@ -684,17 +684,22 @@ impl App {
         self.view.status.hosting && !self.view.people.is_empty()
     }
 
-    /// Local edits the room does not have and cannot get now (the server is unreachable).
-    /// While live, edits in flight still reach the server before the goodbye.
+    /// Local edits the room does not have and cannot get now (the server is unreachable),
+    /// in every open file. While live, edits in flight still reach the server before the
+    /// goodbye.
     fn unsent(&self) -> u64 {
-        if self.tab.client.state() == ConnState::Live {
-            0
-        } else {
-            self.tab
-                .client
-                .unacked()
-                .max(self.tab.client.pending_offline() as u64)
-        }
+        let of = |c: &Client| {
+            if c.state() == ConnState::Live {
+                0
+            } else {
+                c.unacked().max(c.pending_offline() as u64)
+            }
+        };
+        let others: u64 = self
+            .ws
+            .as_ref()
+            .map_or(0, |ws| ws.tabs.values().map(|t| of(&t.client)).sum());
+        of(&self.tab.client) + others
     }
 
     fn ask_quit(&mut self) {

@@ -49,7 +49,7 @@ pub(crate) struct SharerDisk {
     /// disk has it. The index moving away from this is a partner's rename or delete.
     applied: HashMap<FileId, (String, bool)>,
     /// Counts this editor's own changes to the disk: a scan started before one is stale.
-    generation: u64,
+    pub(crate) generation: u64,
     scanning: bool,
     last_scan: Option<Instant>,
     scan_every: Duration,
@@ -103,7 +103,7 @@ fn apply_edits(client: &Client, edits: &[merge::Edit]) {
 }
 
 impl App {
-    fn sharer(&self) -> Option<&SharerDisk> {
+    pub(crate) fn sharer(&self) -> Option<&SharerDisk> {
         self.ws.as_ref().and_then(|ws| ws.sharer.as_ref())
     }
 

@@ -181,6 +181,12 @@ impl App {
         all
     }
 
+    /// The index room's client, in workspace mode (tests and benchmarks fill the index
+    /// through it).
+    pub fn index_client(&self) -> Option<&Client> {
+        self.ws.as_ref().map(|ws| &ws.index)
+    }
+
     /// The workspace's name, in workspace mode.
     pub fn workspace_name(&self) -> Option<&str> {
         self.ws.as_ref().map(|ws| ws.workspace.name())
@@ -878,25 +884,20 @@ impl App {
     pub(crate) fn ws_ask_quit(&mut self) {
         let sharer = self.ws.as_ref().is_some_and(|ws| ws.sharer.is_some());
         let mut unsaved = 0;
-        let mut unsent = 0;
         let mut count = |t: &Tab| {
-            if sharer && t.seed.is_none() {
+            if sharer && t.seed.is_none() && matches!(t.key, TabKey::File(_)) {
                 let differs = t.client.read(|d| match &t.disk {
                     Some(r) => r != d.rope(),
                     None => d.len_chars() > 0,
                 });
-                if differs && matches!(t.key, TabKey::File(_)) {
-                    unsaved += 1;
-                }
-            }
-            if t.client.state() != duet_client::ConnState::Live {
-                unsent += t.client.unacked().max(t.client.pending_offline() as u64);
+                unsaved += usize::from(differs);
             }
         };
         count(&self.tab);
         if let Some(ws) = &self.ws {
             ws.tabs.values().for_each(&mut count);
         }
+        let unsent = self.unsent();
         if unsaved > 0 {
             self.ask(Question::QuitUnsavedFiles(unsaved));
         } else if unsent > 0 && !self.view.status.is_read_only() {
@@ -908,3 +909,6 @@ impl App {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
