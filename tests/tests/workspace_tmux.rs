@@ -10,7 +10,8 @@
 //! - a file rewritten on the sharer's disk (a formatter) while the room has unsaved edits
 //!   is merged into the room, and saving keeps both;
 //! - a `team/*` token admits the whole workspace, a viewer token sees it read-only, a
-//!   token for another prefix is refused with a reason.
+//!   token for another prefix is refused with a reason; a workspace already shared is not
+//!   shared a second time.
 //!
 //! Each test covers a whole scenario (they are slow: processes, a server restart).
 //! Needs tmux (`apt-get install tmux`) and the `duet` and `duet-server` binaries (`cargo
@@ -72,6 +73,28 @@ fn help_after_list(tmux: &Tmux, who: &str) -> anyhow::Result<Vec<String>> {
     })
 }
 
+/// Runs `duet args` in session `name` under a shell that prints the exit status; returns
+/// the whole screen once it has exited.
+fn run_to_exit(
+    tmux: &Tmux,
+    name: &str,
+    dir: &Path,
+    home: &str,
+    args: &[&str],
+) -> anyhow::Result<String> {
+    let duet = workspace_bin("duet")?;
+    let duet = duet.to_string_lossy();
+    let mut sh_args = vec![
+        "-c",
+        "\"$0\" \"$@\"; echo \"[duet exited $?]\"; exec sleep 600",
+        &duet,
+    ];
+    sh_args.extend_from_slice(args);
+    tmux.spawn(name, SIZE, dir, &env(home), Path::new("/bin/sh"), &sh_args)?;
+    let screen = tmux.wait_for(name, "duet to exit", T, |s| shows(s, "[duet exited "))?;
+    Ok(screen.join(""))
+}
+
 fn quit(tmux: &Tmux, who: &str) -> anyhow::Result<()> {
     tmux.press(who, &["C-q"])?;
     tmux.wait_for(who, "the editor to exit or ask", T, |s| {
@@ -127,6 +150,20 @@ fn a_pair_shares_a_directory_follows_across_files_creates_a_file_and_edits_offli
     assert!(shows(&help, &join), "{}", help.join("\n"));
     tmux.press("ann", &["Escape"])?;
     tmux.wait_for("ann", "the help closed", T, |s| !shows(s, "duet help"))?;
+    // Another directory of the same name cannot be shared as the same workspace.
+    let other = root.join("elsewhere/proj");
+    std::fs::create_dir_all(&other)?;
+    let refused = run_to_exit(
+        &tmux,
+        "cy",
+        &other,
+        &bob_home,
+        &["share", "--server", &url, "--name", "cy"],
+    )?;
+    assert!(
+        refused.contains("already shared by ann") && refused.contains("[duet exited 1]"),
+        "{refused}"
+    );
 
     // The partner joins from elsewhere (no copy of the files).
     let bob_dir = root.join("bob");
@@ -378,26 +415,13 @@ fn a_team_token_admits_the_workspace_and_a_viewer_sees_it_read_only() -> anyhow:
     assert!(!dir.join("made-by-vic.txt").exists());
 
     // A token for another prefix is refused, with the reason, before anything opens.
-    tmux.spawn(
+    let all = run_to_exit(
+        &tmux,
         "eve",
-        SIZE,
         &root,
-        &env(&home),
-        Path::new("/bin/sh"),
-        &[
-            "-c",
-            "\"$0\" \"$@\"; echo \"[duet exited $?]\"; exec sleep 600",
-            &duet.to_string_lossy(),
-            "join",
-            "--server",
-            &url,
-            "--token",
-            &elsewhere,
-            "team/proj",
-        ],
+        &home,
+        &["join", "--server", &url, "--token", &elsewhere, "team/proj"],
     )?;
-    let screen = tmux.wait_for("eve", "eve refused", T, |s| shows(s, "[duet exited "))?;
-    let all = screen.join("");
     assert!(
         all.contains("cannot join workspace team/proj") && all.contains("[duet exited 2]"),
         "{all}"

@@ -120,6 +120,26 @@ impl App {
         let Some(sharer) = ws.sharer.as_ref() else {
             return;
         };
+        // Two sharers of one workspace would each carry their own disk into it.
+        if let Some(other) = ws.index.read(|d| index::sharer(d.ydoc()))
+            && other.client_id != ws.client_id
+            && ws
+                .index
+                .peers()
+                .iter()
+                .any(|p| p.client_id == other.client_id)
+        {
+            let name = ws.workspace.name().to_owned();
+            self.quit(
+                1,
+                Some(format!(
+                    "workspace {name} is already shared by {}: join it with `duet join {name}`, \
+                     or share under another name with --workspace NAME",
+                    other.name
+                )),
+            );
+            return;
+        }
         let me = Sharer {
             name: self.view.status.name.clone(),
             client_id: ws.client_id,

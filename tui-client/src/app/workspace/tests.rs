@@ -311,6 +311,31 @@ async fn the_sharer_loads_merges_saves_renames_and_deletes_on_disk() {
 }
 
 #[tokio::test]
+async fn a_workspace_shared_by_someone_connected_is_not_shared_twice() {
+    let dir = share_dir("twice");
+    let mut app = app(Some(dir.clone()));
+    let idx = app.index_client().unwrap().clone();
+    // Someone else's editor named itself the sharer; is it here? Not in this offline
+    // room: a sharer who left is replaced.
+    idx.edit(|d| {
+        index::set_sharer(
+            d.ydoc(),
+            &duet_workspace::Sharer {
+                name: "ann".into(),
+                client_id: 42,
+            },
+        )
+    });
+    synced(&mut app, TabKey::Index);
+    assert!(app.exit.is_none());
+    assert_eq!(
+        idx.read(|d| index::sharer(d.ydoc())).map(|s| s.name),
+        Some("carol".into())
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn a_partners_path_cannot_reach_outside_the_shared_directory() {
     let dir = share_dir("escape");
     std::fs::write(dir.join("a.txt"), "alpha\n").unwrap();
