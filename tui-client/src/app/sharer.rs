@@ -19,7 +19,7 @@
 //!   loaded into its room, where it stays).
 //!
 //! Polling, not file-system events: one stat per loaded file per second, and a rescan
-//! costing ~20 ms per 1,000 files (docs/BENCHMARKS.md, "Workspaces"), spaced to at most
+//! costing ~10-20 ms per 1,000 files (docs/BENCHMARKS.md, "Workspaces"), spaced to at most
 //! about 5 % of a core. Events would need a watcher crate and its platform backends, a
 //! watch per directory, and debouncing of a checkout's storms anyway.
 
