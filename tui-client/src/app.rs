@@ -259,7 +259,11 @@ impl App {
 
     /// True once the room was reached; until then nothing typed was shared.
     pub fn ever_live(&self) -> bool {
-        self.view.status.ever_live
+        match &self.ws {
+            // A workspace was reached when its index was.
+            Some(ws) => ws.index_synced,
+            None => self.view.status.ever_live,
+        }
     }
 
     /// Why the last connection attempt failed, if one did.
