@@ -87,11 +87,13 @@ mod tests {
             ".{0,12}",
             "#[0-9a-f]{6}",
             proptest::option::of((payload(), payload())),
+            proptest::option::of(("[a-z0-9/]{1,30}", any::<u32>())),
         )
-            .prop_map(|(name, color, cursor)| PeerState {
+            .prop_map(|(name, color, cursor, location)| PeerState {
                 name,
                 color,
                 cursor: cursor.map(|(anchor, head)| CursorState { anchor, head }),
+                location: location.map(|(room, line)| Location { room, line }),
             })
     }
 

@@ -20,11 +20,13 @@ pub mod yws;
 
 pub use codec::{DecodeError, decode_client, decode_server, encode_client, encode_server};
 pub use messages::{
-    AwarenessEntry, ClientMsg, CursorState, ErrorCode, Payload, PeerState, Role, ServerMsg,
+    AwarenessEntry, ClientMsg, CursorState, ErrorCode, Location, Payload, PeerState, Role,
+    ServerMsg,
 };
 pub use room::{MAX_ROOM_NAME_BYTES, RoomName, RoomNameError};
 pub use version::{
-    PROTOCOL_V1, SUPPORTED_PROTOCOLS, SubprotocolChoice, choose_subprotocol, supported_list,
+    PROTOCOL, PROTOCOL_V1, PROTOCOL_V2, SUPPORTED_PROTOCOLS, SubprotocolChoice, choose_subprotocol,
+    supported_list,
 };
 
 /// Default cap on one WebSocket message, in bytes. Servers make it configurable; it is large

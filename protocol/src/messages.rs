@@ -1,6 +1,7 @@
 //! The message types of the duet protocol, in both directions.
 //!
-//! A session, after the WebSocket handshake agreed on `duet.v1`:
+//! A session, after the WebSocket handshake agreed on `duet.v2` (v2 added
+//! [`PeerState::location`]; v1 clients are refused at the handshake):
 //!
 //! ```text
 //!   client                                   server
@@ -183,6 +184,18 @@ pub struct CursorState {
     pub head: Payload,
 }
 
+/// Where a peer is working when that is another room than the one the state is published
+/// in: a workspace's editors publish it in the workspace's index room, so that everyone sees
+/// who is in which file (and on which line) without joining every file's room.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Location {
+    /// The room of the file the peer has in front of it (a valid room name).
+    #[serde(with = "wire_str")]
+    pub room: String,
+    /// 0-based line of the peer's cursor in that file.
+    pub line: u32,
+}
+
 /// What a peer shows the others about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerState {
@@ -192,6 +205,8 @@ pub struct PeerState {
     #[serde(with = "wire_str")]
     pub color: String,
     pub cursor: Option<CursorState>,
+    /// Where the peer works, when it is another room (new in `duet.v2`).
+    pub location: Option<Location>,
 }
 
 /// One entry of the room's awareness, keyed by the owner's yrs client id.

@@ -1,15 +1,26 @@
 //! Protocol versioning through the WebSocket subprotocol (`Sec-WebSocket-Protocol`).
 //!
-//! A duet client offers `duet.v1`; the server picks the first version it supports. A client
-//! that offers only `duet.*` versions the server does not know is refused at the handshake with
-//! a message that names the supported ones. A client that offers no `duet.*` subprotocol at all
-//! is not a duet client (a plain Yjs / y-websocket client, for instance).
+//! A duet client offers [`PROTOCOL`]; the server picks the first version it supports. A
+//! client that offers only `duet.*` versions the server does not know is refused at the
+//! handshake with a message that names the supported ones. A client that offers no `duet.*`
+//! subprotocol at all is not a duet client (a plain Yjs / y-websocket client, for instance).
+//!
+//! Versions: `duet.v1`, the first; `duet.v2` adds an optional [`crate::Location`] to every
+//! awareness state (who is in which file of a workspace). bincode has no optional trailing
+//! fields, so a v1 peer could not read a v2 state nor the reverse: v1 is no longer spoken
+//! and its clients are refused with a message that names v2.
 
-/// The first (and current) version of the duet protocol.
+/// The first version of the duet protocol; no longer spoken (refused at the handshake).
 pub const PROTOCOL_V1: &str = "duet.v1";
 
+/// The second version: awareness states carry an optional location.
+pub const PROTOCOL_V2: &str = "duet.v2";
+
+/// The version this build offers and speaks.
+pub const PROTOCOL: &str = PROTOCOL_V2;
+
 /// Every version this build speaks, newest first.
-pub const SUPPORTED_PROTOCOLS: &[&str] = &[PROTOCOL_V1];
+pub const SUPPORTED_PROTOCOLS: &[&str] = &[PROTOCOL_V2];
 
 /// What the server should do with the subprotocols a client offered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,11 +69,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn picks_v1_among_others() {
+    fn picks_v2_among_others() {
         assert_eq!(
-            choose_subprotocol(["foo, duet.v1", "bar"]),
-            SubprotocolChoice::Duet(PROTOCOL_V1)
+            choose_subprotocol(["foo, duet.v2", "bar"]),
+            SubprotocolChoice::Duet(PROTOCOL_V2)
         );
+        assert_eq!(
+            choose_subprotocol(["duet.v1, duet.v2"]),
+            SubprotocolChoice::Duet(PROTOCOL_V2)
+        );
+    }
+
+    #[test]
+    fn a_v1_client_is_refused_and_told_what_is_spoken() {
+        assert_eq!(
+            choose_subprotocol([PROTOCOL_V1]),
+            SubprotocolChoice::Unsupported {
+                offered: vec!["duet.v1".into()]
+            }
+        );
+        assert_eq!(supported_list(), "duet.v2");
     }
 
     #[test]

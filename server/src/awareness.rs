@@ -50,6 +50,8 @@ pub enum AwarenessError {
     ColorTooLong(usize),
     #[error("awareness cursor {0} is not a sticky index a client can read")]
     BadCursor(&'static str),
+    #[error("awareness location {0:?} is not a room name")]
+    BadLocation(String),
 }
 
 /// Refuses a client id a JavaScript number cannot hold exactly.
@@ -110,6 +112,14 @@ pub fn check_peer_state(state: &PeerState) -> Result<(), AwarenessError> {
         if !is_readable_sticky(&cursor.head) {
             return Err(AwarenessError::BadCursor("head"));
         }
+    }
+    // A location names a room (so it is short, and safe to draw); its line is a u32 that
+    // JSON carries exactly.
+    if let Some(at) = &state.location
+        && duet_protocol::RoomName::new(&at.room).is_err()
+    {
+        let shown: String = at.room.chars().take(64).collect();
+        return Err(AwarenessError::BadLocation(shown));
     }
     Ok(())
 }
@@ -214,6 +224,7 @@ mod tests {
                 anchor: anchor.into(),
                 head: sticky(5).into(),
             }),
+            location: None,
         };
         assert_eq!(check_peer_state(&state("ada", sticky(12))), Ok(()));
         let root = StickyIndex::new(IndexScope::Root("content".into()), yrs::Assoc::Before);
@@ -237,5 +248,29 @@ mod tests {
             );
         }
         assert!(is_readable_sticky(&sticky(MAX_CLIENT_ID)));
+    }
+
+    #[test]
+    fn a_location_must_name_a_room() {
+        let at = |room: &str| PeerState {
+            name: "ada".into(),
+            color: "#30bced".into(),
+            cursor: None,
+            location: Some(duet_protocol::Location {
+                room: room.into(),
+                line: 7,
+            }),
+        };
+        assert_eq!(check_peer_state(&at("team/w/files/00ab")), Ok(()));
+        let long = "r".repeat(200);
+        for bad in ["", "a b", "\u{1b}[2J", "/abs", long.as_str()] {
+            assert!(
+                matches!(
+                    check_peer_state(&at(bad)),
+                    Err(AwarenessError::BadLocation(_))
+                ),
+                "{bad:?}"
+            );
+        }
     }
 }

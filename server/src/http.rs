@@ -320,25 +320,26 @@ mod tests {
     async fn routes_requests() {
         let h = head("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert_eq!(status(route(&h, String::new)).0, 200);
-        let h = head(&upgrade_request("/team/notes.md?x=1", "duet.v1")).await;
+        let h = head(&upgrade_request("/team/notes.md?x=1", "duet.v2")).await;
         assert_eq!(
             status(route(&h, String::new)),
             (101, "team/notes.md".into())
         );
-        let h = head(&upgrade_request("/a/../b", "duet.v1")).await;
+        let h = head(&upgrade_request("/a/../b", "duet.v2")).await;
         assert_eq!(status(route(&h, String::new)).0, 400);
-        let h = head(&upgrade_request("/a", "duet.v7")).await;
+        // A v1 client (before workspaces' locations) is told what this server speaks.
+        let h = head(&upgrade_request("/a", "duet.v1")).await;
         let (code, body) = status(route(&h, String::new));
         assert_eq!(code, 400);
         assert!(
-            body.contains("duet.v7") && body.contains("duet.v1"),
+            body.contains("duet.v1") && body.contains("duet.v2"),
             "{body}"
         );
     }
 
     #[tokio::test]
     async fn accept_key_matches_rfc_example() {
-        let h = head(&upgrade_request("/a", "duet.v1")).await;
+        let h = head(&upgrade_request("/a", "duet.v2")).await;
         let Route::Upgrade(u) = route(&h, String::new) else {
             panic!("expected an upgrade")
         };

@@ -4,7 +4,7 @@
 
 pub use duet_protocol::yws::*;
 
-use duet_protocol::{CursorState, PeerState};
+use duet_protocol::{CursorState, Location, PeerState, RoomName};
 use serde_json::{Map, Value, json};
 use yrs::StickyIndex;
 use yrs::updates::decoder::Decode;
@@ -12,7 +12,9 @@ use yrs::updates::encoder::Encode;
 
 /// Turns a Yjs awareness state (as editor bindings write it) into duet's typed form.
 /// `user.name` and `user.color` become name and colour; `cursor.anchor` / `cursor.head`
-/// (Yjs relative positions as JSON) become encoded sticky indices.
+/// (Yjs relative positions as JSON) become encoded sticky indices; `location.room` and
+/// `location.line` (a duet workspace's "who is where") are kept when they are a room name
+/// and a u32.
 pub fn peer_state_from_json(json: &str) -> PeerState {
     let value: Value = serde_json::from_str(json).unwrap_or(Value::Null);
     let user = value.get("user");
@@ -39,10 +41,20 @@ pub fn peer_state_from_json(json: &str) -> PeerState {
             head: head.into(),
         })
     });
+    let location = value.get("location").and_then(|l| {
+        let room = l.get("room")?.as_str()?;
+        let line = u32::try_from(l.get("line")?.as_u64()?).ok()?;
+        RoomName::new(room).ok()?;
+        Some(Location {
+            room: room.to_owned(),
+            line,
+        })
+    });
     PeerState {
         name,
         color,
         cursor,
+        location,
     }
 }
 
@@ -96,6 +108,12 @@ pub fn peer_state_to_json(state: &PeerState) -> String {
         Some(json!({ "anchor": sticky_to_json(&c.anchor)?, "head": sticky_to_json(&c.head)? }))
     });
     obj.insert("cursor".into(), cursor.unwrap_or(Value::Null));
+    if let Some(at) = &state.location {
+        obj.insert(
+            "location".into(),
+            json!({ "room": at.room, "line": at.line }),
+        );
+    }
     Value::Object(obj).to_string()
 }
 
@@ -193,9 +211,40 @@ mod tests {
                 .into(),
                 head: vec![9, 9, 9].into(),
             }),
+            location: None,
         };
         let json: Value = serde_json::from_str(&peer_state_to_json(&state)).expect("json");
         assert_eq!(json["cursor"], Value::Null);
+    }
+
+    #[test]
+    fn locations_translate_both_ways_and_bad_ones_are_dropped() {
+        let yjs =
+            r#"{"user":{"name":"ada"},"location":{"room":"w/files/00000000000000ab","line":41}}"#;
+        let state = peer_state_from_json(yjs);
+        assert_eq!(
+            state.location,
+            Some(Location {
+                room: "w/files/00000000000000ab".into(),
+                line: 41
+            })
+        );
+        let back: Value = serde_json::from_str(&peer_state_to_json(&state)).expect("json");
+        assert_eq!(back["location"]["room"], "w/files/00000000000000ab");
+        assert_eq!(back["location"]["line"], 41);
+        for bad in [
+            r#"{"location":{"room":"../x","line":1}}"#,
+            r#"{"location":{"room":"w/a","line":-1}}"#,
+            r#"{"location":{"room":"w/a","line":4294967296}}"#,
+            r#"{"location":{"room":7,"line":1}}"#,
+            r#"{"location":"w/a"}"#,
+        ] {
+            assert_eq!(peer_state_from_json(bad).location, None, "{bad}");
+        }
+        // No location: no key, as before v2.
+        let plain = peer_state_from_json(r#"{"user":{"name":"x"}}"#);
+        let json: Value = serde_json::from_str(&peer_state_to_json(&plain)).expect("json");
+        assert!(json.get("location").is_none());
     }
 
     #[test]

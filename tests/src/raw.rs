@@ -29,7 +29,7 @@ pub enum Ended {
 }
 
 impl RawClient {
-    /// Connects to `base`/`room` offering `duet.v1`.
+    /// Connects to `base`/`room` offering the current duet protocol.
     pub async fn connect(base: &str, room: &str) -> anyhow::Result<Self> {
         Self::connect_with(base, room, 64 << 20).await
     }
@@ -38,7 +38,7 @@ impl RawClient {
         let mut request = format!("{base}/{room}").into_client_request()?;
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",
-            HeaderValue::from_static("duet.v1"),
+            HeaderValue::from_static(duet_protocol::PROTOCOL),
         );
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(Some(max_message))

@@ -10,7 +10,7 @@ use std::time::Duration;
 /// How long the server may take to answer and close TCP (it does so at once).
 const T: Duration = Duration::from_secs(3);
 
-const PROTOCOLS: [(&str, &str); 2] = [("duet", "duet.v1"), ("yjs", "")];
+const PROTOCOLS: [(&str, &str); 2] = [("duet", duet_protocol::PROTOCOL), ("yjs", "")];
 
 /// Sends `payload` as a close frame and returns the server's close frame and whether it then
 /// closed TCP.

@@ -113,6 +113,15 @@ fn duet_frame(rng: &mut StdRng, corpus: &[Vec<u8>]) -> Vec<u8> {
                     anchor: mutate(rng, vec![1, 2]).into(),
                     head: pick(rng).into(),
                 }),
+                // Sometimes a location, sometimes one that is no room name.
+                location: rng.random_bool(0.3).then(|| duet_protocol::Location {
+                    room: if rng.random_bool(0.5) {
+                        "w/files/ab".into()
+                    } else {
+                        "../x y".into()
+                    },
+                    line: rng.random(),
+                }),
             }),
         }),
     }
@@ -167,7 +176,7 @@ async fn fuzz_worker(url: String, seed: u64, stop: Arc<AtomicBool>) {
         if !yjs {
             req.headers_mut().insert(
                 "Sec-WebSocket-Protocol",
-                HeaderValue::from_static("duet.v1"),
+                HeaderValue::from_static(duet_protocol::PROTOCOL),
             );
         }
         let Ok((mut ws, _)) = tokio_tungstenite::connect_async(req).await else {

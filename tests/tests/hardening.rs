@@ -92,7 +92,7 @@ async fn upgrade_kept(
 ) -> (String, tokio::net::TcpStream) {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: duet.v1\r\n{headers}\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: duet.v2\r\n{headers}\r\n"
     );
     tcp.write_all(req.as_bytes()).await.expect("write");
     let mut buf = vec![0u8; 4096];
@@ -356,7 +356,7 @@ async fn connection_limits_answer_429_and_503() -> anyhow::Result<()> {
     for i in 0..7 {
         let mut tcp = tokio::net::TcpStream::connect(server.addr).await?;
         let req = format!(
-            "GET /r{i} HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: duet.v1\r\n\r\n"
+            "GET /r{i} HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: duet.v2\r\n\r\n"
         );
         tcp.write_all(req.as_bytes()).await?;
         let mut buf = vec![0u8; 1024];
@@ -1164,7 +1164,7 @@ async fn updates_claiming_huge_counts_close_1007_at_once_and_cost_no_memory() ->
         ]);
     }
 
-    // duet.v1: the update inside an `Update` message.
+    // duet protocol: the update inside an `Update` message.
     for (what, update) in &amplifying {
         let mut bad = RawClient::connect(&url, room).await?;
         let started = std::time::Instant::now();
@@ -1180,7 +1180,7 @@ async fn updates_claiming_huge_counts_close_1007_at_once_and_cost_no_memory() ->
             "duet, {what}: {ended:?}"
         );
     }
-    // duet.v1: the message's own length prefix for the update claims 2^31 bytes.
+    // duet protocol: the message's own length prefix for the update claims 2^31 bytes.
     let honest_frame = duet_protocol::encode_client(&ClientMsg::Update {
         seq: 1,
         update: vec![0, 0].into(),

@@ -41,6 +41,7 @@ fn peer_state(name: &str, anchor: Vec<u8>) -> PeerState {
             // A sticky index on the root text: valid.
             head: vec![1, 7, b'c', b'o', b'n', b't', b'e', b'n', b't', 0].into(),
         }),
+        location: None,
     }
 }
 
@@ -124,7 +125,7 @@ async fn an_unreadable_awareness_entry_closes_its_sender_1007_and_reaches_no_one
         );
     }
 
-    // duet.v1: the typed state becomes JSON for Yjs clients; its strings, cursors and client
+    // duet's protocol: the typed state becomes JSON for Yjs clients; its strings, cursors and client
     // id are checked as those clients (and duet clients) will read them.
     let good_sticky = vec![1, 7, b'c', b'o', b'n', b't', b'e', b'n', b't', 0];
     let duet_attacks: Vec<(&str, u64, PeerState, &str)> = vec![
@@ -231,7 +232,7 @@ fn hostile_corpus(
     use rand::RngExt;
     use yrs::{ReadTxn, Text, Transact};
     const YJS: &str = "";
-    const DUET: &str = "duet.v1";
+    const DUET: &str = duet_protocol::PROTOCOL;
     let mut out: Vec<(&str, Vec<u8>)> = Vec::new();
     let text = own_doc.get_or_insert_text("content");
     // Real updates of the attacker's own document: valid, so some are applied and relayed.
@@ -250,6 +251,7 @@ fn hostile_corpus(
                 anchor: anchor.into(),
                 head: vec![1, 7, b'c', b'o', b'n', b't', b'e', b'n', b't', 0].into(),
             }),
+            location: None,
         })
     };
     let huge = |shift: u32| {

@@ -95,6 +95,7 @@ fn cursor_state(name: &str) -> PeerState {
             anchor: [&[1, 7][..], b"content", &[0]].concat().into(),
             head: [&[1, 7][..], b"content", &[0]].concat().into(),
         }),
+        location: None,
     }
 }
 
@@ -284,7 +285,7 @@ async fn an_oversized_message_is_closed_with_1009() -> anyhow::Result<()> {
     let server = ServerProcess::start(&["--max-message-bytes", "1024"])?;
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await?;
     tcp.write_all(
-        b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: duet.v1\r\n\r\n",
+        b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: duet.v2\r\n\r\n",
     )
     .await?;
     // Binary frame, FIN, masked, 16-bit length 2000, mask key 0.
@@ -376,17 +377,19 @@ async fn http_endpoints_and_version_refusal() -> anyhow::Result<()> {
     assert!(metrics.contains("duet_connections "), "{metrics}");
     let refused = get(
         "/room",
-        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: duet.v2\r\n",
+        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: duet.v1\r\n",
     )
     .await?;
+    // A duet.v1 client (before workspaces' locations) is refused, told what is spoken.
     assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
     assert!(
-        refused.contains("duet.v1") && refused.contains("duet.v2"),
+        refused.contains("unsupported duet protocol version duet.v1")
+            && refused.contains("speaks duet.v2"),
         "{refused}"
     );
     let bad_room = get(
         "/a/../b",
-        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: duet.v1\r\n",
+        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: duet.v2\r\n",
     )
     .await?;
     assert!(

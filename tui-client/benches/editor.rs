@@ -12,16 +12,21 @@
 //! - a remote update (a peer's one-character insert near the view) applied to the
 //!   document and drawn;
 //! - for honest reading: the document's own cost of a local insert (yrs + rope mirror),
-//!   without the editor.
+//!   without the editor;
+//! - workspaces (`duet join`): a 5,000-file index applied, listed and drawn; the file
+//!   finder's keystroke to frame over those 5,000 paths; switching between two open files
+//!   (F2) to a finished frame; what the index and an opened file add to the process's
+//!   memory. `-- --workspace` runs only these.
 //!
-//! Results are recorded in docs/BENCHMARKS.md (section "Editor").
+//! Results are recorded in docs/BENCHMARKS.md (sections "Editor" and "Workspaces").
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
-use duet::app::{App, Options};
+use duet::app::workspace::WsOptions;
+use duet::app::{App, AppEvent, Options, TabKey};
 use duet::color::Depth;
 use duet_client::{
     Backoff, Client, ClientConfig, Document, Event as ClientEvent, RoomName, Utf16Offset,
@@ -281,6 +286,163 @@ fn doc_inserts(text: &str, n: usize) -> anyhow::Result<Stats> {
     Ok(stats(samples))
 }
 
+/// Resident memory of this process, in MiB (Linux; 0 elsewhere).
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |pages| pages * 4096.0 / (1024.0 * 1024.0))
+}
+
+/// The index a sharer's editor makes of `n` source files (50 directories).
+fn index_update(n: usize) -> anyhow::Result<Vec<u8>> {
+    let sharer = Document::with_client_id(1);
+    for i in 0..n {
+        let path = format!("src/mod{:02}/file{i:05}.rs", i % 50);
+        duet_workspace::index::create(
+            sharer.ydoc(),
+            &path,
+            duet_workspace::FileKind::Text,
+            2000,
+            true,
+        )
+        .map_err(|e| anyhow::anyhow!("index: {e}"))?;
+    }
+    Ok(sharer.encode_state())
+}
+
+/// `duet join`'s app with a server that never answers; the events are fed by hand.
+fn workspace_app() -> anyhow::Result<App> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<AppEvent>(4096);
+    std::mem::forget(rx);
+    let opts = WsOptions {
+        workspace: duet_workspace::Workspace::new("bench").context("workspace")?,
+        server: "ws://127.0.0.1:9".into(),
+        name: "bench".into(),
+        token: None,
+        ca: None,
+        read_only: false,
+        hosting: false,
+        join_command: String::new(),
+        depth: Depth::TrueColor,
+        notes: Vec::new(),
+        share_dir: None,
+    };
+    let mut app = App::workspace(opts, tx, Instant::now());
+    app.resize(Rect::new(0, 0, WIDTH, HEIGHT));
+    Ok(app)
+}
+
+fn draw_app(app: &mut App, term: &mut Terminal<TestBackend>) -> anyhow::Result<()> {
+    app.prepare();
+    term.draw(|f| app.draw(f))?;
+    Ok(())
+}
+
+fn workspace_benches(runs: usize, keys: usize) -> anyhow::Result<()> {
+    const FILES: usize = 5_000;
+    let update = index_update(FILES)?;
+    println!(
+        "workspace: {FILES} files, index {} KB; frames {WIDTH}x{HEIGHT}",
+        update.len() / 1024
+    );
+    let mut term = Terminal::new(TestBackend::new(WIDTH, HEIGHT))?;
+    // Joining: the index arrives, is applied, listed, and the file list drawn.
+    let mut opens = Vec::new();
+    let mut grew = None;
+    for _ in 0..runs {
+        let mut app = workspace_app()?;
+        draw_app(&mut app, &mut term)?;
+        let before = rss_mib();
+        let t = Instant::now();
+        let index = app.index_client().context("index")?.clone();
+        index
+            .edit(|d| d.apply_remote_update(&update))
+            .map_err(|e| anyhow::anyhow!("apply: {e}"))?;
+        app.handle_event(AppEvent::Client(TabKey::Index, ClientEvent::RemoteChange));
+        draw_app(&mut app, &mut term)?;
+        opens.push(t.elapsed());
+        // The first run: later ones reuse memory the allocator kept from the one before.
+        grew.get_or_insert(rss_mib() - before);
+    }
+    report(
+        "join: 5,000-file index applied + listed + drawn",
+        &stats(opens),
+        Some(Duration::from_secs(1)),
+    );
+    println!(
+        "  memory: the 5,000-file index adds {:.1} MiB of RSS",
+        grew.unwrap_or(0.0)
+    );
+
+    // The finder: each keystroke re-ranks 5,000 paths and draws.
+    let mut app = workspace_app()?;
+    let index = app.index_client().context("index")?.clone();
+    index
+        .edit(|d| d.apply_remote_update(&update))
+        .map_err(|e| anyhow::anyhow!("apply: {e}"))?;
+    app.handle_event(AppEvent::Client(TabKey::Index, ClientEvent::RemoteChange));
+    draw_app(&mut app, &mut term)?;
+    let queries = ["file01234", "mod07fi", "srcmod1file", "f9", "rs"];
+    let mut samples = Vec::with_capacity(keys);
+    'typing: loop {
+        for q in queries {
+            for c in q.chars() {
+                let t = Instant::now();
+                app.handle_term(key(KeyCode::Char(c)));
+                draw_app(&mut app, &mut term)?;
+                samples.push(t.elapsed());
+            }
+            for _ in q.chars() {
+                let t = Instant::now();
+                app.handle_term(key(KeyCode::Backspace));
+                draw_app(&mut app, &mut term)?;
+                samples.push(t.elapsed());
+                if samples.len() >= keys {
+                    break 'typing;
+                }
+            }
+        }
+    }
+    report(
+        "finder keystroke to frame, 5,000 files",
+        &stats(samples),
+        Some(Duration::from_millis(16)),
+    );
+
+    // Two open files of 100 KB each; F2 goes back and forth.
+    let text = source(100_000);
+    let before = rss_mib();
+    for q in ["file00001", "file00002"] {
+        app.handle_term(ctrl('o'));
+        for c in q.chars() {
+            app.handle_term(key(KeyCode::Char(c)));
+        }
+        app.handle_term(key(KeyCode::Enter));
+        // As if the sharer's editor had loaded it from disk.
+        app.client().edit(|d| {
+            let _ = d.set_text(&text);
+            duet_workspace::file_room::mark_seeded(d.ydoc(), None);
+        });
+        draw_app(&mut app, &mut term)?;
+    }
+    let per_file = (rss_mib() - before) / 2.0;
+    let mut samples = Vec::with_capacity(keys);
+    for _ in 0..keys {
+        let t = Instant::now();
+        app.handle_term(key(KeyCode::F(2)));
+        draw_app(&mut app, &mut term)?;
+        samples.push(t.elapsed());
+    }
+    report(
+        "switch file (F2) to frame, two 100 KB files",
+        &stats(samples),
+        Some(Duration::from_millis(16)),
+    );
+    println!("  memory: an opened 100 KB file adds {per_file:.1} MiB of RSS");
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let runs = if quick { 3 } else { 10 };
@@ -290,6 +452,9 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let _guard = runtime.enter();
+    if std::env::args().any(|a| a == "--workspace") {
+        return workspace_benches(runs, keys);
+    }
 
     let big_text = source(4_000_000);
     let small_text = source(100_000);
@@ -365,5 +530,5 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = big.parent() {
         let _ = std::fs::remove_dir_all(dir);
     }
-    Ok(())
+    workspace_benches(runs, keys)
 }

@@ -77,6 +77,10 @@ pub enum Action {
     People,
     /// Esc: closes whatever is open, or collapses the selection.
     Escape,
+    /// Ctrl-O: the workspace's file list and finder.
+    Files,
+    /// F2: back to the file before this one (workspaces).
+    PrevFile,
     /// Ctrl-Z is undo, so suspend is on its own key (handled by the loop).
     Suspend,
 }

@@ -1,5 +1,5 @@
-//! What the command line shows people: the exact command a partner runs to join, quoted
-//! so it can be pasted into a shell as it is.
+//! What the command line shows people: the exact command a partner runs to join (a room,
+//! or a workspace), quoted so it can be pasted into a shell as it is.
 
 /// The address `duet` uses (and hosts) when no `--server` is given.
 pub const DEFAULT_SERVER: &str = "ws://127.0.0.1:7070";
@@ -37,6 +37,23 @@ pub fn join_command(server: &str, room: &str, file: Option<&str>) -> String {
     cmd
 }
 
+/// The command a partner runs to join workspace `workspace` on `server` (`duet join`).
+/// With `token_needed`, a `--token TOKEN` placeholder: a partner needs a token of their own
+/// for the workspace's rooms (never the sharer's, which is never shown).
+pub fn workspace_join_command(server: &str, workspace: &str, token_needed: bool) -> String {
+    let mut cmd = String::from("duet join");
+    if server != DEFAULT_SERVER {
+        cmd.push_str(" --server ");
+        cmd.push_str(&shell_quote(server));
+    }
+    cmd.push(' ');
+    cmd.push_str(&shell_quote(workspace));
+    if token_needed {
+        cmd.push_str(" --token TOKEN");
+    }
+    cmd
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +82,17 @@ mod tests {
             "duet 'my notes.md'"
         );
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn workspace_join_commands_name_server_workspace_and_token() {
+        assert_eq!(
+            workspace_join_command(DEFAULT_SERVER, "proj", false),
+            "duet join proj"
+        );
+        assert_eq!(
+            workspace_join_command("wss://h:7070", "team/proj", true),
+            "duet join --server wss://h:7070 team/proj --token TOKEN"
+        );
     }
 }

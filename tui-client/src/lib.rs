@@ -5,7 +5,9 @@
 //! and events, headless), [`render`] (drawing, takes `&View`), [`run`] and [`term`] (the
 //! event loop and the terminal), [`highlight`] (syntect on its own thread), [`file`],
 //! `embedded` (the in-process server, behind the default feature `embedded-server`),
-//! [`cli`] (the join command).
+//! [`cli`] (the join commands), [`finder`] (the file finder's fuzzy matching); workspaces
+//! (`duet share`, `duet join`) live in [`app::workspace`] and the sharer's disk in
+//! `app/sharer.rs`.
 
 // Tests may unwrap: a panic there is a failed test, which is what we want.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -21,6 +23,7 @@ pub mod editor;
 #[cfg(feature = "embedded-server")]
 pub mod embedded;
 pub mod file;
+pub mod finder;
 pub mod highlight;
 pub mod keymap;
 pub mod render;

@@ -16,7 +16,7 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use crate::buffer::CharSel;
 use crate::keymap::HELP;
-use crate::state::{ConnView, Level, Panel, PeerView, Prompt, View};
+use crate::state::{ConnView, Level, Panel, PathPurpose, Person, Prompt, View};
 use crate::text;
 
 const SELECTION_BG: Color = Color::Rgb(0x3e, 0x44, 0x51);
@@ -69,12 +69,16 @@ pub fn draw(frame: &mut Frame<'_>, view: &View, rope: &Rope, sel: CharSel) {
     let cursor = draw_text(frame.buffer_mut(), &a, view, rope, sel);
     draw_status(frame.buffer_mut(), a.status, view, rope, sel);
     let prompt_cursor = draw_message(frame.buffer_mut(), a.message, view);
+    let mut panel_cursor = None;
     match view.panel {
         Some(Panel::Help) => draw_help(frame, view),
         Some(Panel::People { selected }) => draw_people(frame, view, selected),
+        Some(Panel::Files) => panel_cursor = Some(draw_files(frame, view)),
         None => {}
     }
-    if let Some(p) = prompt_cursor {
+    if let Some(p) = panel_cursor {
+        frame.set_cursor_position(p);
+    } else if let Some(p) = prompt_cursor {
         frame.set_cursor_position(p);
     } else if view.panel.is_none()
         && let Some(p) = cursor
@@ -299,7 +303,11 @@ fn draw_status(buf: &mut Buffer, area: Rect, view: &View, rope: &Rope, sel: Char
     } else {
         Span::styled(" EDIT ", Style::default().bg(Color::Green).fg(Color::Black))
     };
-    let file = st.file.as_deref().unwrap_or("[no file]");
+    let file = match (&st.file, &st.workspace) {
+        (Some(f), _) => f.as_str(),
+        (None, Some(_)) => "[no file open: Ctrl-O]",
+        (None, None) => "[no file]",
+    };
     let mut spans = vec![
         role,
         Span::raw(" "),
@@ -317,7 +325,10 @@ fn draw_status(buf: &mut Buffer, area: Rect, view: &View, rope: &Rope, sel: Char
             Style::default().fg(Color::Red),
         ));
     }
-    spans.push(Span::raw(format!("  room {}  ", st.room)));
+    match &st.workspace {
+        Some(w) => spans.push(Span::raw(format!("  workspace {w}  "))),
+        None => spans.push(Span::raw(format!("  room {}  ", st.room))),
+    }
     let (conn, color) = match st.conn {
         ConnView::Live if st.hosting => ("\u{25cf} live (hosting)".to_owned(), Color::Green),
         ConnView::Live => ("\u{25cf} live".to_owned(), Color::Green),
@@ -390,6 +401,14 @@ fn draw_message(buf: &mut Buffer, area: Rect, view: &View) -> Option<Position> {
             input.as_str(),
             "   Enter save \u{b7} Esc cancel",
         ),
+        Some(Prompt::Path { purpose, input }) => (
+            match purpose {
+                PathPurpose::NewFile => "New file: ",
+                PathPurpose::Rename(_) => "Rename to: ",
+            },
+            input.as_str(),
+            "   Enter ok \u{b7} Esc cancel",
+        ),
         Some(Prompt::Ask { text, .. }) => {
             let line = Line::from(vec![
                 Span::styled(text.clone(), Style::default().add_modifier(Modifier::BOLD)),
@@ -420,6 +439,9 @@ fn draw_message(buf: &mut Buffer, area: Rect, view: &View) -> Option<Position> {
             } else {
                 let mut hint =
                     "F1 help \u{b7} Ctrl-S save \u{b7} Ctrl-Q quit \u{b7} Ctrl-P people".to_owned();
+                if view.status.workspace.is_some() {
+                    hint.push_str(" \u{b7} Ctrl-O files \u{b7} F2 previous");
+                }
                 let join = format!("   join: {}", view.join_command);
                 if !view.join_command.is_empty()
                     && hint.width() + join.width() <= area.width as usize
@@ -538,32 +560,43 @@ pub fn idle_text(d: std::time::Duration) -> String {
 }
 
 fn draw_people(frame: &mut Frame<'_>, view: &View, selected: usize) {
+    let workspace = view.status.workspace.is_some();
     let rows: Vec<Row<'_>> = view
-        .peers
+        .people
         .iter()
-        .map(|p: &PeerView| {
-            let following = view.follow == Some(p.peer_id);
-            Row::new(vec![
+        .map(|p: &Person| {
+            let following = view.follow == Some(p.client_id);
+            let mut cells = vec![
                 Span::styled("\u{25cf}", Style::default().fg(view.depth.adapt(p.color))),
                 Span::raw(p.name.clone()),
-                Span::raw(if p.sel.is_some() {
-                    format!("{}", p.line + 1)
-                } else {
-                    "-".to_owned()
-                }),
+            ];
+            if workspace {
+                cells.push(Span::raw(p.file.clone().unwrap_or_else(|| "-".to_owned())));
+            }
+            cells.extend([
+                Span::raw(
+                    p.line
+                        .map_or_else(|| "-".to_owned(), |l| format!("{}", l + 1)),
+                ),
                 Span::raw(p.role.as_str()),
                 Span::raw(idle_text(p.idle)),
                 Span::raw(if following { "following" } else { "" }),
-            ])
+            ]);
+            Row::new(cells)
         })
         .collect();
     let empty = rows.is_empty();
     let h = (rows.len() as u16).max(1) + 4;
-    let area = popup(frame.area(), 60, h);
+    let area = popup(frame.area(), if workspace { 90 } else { 60 }, h);
     frame.render_widget(Clear, area);
+    let place = view
+        .status
+        .workspace
+        .as_ref()
+        .map_or_else(|| view.status.room.clone(), |w| format!("workspace {w}"));
     let block = Block::default().borders(Borders::ALL).title(format!(
-        " people in {} \u{b7} you are {} \u{b7} Enter follow \u{b7} Esc ",
-        view.status.room, view.status.name
+        " people in {place} \u{b7} you are {} \u{b7} Enter follow \u{b7} Esc ",
+        view.status.name
     ));
     if empty {
         frame.render_widget(
@@ -572,25 +605,118 @@ fn draw_people(frame: &mut Frame<'_>, view: &View, selected: usize) {
         );
         return;
     }
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(1),
-            Constraint::Min(12),
-            Constraint::Length(7),
-            Constraint::Length(7),
-            Constraint::Length(5),
-            Constraint::Length(10),
-        ],
-    )
-    .header(
-        Row::new(vec!["", "name", "line", "role", "idle", ""])
-            .style(Style::default().add_modifier(Modifier::UNDERLINED)),
-    )
-    .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
-    .block(block);
+    let mut widths = vec![Constraint::Length(1), Constraint::Min(12)];
+    let mut header = vec!["", "name"];
+    if workspace {
+        widths.push(Constraint::Min(24));
+        header.push("file");
+    }
+    widths.extend([
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(5),
+        Constraint::Length(10),
+    ]);
+    header.extend(["line", "role", "idle", ""]);
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(Style::default().add_modifier(Modifier::UNDERLINED)))
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
+        .block(block);
     let mut state = TableState::default().with_selected(Some(selected));
     frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// The workspace's file list and finder; returns where the query's cursor is.
+fn draw_files(frame: &mut Frame<'_>, view: &View) -> Position {
+    let f = &view.files;
+    let full = frame.area();
+    let w = full.width.saturating_sub(4).clamp(20, 100);
+    let h = full.height.saturating_sub(4).max(5);
+    let area = popup(full, w, h);
+    frame.render_widget(Clear, area);
+    let count = if f.query.trim().is_empty() {
+        format!("{} files", f.total)
+    } else {
+        format!("{} of {}", f.matched, f.total)
+    };
+    let block = Block::default().borders(Borders::ALL).title(format!(
+        " files \u{b7} {count} \u{b7} Enter open \u{b7} Ctrl-N new \u{b7} Ctrl-R rename \u{b7} Ctrl-D delete \u{b7} Esc "
+    ));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let buf = frame.buffer_mut();
+    let prompt = Line::from(vec![
+        Span::styled("> ", Style::default().add_modifier(Modifier::BOLD)),
+        Span::raw(f.query.clone()),
+    ]);
+    buf.set_line(inner.x, inner.y, &prompt, inner.width);
+    let cursor = Position::new(
+        (inner.x + 2 + f.query.width() as u16).min(inner.right().saturating_sub(1)),
+        inner.y,
+    );
+    let list = Rect::new(
+        inner.x,
+        inner.y + 1,
+        inner.width,
+        inner.height.saturating_sub(1),
+    );
+    if f.rows.is_empty() {
+        let text = if f.query.trim().is_empty() {
+            " no files yet: Ctrl-N creates one".to_owned()
+        } else {
+            format!(" no match: Enter creates {}", f.query.trim())
+        };
+        buf.set_stringn(
+            list.x,
+            list.y,
+            text,
+            list.width as usize,
+            Style::default().fg(view.depth.adapt(GUTTER_FG)),
+        );
+        return cursor;
+    }
+    let visible = list.height as usize;
+    let first = f.selected.saturating_sub(visible.saturating_sub(1));
+    let hit = Style::default()
+        .fg(Color::Yellow)
+        .add_modifier(Modifier::BOLD);
+    let dim = Style::default().fg(view.depth.adapt(GUTTER_FG));
+    for (row_i, row) in f.rows.iter().enumerate().skip(first).take(visible) {
+        let y = list.y + (row_i - first) as u16;
+        let mut spans = vec![Span::styled(
+            if row.open { " \u{25cf} " } else { "   " },
+            dim,
+        )];
+        for (ci, c) in row.path.chars().enumerate() {
+            let style = if row.matched.contains(&ci) {
+                hit
+            } else {
+                Style::default()
+            };
+            spans.push(Span::styled(c.to_string(), style));
+        }
+        if let Some(note) = row.note {
+            spans.push(Span::styled(format!("  ({note})"), dim));
+        }
+        if row.new {
+            spans.push(Span::styled("  (new, not on disk)", dim));
+        }
+        for (name, color) in &row.here {
+            spans.push(Span::raw("  "));
+            spans.push(Span::styled(
+                format!("\u{25cf} {name}"),
+                Style::default().fg(view.depth.adapt(*color)),
+            ));
+        }
+        buf.set_line(list.x, y, &Line::from(spans), list.width);
+        if row_i == f.selected {
+            buf.set_style(
+                Rect::new(list.x, y, list.width, 1),
+                Style::default().add_modifier(Modifier::REVERSED),
+            );
+        }
+    }
+    cursor
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! The event loop: one queue of typed events (terminal input, client events, a tick), all
-//! queued events drained, then at most one frame drawn.
+//! The event loop: one queue of typed events (terminal input, the clients' events tagged
+//! with their tab, finished scans, a tick), all queued events drained, then at most one
+//! frame drawn.
 
 use std::future::poll_fn;
 use std::io::{self, Write};
@@ -7,17 +8,16 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{Event as TermEvent, EventStream};
-use duet_client::Event as ClientEvent;
 use futures_util::{Stream, StreamExt};
 use ratatui::Terminal;
 use ratatui::backend::Backend;
 use tokio::sync::mpsc;
 
-use crate::app::App;
+use crate::app::{App, AppEvent};
 use crate::term;
 
 /// Runs the app in the real terminal until it exits.
-pub async fn run(app: &mut App, client_events: mpsc::Receiver<ClientEvent>) -> anyhow::Result<()> {
+pub async fn run(app: &mut App, client_events: mpsc::Receiver<AppEvent>) -> anyhow::Result<()> {
     term::install_panic_hook();
     let mut terminal = term::enter()?;
     let result = event_loop(
@@ -52,7 +52,7 @@ pub async fn event_loop<B, S, F>(
     terminal: &mut Terminal<B>,
     app: &mut App,
     mut input: S,
-    mut client_events: mpsc::Receiver<ClientEvent>,
+    mut client_events: mpsc::Receiver<AppEvent>,
     mut after_frame: F,
 ) -> anyhow::Result<()>
 where
@@ -80,7 +80,7 @@ where
                 None => return Ok(()),
             },
             ev = client_events.recv(), if client_open => match ev {
-                Some(ev) => app.handle_client(ev),
+                Some(ev) => app.handle_event(ev),
                 None => client_open = false,
             },
             _ = tick.tick() => app.tick(Instant::now()),
@@ -101,7 +101,7 @@ where
             app.handle_term(ev?);
         }
         while let Ok(ev) = client_events.try_recv() {
-            app.handle_client(ev);
+            app.handle_event(ev);
         }
     }
 }

@@ -17,6 +17,8 @@ use crate::highlight::Highlights;
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerView {
     pub peer_id: u64,
+    /// The peer's yrs client id: in a workspace, the same in every room (one per person).
+    pub client_id: u64,
     pub name: String,
     pub color: Color,
     pub role: Role,
@@ -26,6 +28,52 @@ pub struct PeerView {
     pub line: usize,
     /// Time since the peer last changed something.
     pub idle: Duration,
+}
+
+/// A person in the people panel: a peer of the room, or in a workspace, anyone in it and
+/// the file they are in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Person {
+    /// Whom to follow (stable while they stay connected, the same in every room).
+    pub client_id: u64,
+    pub name: String,
+    pub color: Color,
+    pub role: Role,
+    /// The file they are in (workspaces; `None`: none open, or not a workspace).
+    pub file: Option<String>,
+    /// 0-based line of their cursor, if known.
+    pub line: Option<usize>,
+    pub idle: Duration,
+}
+
+/// One row of the file list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRow {
+    pub path: String,
+    /// Char positions of `path` the query matched (drawn highlighted).
+    pub matched: Vec<usize>,
+    /// Why it cannot be opened (`binary`, `too big`), if so.
+    pub note: Option<&'static str>,
+    /// We have it open.
+    pub open: bool,
+    /// Not on the sharer's disk yet (created in the workspace, never saved).
+    pub new: bool,
+    /// Others who are in this file: (name, colour).
+    pub here: Vec<(String, Color)>,
+}
+
+/// The file list and finder (Ctrl-O in a workspace): type to filter, Enter opens.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FilesView {
+    pub query: String,
+    /// Index into `rows`.
+    pub selected: usize,
+    /// The best matches (all files, by path, without a query), at most a screenful or so.
+    pub rows: Vec<FileRow>,
+    /// How many files matched in all.
+    pub matched: usize,
+    /// Files in the workspace.
+    pub total: usize,
 }
 
 /// The connection as the status bar shows it.
@@ -68,6 +116,8 @@ pub struct Status {
     pub ever_live: bool,
     /// Why the last connection attempt failed, while not live.
     pub problem: Option<String>,
+    /// The workspace, in `duet share` and `duet join` (shown instead of the room).
+    pub workspace: Option<String>,
 }
 
 impl Default for Status {
@@ -86,6 +136,7 @@ impl Default for Status {
             server: String::new(),
             ever_live: false,
             problem: None,
+            workspace: None,
         }
     }
 }
@@ -110,6 +161,19 @@ pub enum Question {
     TakeRoom,
     /// Saving would overwrite a file that changed on disk since it was read.
     Overwrite,
+    /// Delete this workspace file for everyone?
+    Delete(duet_workspace::FileId),
+    /// Quit although this many open workspace files differ from the sharer's disk.
+    QuitUnsavedFiles(usize),
+}
+
+/// What a path typed at the prompt is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathPurpose {
+    /// A new file of the workspace.
+    NewFile,
+    /// A new path for this file.
+    Rename(duet_workspace::FileId),
 }
 
 /// The one-line prompt at the bottom.
@@ -127,6 +191,11 @@ pub enum Prompt {
     SaveAs {
         input: String,
     },
+    /// A workspace path (a new file, a rename).
+    Path {
+        purpose: PathPurpose,
+        input: String,
+    },
     Ask {
         question: Question,
         text: String,
@@ -137,7 +206,11 @@ pub enum Prompt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Panel {
     Help,
-    People { selected: usize },
+    People {
+        selected: usize,
+    },
+    /// The workspace's file list and finder ([`View::files`]).
+    Files,
 }
 
 /// How loud a notice is.
@@ -162,10 +235,15 @@ pub struct View {
     pub editor: Editor,
     pub status: Status,
     pub peers: Vec<PeerView>,
+    /// The people panel's list.
+    pub people: Vec<Person>,
+    /// The file list (workspaces).
+    pub files: FilesView,
     pub prompt: Option<Prompt>,
     pub panel: Option<Panel>,
     pub notices: VecDeque<Notice>,
-    /// The peer whose cursor we keep in view, until our next own key.
+    /// The person (client id) whose cursor we keep in view, across files in a workspace,
+    /// until our next own key.
     pub follow: Option<u64>,
     /// The command a partner runs to join.
     pub join_command: String,
@@ -182,6 +260,8 @@ impl View {
             editor,
             status: Status::default(),
             peers: Vec::new(),
+            people: Vec::new(),
+            files: FilesView::default(),
             prompt: None,
             panel: None,
             notices: VecDeque::new(),

@@ -16,7 +16,7 @@ pub const EMPTY_UPDATE: &[u8] = &[0, 0];
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
-    /// duet's own protocol (subprotocol `duet.v1`, bincode frames, acknowledgements).
+    /// duet's own protocol (subprotocol `duet.v2`, bincode frames, acknowledgements).
     Duet,
     /// The y-websocket protocol (no subprotocol), as Yjs clients speak it.
     Yjs,
@@ -53,7 +53,7 @@ pub enum Decoded {
 impl Protocol {
     pub fn subprotocol(self) -> Option<&'static str> {
         match self {
-            Protocol::Duet => Some(duet_protocol::PROTOCOL_V1),
+            Protocol::Duet => Some(duet_protocol::PROTOCOL),
             Protocol::Yjs | Protocol::Hocuspocus => None,
         }
     }

@@ -5,7 +5,7 @@ use crate::doc_state::DocState;
 use crate::shared::{Shared, lock};
 use crate::{ClientConfig, ClientError, ConnState, Event, PeerInfo};
 use duet_doc::{Document, Selection};
-use duet_protocol::Role;
+use duet_protocol::{Location, Role};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -60,7 +60,11 @@ impl Client {
     /// Local updates already in `doc` (a loaded file, say) go to the server with the first
     /// sync. Panics if called outside a tokio runtime.
     pub fn spawn(config: ClientConfig, doc: Document) -> (Client, mpsc::Receiver<Event>) {
-        let shared = Arc::new(Shared::new(DocState::new(doc)));
+        let shared = Shared::new(DocState::new(doc));
+        shared
+            .publish_cursor
+            .store(config.publish_cursor, std::sync::atomic::Ordering::Relaxed);
+        let shared = Arc::new(shared);
         let (tx, rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
         let cancel = CancellationToken::new();
         // The pump ends once the connection task has closed the queue and everything queued
@@ -117,6 +121,32 @@ impl Client {
         self.shared().mark_awareness_dirty();
     }
 
+    /// Sets where we work (a file of a workspace, say) and publishes it with our awareness
+    /// (coalesced like the selection). `None` clears it.
+    pub fn set_location(&self, location: Option<Location>) {
+        let changed = {
+            let mut current = lock(&self.shared().location);
+            let changed = *current != location;
+            *current = location;
+            changed
+        };
+        if changed {
+            self.shared().mark_awareness_dirty();
+        }
+    }
+
+    /// Whether our awareness shows our cursor (a workspace's editor hides it in the files
+    /// that are not in front). Published like a selection change.
+    pub fn show_cursor(&self, show: bool) {
+        let was = self
+            .shared()
+            .publish_cursor
+            .swap(show, std::sync::atomic::Ordering::Relaxed);
+        if was != show {
+            self.shared().mark_awareness_dirty();
+        }
+    }
+
     /// The other members of the room (not ourselves), ordered by peer id, with their
     /// selections resolved against our current document.
     pub fn peers(&self) -> Vec<PeerInfo> {
@@ -134,6 +164,7 @@ impl Client {
                 }),
                 peer_id: p.peer_id,
                 client_id: p.client_id,
+                location: p.location,
                 name: p.name,
                 color: p.color,
                 role: p.role,

@@ -20,6 +20,10 @@ pub struct ClientConfig {
     /// For `wss://`: a PEM file of extra CA certificates to trust (a private CA), on top of
     /// the system's roots.
     pub ca_file: Option<std::path::PathBuf>,
+    /// Publish our cursor with our awareness (true); false in rooms whose text nobody
+    /// edits, such as a workspace's index, where only [`crate::Client::set_location`]
+    /// matters.
+    pub publish_cursor: bool,
 }
 
 impl ClientConfig {
@@ -33,6 +37,7 @@ impl ClientConfig {
             token: None,
             backoff: Backoff::default(),
             ca_file: None,
+            publish_cursor: true,
         }
     }
 

@@ -37,7 +37,7 @@ pub enum ClientError {
     /// Another close code that means "do not retry" (44xx).
     #[error("server closed the connection with code {code}: {reason}")]
     Closed { code: u16, reason: String },
-    /// The server accepted the WebSocket but not the `duet.v1` subprotocol.
+    /// The server accepted the WebSocket but not the `duet.vN` subprotocol it offered.
     #[error("{url} did not agree to protocol {offered}; is it a duet server?")]
     NotDuet { url: String, offered: String },
     /// The server address cannot be used.

@@ -2,7 +2,7 @@
 
 use crate::ClientError;
 use duet_doc::{SaveMark, Selection};
-use duet_protocol::{ErrorCode, Role};
+use duet_protocol::{ErrorCode, Location, Role};
 use std::time::{Duration, Instant};
 
 /// Where the connection stands.
@@ -39,6 +39,9 @@ pub struct PeerInfo {
     /// The peer's selection resolved against our current document; `None` if it has no
     /// cursor or its position refers to text we have not received yet.
     pub selection: Option<Selection>,
+    /// Where the peer says it works, if it says (a workspace's file and line); the room
+    /// name is as the peer wrote it: check it before using it.
+    pub location: Option<Location>,
     /// When this peer's awareness last changed.
     pub last_change: Instant,
 }
@@ -53,7 +56,8 @@ pub struct PeerInfo {
 pub enum Event {
     /// The connection state changed.
     State(ConnState),
-    /// Other members changed the document (one event may stand for many updates).
+    /// Other members changed the document: its text or anything else in it, such as a save
+    /// record or a workspace's index (one event may stand for many updates).
     RemoteChange,
     /// Someone's name, colour or cursor changed; read [`crate::Client::peers`].
     PeersChanged,

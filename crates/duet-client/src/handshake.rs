@@ -4,7 +4,7 @@
 //! or worth retrying (the network, an overloaded or restarting server).
 
 use crate::{ClientConfig, ClientError};
-use duet_protocol::PROTOCOL_V1;
+use duet_protocol::PROTOCOL;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::handshake::client::{Request, Response};
@@ -47,7 +47,7 @@ pub(crate) fn request(config: &ClientConfig) -> Result<Request, ClientError> {
     let headers = request.headers_mut();
     headers.insert(
         header::SEC_WEBSOCKET_PROTOCOL,
-        HeaderValue::from_static(PROTOCOL_V1),
+        HeaderValue::from_static(PROTOCOL),
     );
     if let Some(token) = &config.token {
         let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
@@ -68,7 +68,7 @@ pub(crate) fn check_response(config: &ClientConfig, response: &Response) -> Resu
         .headers()
         .get(header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok());
-    if agreed == Some(PROTOCOL_V1) {
+    if agreed == Some(PROTOCOL) {
         Ok(())
     } else {
         Err(Failure::Fatal(not_duet(config)))
@@ -78,7 +78,7 @@ pub(crate) fn check_response(config: &ClientConfig, response: &Response) -> Resu
 fn not_duet(config: &ClientConfig) -> ClientError {
     ClientError::NotDuet {
         url: url(config),
-        offered: PROTOCOL_V1.into(),
+        offered: PROTOCOL.into(),
     }
 }
 
@@ -180,7 +180,7 @@ pub(crate) fn classify_status(config: &ClientConfig, status: StatusCode, body: S
                 Failure::Fatal(ClientError::Refused { status: 400, body })
             } else {
                 Failure::Fatal(ClientError::VersionRefused {
-                    offered: PROTOCOL_V1.into(),
+                    offered: PROTOCOL.into(),
                     supported,
                     body,
                 })
@@ -208,7 +208,7 @@ fn duet_versions(body: &str) -> Vec<String> {
         let word = word.trim_end_matches('.');
         if word.starts_with("duet.")
             && word.len() > "duet.".len()
-            && word != PROTOCOL_V1
+            && word != PROTOCOL
             && !versions.iter().any(|v| v == word)
         {
             versions.push(word.to_owned());
@@ -232,6 +232,7 @@ mod tests {
             token: Some("s3cret".into()),
             backoff: Backoff::default(),
             ca_file: None,
+            publish_cursor: true,
         }
     }
 
@@ -239,7 +240,7 @@ mod tests {
     fn the_request_names_room_protocol_and_token() {
         let req = request(&config("ws://127.0.0.1:7070/")).expect("valid");
         assert_eq!(req.uri().to_string(), "ws://127.0.0.1:7070/team/notes.md");
-        assert_eq!(req.headers()[header::SEC_WEBSOCKET_PROTOCOL], "duet.v1");
+        assert_eq!(req.headers()[header::SEC_WEBSOCKET_PROTOCOL], "duet.v2");
         assert_eq!(req.headers()[header::AUTHORIZATION], "Bearer s3cret");
         assert!(req.headers()[header::AUTHORIZATION].is_sensitive());
     }
@@ -270,13 +271,13 @@ mod tests {
         let table: &[(u16, &str, &str)] = &[
             (
                 400,
-                "unsupported protocol duet.v1; supported: duet.v2, duet.v3.",
-                "server refused protocol duet.v1: it speaks duet.v2, duet.v3",
+                "unsupported protocol duet.v2; supported: duet.v3, duet.v4.",
+                "server refused protocol duet.v2: it speaks duet.v3, duet.v4",
             ),
             (
                 400,
                 "unsupported protocol version",
-                "server refused protocol duet.v1: it answered \"unsupported protocol version\"",
+                "server refused protocol duet.v2: it answered \"unsupported protocol version\"",
             ),
             (
                 400,

@@ -37,4 +37,4 @@ pub use error::ClientError;
 pub use event::{ConnState, Event, PeerInfo};
 
 pub use duet_doc::{Document, SaveMark, Selection, Utf16Offset};
-pub use duet_protocol::{ErrorCode, Role, RoomName};
+pub use duet_protocol::{ErrorCode, Location, Role, RoomName};

@@ -12,7 +12,7 @@
 //! ```
 
 use crate::color::{color_for, is_hex_color};
-use duet_protocol::{AwarenessEntry, CursorState, Role};
+use duet_protocol::{AwarenessEntry, CursorState, Location, Role};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -28,6 +28,7 @@ pub(crate) struct Peer {
     pub color: String,
     pub role: Role,
     pub cursor: Option<CursorState>,
+    pub location: Option<Location>,
     pub last_change: Instant,
 }
 
@@ -84,6 +85,7 @@ impl Peers {
                         color,
                         role: entry.role,
                         cursor: state.cursor,
+                        location: state.location,
                         last_change: now,
                     };
                     match self.live.get_mut(&entry.client_id) {
@@ -92,7 +94,8 @@ impl Peers {
                                 && known.name == peer.name
                                 && known.color == peer.color
                                 && known.role == peer.role
-                                && known.cursor == peer.cursor;
+                                && known.cursor == peer.cursor
+                                && known.location == peer.location;
                             if !same {
                                 *known = peer;
                                 changes.changed = true;
@@ -170,6 +173,7 @@ mod tests {
                 name: n.to_owned(),
                 color: "#AABBCC".to_owned(),
                 cursor: None,
+                location: None,
             }),
         }
     }

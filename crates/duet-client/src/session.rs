@@ -248,7 +248,7 @@ impl<'a> Session<'a> {
                 tracing::debug!("server sent a text frame");
                 Err(Stop::Violation(
                     close::PROTOCOL_ERROR,
-                    "text frames are not part of duet.v1",
+                    "text frames are not part of the duet protocol",
                 ))
             }
             Message::Close(frame) => {
@@ -342,7 +342,8 @@ impl<'a> Session<'a> {
         };
         match applied {
             Ok(change) => {
-                if change.changed {
+                // Any change, not only the text's: a workspace's index is a map.
+                if change.changed || change.doc_changed {
                     self.shared.events.push(Event::RemoteChange);
                 }
                 if let Some(mark) = saved {
@@ -434,9 +435,14 @@ impl<'a> Session<'a> {
     }
 
     fn own_awareness(&self) -> ClientMsg {
+        let location = lock(&self.shared.location).clone();
         let state = lock(&self.shared.doc);
         let selection = state.doc.selection();
-        let cursor = CursorState {
+        let show = self
+            .shared
+            .publish_cursor
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let cursor = show.then(|| CursorState {
             anchor: state
                 .doc
                 .encode_sticky(selection.anchor, yrs::Assoc::After)
@@ -445,14 +451,15 @@ impl<'a> Session<'a> {
                 .doc
                 .encode_sticky(selection.head, yrs::Assoc::After)
                 .into(),
-        };
+        });
         ClientMsg::Awareness {
             client_id: state.doc.client_id(),
             state: Some(PeerState {
                 // The server refuses names past 256 bytes (1007); 64 characters always fit.
                 name: self.name.chars().take(64).collect(),
                 color: self.color.to_owned(),
-                cursor: Some(cursor),
+                cursor,
+                location,
             }),
         }
     }

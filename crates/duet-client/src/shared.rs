@@ -8,7 +8,7 @@ use crate::doc_state::DocState;
 use crate::event_queue::EventQueue;
 use crate::peers::Peers;
 use crate::{ClientError, ConnState, Event};
-use duet_protocol::Role;
+use duet_protocol::{Location, Role};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::{Notify, watch};
@@ -25,6 +25,11 @@ pub(crate) struct Shared {
     pub(crate) awareness_dirty: AtomicBool,
     /// Shared with the pump task, which moves events into the application's channel.
     pub(crate) events: Arc<EventQueue>,
+    /// Where we work, published with our awareness (a workspace's index room carries it).
+    pub(crate) location: Mutex<Option<Location>>,
+    /// Our awareness carries our cursor (not in rooms without text, like an index, nor in
+    /// a file the person has not in front).
+    pub(crate) publish_cursor: AtomicBool,
 }
 
 /// What the current session learnt about us and the room.
@@ -52,6 +57,8 @@ impl Shared {
             wake: Notify::new(),
             awareness_dirty: AtomicBool::new(true),
             events: Arc::new(EventQueue::default()),
+            location: Mutex::new(None),
+            publish_cursor: AtomicBool::new(true),
         }
     }
 

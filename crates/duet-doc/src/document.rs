@@ -55,6 +55,7 @@ const REMOTE_ORIGIN: &str = "duet-doc/remote";
 const MIRROR_OBSERVER: &str = "duet-doc/mirror";
 const UPDATE_OBSERVER: &str = "duet-doc/updates";
 const SAVES_OBSERVER: &str = "duet-doc/saves";
+const CLEANUP_OBSERVER: &str = "duet-doc/cleanup";
 /// Origin of save records: never part of anyone's undo.
 const SAVE_ORIGIN: &str = "duet-doc/save";
 
@@ -70,6 +71,8 @@ struct Inbox {
     updates: Vec<Vec<u8>>,
     /// A peer's update changed the save record.
     saved: bool,
+    /// A peer's update changed anything at all (text, save record, other root types).
+    touched_any: bool,
 }
 
 enum Pending {
@@ -99,6 +102,9 @@ pub struct RemoteChange {
     pub touched_lines: Option<Range<usize>>,
     /// The update changed the save record ([`Document::last_saved`]).
     pub saved: bool,
+    /// The update changed the document at all: its text, its save record, or any other
+    /// root type (a workspace's index map, say). An update we already had changes nothing.
+    pub doc_changed: bool,
 }
 
 /// What [`Document::absorb`] found in the inbox.
@@ -194,6 +200,19 @@ impl Document {
                 lock(&saves_inbox).saved = true;
             }
         });
+
+        // Whether a peer's update changed anything, in any root type: new blocks move the
+        // state vector, deletions show in the delete set.
+        let any_inbox = inbox.clone();
+        let remote_any = Origin::from(REMOTE_ORIGIN);
+        doc.transact_mut()
+            .observe_transaction_cleanup(CLEANUP_OBSERVER, move |txn, event| {
+                if txn.origin() == Some(&remote_any)
+                    && (event.before_state != event.after_state || !event.delete_set.is_empty())
+                {
+                    lock(&any_inbox).touched_any = true;
+                }
+            });
 
         let update_inbox = inbox.clone();
         let remote = Origin::from(REMOTE_ORIGIN);
@@ -578,10 +597,12 @@ impl Document {
             let line = |o| self.rope.char_to_line(self.utf16_to_char(Utf16Offset(o)).0);
             line(t.start)..line(t.end) + 1
         });
+        let mut inbox = lock(&self.inbox);
         RemoteChange {
             changed: touched_lines.is_some(),
             touched_lines,
-            saved: std::mem::take(&mut lock(&self.inbox).saved),
+            saved: std::mem::take(&mut inbox.saved),
+            doc_changed: std::mem::take(&mut inbox.touched_any),
         }
     }
 

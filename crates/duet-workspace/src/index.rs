@@ -22,6 +22,11 @@
 //! `on_disk` says whether the sharer's directory has the file; the sharer's scan
 //! ([`reconcile`]) only ever deletes entries it had seen on disk, so a file a partner just
 //! created is not taken for one deleted on disk.
+//!
+//! Saving by a partner (ADR 010) is a request in the entry: `save_asked` counts requests,
+//! `save_done` the last request the sharer's editor served by writing the file. Two
+//! partners asking at once write the same next number: one request, served once, with the
+//! text as it is then. The root map [`WORKSPACE_MAP`] names the sharer.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -34,6 +39,8 @@ use crate::scan::Scanned;
 
 /// The root map of the index document.
 pub const FILES_MAP: &str = "files";
+/// The root map of facts about the workspace itself (`sharer`, `sharer_client`).
+pub const WORKSPACE_MAP: &str = "workspace";
 /// Longest path kept in the index, in bytes.
 pub const MAX_PATH_BYTES: usize = 4096;
 
@@ -106,6 +113,27 @@ pub struct FileEntry {
     pub size: u64,
     /// The sharer's directory has it.
     pub on_disk: bool,
+    /// Save requests made so far ([`ask_save`]).
+    pub save_asked: u64,
+    /// The last request the sharer's editor served ([`save_done`]).
+    pub save_done: u64,
+}
+
+impl FileEntry {
+    /// A partner asked for a save the sharer's editor has not served yet.
+    pub fn save_pending(&self) -> bool {
+        self.save_asked > self.save_done
+    }
+}
+
+/// Who shares the workspace, as the sharer's editor wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sharer {
+    /// Display name, control characters dropped.
+    pub name: String,
+    /// The yrs client id the sharer's editor uses in every room of the workspace (the same
+    /// as its awareness entries' client id).
+    pub client_id: u64,
 }
 
 /// Why the index refused a change.
@@ -156,6 +184,13 @@ impl Workspace {
     pub fn token_pattern(&self) -> String {
         format!("{}/*", self.name)
     }
+
+    /// The file whose room is `room`, if `room` is a file room of this workspace.
+    pub fn file_of_room(&self, room: &str) -> Option<FileId> {
+        room.strip_prefix(&self.name)?
+            .strip_prefix("/files/")
+            .and_then(FileId::parse)
+    }
 }
 
 /// Checks a path as the index keeps it: relative, `/`-separated, no `.`/`..` or empty
@@ -183,6 +218,9 @@ pub fn check_path(path: &str) -> Result<(), IndexError> {
         match segment {
             "" => return bad("empty segment"),
             "." | ".." => return bad("'.' or '..' segment"),
+            // Never shared, never written: a hook written there would run on the sharer's
+            // machine (any case: some file systems ignore it).
+            s if s.eq_ignore_ascii_case(".git") => return bad("inside .git"),
             _ => {}
         }
     }
@@ -240,6 +278,8 @@ pub fn files(doc: &Doc) -> Vec<FileEntry> {
             kind,
             size: number_of(&entry, &txn, "size").unwrap_or(0),
             on_disk: flag_of(&entry, &txn, "on_disk"),
+            save_asked: number_of(&entry, &txn, "save_asked").unwrap_or(0),
+            save_done: number_of(&entry, &txn, "save_done").unwrap_or(0),
         });
     }
     // Same path: the smallest id keeps it, the others are shown beside it.
@@ -312,6 +352,58 @@ pub fn set_on_disk(doc: &Doc, id: FileId, kind: FileKind, size: u64) -> Result<(
     e.insert(&mut txn, "size", Any::from(size as f64));
     e.insert(&mut txn, "on_disk", Any::from(true));
     Ok(())
+}
+
+/// The live file `id`, if it is live.
+pub fn get(doc: &Doc, id: FileId) -> Option<FileEntry> {
+    files(doc).into_iter().find(|f| f.id == id)
+}
+
+/// Asks the sharer's editor to write file `id` to disk; returns the request's number.
+pub fn ask_save(doc: &Doc, id: FileId) -> Result<u64, IndexError> {
+    let e = entry(doc, id)?;
+    let mut txn = doc.transact_mut();
+    let asked = number_of(&e, &txn, "save_asked").unwrap_or(0);
+    let done = number_of(&e, &txn, "save_done").unwrap_or(0);
+    let n = asked.max(done) + 1;
+    e.insert(&mut txn, "save_asked", Any::from(n as f64));
+    Ok(n)
+}
+
+/// Records that the sharer's editor wrote file `id` for request `n` (and all before it).
+pub fn save_done(doc: &Doc, id: FileId, n: u64) -> Result<(), IndexError> {
+    let e = entry(doc, id)?;
+    let mut txn = doc.transact_mut();
+    if number_of(&e, &txn, "save_done").unwrap_or(0) < n {
+        e.insert(&mut txn, "save_done", Any::from(n as f64));
+    }
+    Ok(())
+}
+
+/// Records who shares the workspace.
+pub fn set_sharer(doc: &Doc, sharer: &Sharer) {
+    let map = doc.get_or_insert_map(WORKSPACE_MAP);
+    let mut txn = doc.transact_mut();
+    let name: String = sharer.name.chars().filter(|c| !c.is_control()).collect();
+    map.insert(&mut txn, "sharer", Any::from(name));
+    map.insert(
+        &mut txn,
+        "sharer_client",
+        Any::from(sharer.client_id.to_string()),
+    );
+}
+
+/// Who shares the workspace, if the sharer's editor said so.
+pub fn sharer(doc: &Doc) -> Option<Sharer> {
+    let map = doc.get_or_insert_map(WORKSPACE_MAP);
+    let txn = doc.transact();
+    let name: String = text_of(&map, &txn, "sharer")?
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    let client_id = text_of(&map, &txn, "sharer_client")?.parse().ok()?;
+    Some(Sharer { name, client_id })
 }
 
 /// What [`reconcile`] changed.
@@ -405,7 +497,17 @@ mod tests {
             delete(&d, FileId(7)),
             Err(IndexError::NoSuchFile(FileId(7)))
         );
-        for bad in ["", "/etc/passwd", "a/../b", "a//b", "./a", "a\nb", "a\\b"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "a//b",
+            "./a",
+            "a\nb",
+            "a\\b",
+            ".git/hooks/pre-commit",
+            "sub/.GIT/config",
+        ] {
             assert!(
                 matches!(
                     create(&d, bad, FileKind::Text, 0, false),
@@ -495,6 +597,103 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_adds_from_both_sides_all_stay() {
+        let (a, b) = (doc(1), doc(2));
+        create(&a, "shared.rs", FileKind::Text, 1, true).expect("create");
+        exchange(&a, &b);
+        create(&a, "from_a.rs", FileKind::Text, 1, false).expect("create");
+        create(&b, "from_b.rs", FileKind::Text, 1, false).expect("create");
+        create(&b, "dir/deep.rs", FileKind::Text, 1, false).expect("create");
+        exchange(&a, &b);
+        let want = ["dir/deep.rs", "from_a.rs", "from_b.rs", "shared.rs"];
+        assert_eq!(shown(&a), want);
+        assert_eq!(shown(&b), want);
+    }
+
+    #[test]
+    fn a_rename_onto_a_path_another_creates_keeps_both() {
+        let (a, b) = (doc(1), doc(2));
+        let old = create(&a, "old.rs", FileKind::Text, 1, true).expect("create");
+        exchange(&a, &b);
+        rename(&a, old, "new.rs").expect("rename");
+        let fresh = create(&b, "new.rs", FileKind::Text, 1, false).expect("create");
+        exchange(&a, &b);
+        assert_eq!(shown(&a), shown(&b));
+        assert_eq!(files(&a).len(), 2, "{:?}", shown(&a));
+        let (first, second) = if old < fresh {
+            (old, fresh)
+        } else {
+            (fresh, old)
+        };
+        assert_eq!(find(&a, "new.rs").map(|f| f.id), Some(first));
+        assert_eq!(
+            find(&b, &format!("new.rs~{second}")).map(|f| f.id),
+            Some(second)
+        );
+    }
+
+    #[test]
+    fn deletes_from_both_sides_and_a_delete_beside_an_edit_of_another_file() {
+        let (a, b) = (doc(1), doc(2));
+        let x = create(&a, "x.rs", FileKind::Text, 1, true).expect("create");
+        let y = create(&a, "y.rs", FileKind::Text, 1, true).expect("create");
+        exchange(&a, &b);
+        // Both delete x at once; a renames y while b deletes it.
+        delete(&a, x).expect("delete");
+        delete(&b, x).expect("delete");
+        rename(&a, y, "z.rs").expect("rename");
+        delete(&b, y).expect("delete");
+        exchange(&a, &b);
+        assert!(
+            shown(&a).is_empty() && shown(&b).is_empty(),
+            "{:?}",
+            shown(&a)
+        );
+    }
+
+    #[test]
+    fn save_requests_count_up_and_are_served_once() {
+        let (a, b) = (doc(1), doc(2));
+        let id = create(&a, "notes.md", FileKind::Text, 1, true).expect("create");
+        exchange(&a, &b);
+        assert!(!get(&a, id).expect("live").save_pending());
+        // Two partners ask at once: one request.
+        assert_eq!(ask_save(&a, id), Ok(1));
+        assert_eq!(ask_save(&b, id), Ok(1));
+        exchange(&a, &b);
+        let e = get(&a, id).expect("live");
+        assert!(e.save_pending());
+        save_done(&a, id, e.save_asked).expect("done");
+        exchange(&a, &b);
+        assert!(!get(&b, id).expect("live").save_pending());
+        // Served requests never come back, and the next one counts on.
+        save_done(&b, id, 0).expect("done");
+        assert_eq!(ask_save(&b, id), Ok(2));
+        assert_eq!(
+            ask_save(&a, FileId(9)),
+            Err(IndexError::NoSuchFile(FileId(9)))
+        );
+    }
+
+    #[test]
+    fn the_sharer_is_named_in_the_index() {
+        let d = doc(1);
+        assert_eq!(sharer(&d), None);
+        let who = Sharer {
+            name: "ann\u{1b}[2J".into(),
+            client_id: (1 << 53) - 1,
+        };
+        set_sharer(&d, &who);
+        assert_eq!(
+            sharer(&d),
+            Some(Sharer {
+                name: "ann[2J".into(),
+                client_id: (1 << 53) - 1
+            })
+        );
+    }
+
+    #[test]
     fn rooms_are_named_after_ids_under_the_workspace() {
         let w = Workspace::new("team/duet/").expect("valid");
         assert_eq!(w.index_room().as_str(), "team/duet/index");
@@ -503,6 +702,12 @@ mod tests {
             "team/duet/files/00000000000000ab"
         );
         assert_eq!(w.token_pattern(), "team/duet/*");
+        assert_eq!(
+            w.file_of_room("team/duet/files/00000000000000ab"),
+            Some(FileId(0xab))
+        );
+        assert_eq!(w.file_of_room("team/duet/index"), None);
+        assert_eq!(w.file_of_room("team/other/files/00000000000000ab"), None);
         assert!(Workspace::new("bad name").is_err());
         assert_eq!(FileId::parse("00000000000000ab"), Some(FileId(0xab)));
         assert_eq!(FileId::parse("AB"), None);

@@ -13,7 +13,19 @@ use ropey::Rope;
 use super::*;
 use crate::buffer::{CharSel, MemBuffer, TextBuffer};
 use crate::editor::Editor;
-use crate::state::{ConnView, PeerView, Status, View};
+use crate::state::{ConnView, FileRow, FilesView, PeerView, Person, Status, View};
+
+fn person(id: u64, name: &str, color: Color, file: Option<&str>, line: usize) -> Person {
+    Person {
+        client_id: id,
+        name: name.into(),
+        color,
+        role: Role::Editor,
+        file: file.map(str::to_owned),
+        line: Some(line),
+        idle: Duration::from_secs(3),
+    }
+}
 
 const ALICE: Color = Color::Rgb(0xe0, 0x6c, 0x75);
 const BOB: Color = Color::Rgb(0x61, 0xaf, 0xef);
@@ -21,6 +33,7 @@ const BOB: Color = Color::Rgb(0x61, 0xaf, 0xef);
 fn peer(id: u64, name: &str, color: Color, rope: &Rope, anchor: usize, head: usize) -> PeerView {
     PeerView {
         peer_id: id,
+        client_id: id,
         name: name.into(),
         color,
         role: Role::Editor,
@@ -198,10 +211,9 @@ fn status_bar_shows_offline_edits_and_read_only() {
 #[test]
 fn people_panel_lists_peers() {
     let (mut v, buf) = view("a\nb\nc\n", CharSel::cursor(0), 64, 9);
-    let rope = buf.rope().clone();
-    v.peers = vec![
-        peer(1, "alice", ALICE, &rope, 2, 2),
-        peer(2, "bob", BOB, &rope, 4, 4),
+    v.people = vec![
+        person(1, "alice", ALICE, None, 1),
+        person(2, "bob", BOB, None, 2),
     ];
     v.follow = Some(2);
     v.panel = Some(Panel::People { selected: 1 });
@@ -224,6 +236,73 @@ fn people_panel_lists_peers() {
         "{}",
         got.join("\n")
     );
+}
+
+#[test]
+fn in_a_workspace_people_show_their_file_and_the_status_the_workspace() {
+    let (mut v, buf) = view("a\nb\nc\n", CharSel::cursor(0), 96, 9);
+    v.status.workspace = Some("proj".into());
+    v.status.file = Some("src/main.rs".into());
+    v.people = vec![person(7, "bob", BOB, Some("b.txt"), 40)];
+    v.panel = Some(Panel::People { selected: 0 });
+    let (b, _) = render(&v, &buf, 96, 9);
+    let got = lines(&b);
+    let all = got.join("\n");
+    assert!(got[2].contains("people in workspace proj"), "{all}");
+    assert!(got[3].contains("file") && got[3].contains("line"), "{all}");
+    let row = &got[4];
+    assert!(
+        row.contains("bob") && row.contains("b.txt") && row.contains("41"),
+        "{all}"
+    );
+    assert!(
+        got[7].contains("src/main.rs") && got[7].contains("workspace proj"),
+        "{all}"
+    );
+}
+
+#[test]
+fn the_file_list_marks_matches_open_files_and_who_is_where() {
+    let (mut v, buf) = view("", CharSel::cursor(0), 80, 12);
+    v.status.workspace = Some("proj".into());
+    v.files = FilesView {
+        query: "b.t".into(),
+        selected: 0,
+        rows: vec![FileRow {
+            path: "b.txt".into(),
+            matched: vec![0, 1, 2],
+            note: None,
+            open: true,
+            new: false,
+            here: vec![("bob".into(), BOB)],
+        }],
+        matched: 1,
+        total: 3,
+    };
+    v.panel = Some(Panel::Files);
+    let (b, cursor) = render(&v, &buf, 80, 12);
+    let got = lines(&b);
+    let all = got.join("\n");
+    assert!(got[2].contains("files \u{b7} 1 of 3"), "{all}");
+    assert!(got[3].contains("> b.t"), "{all}");
+    let row = &got[4];
+    assert!(
+        row.contains("\u{25cf} b.txt") && row.contains("\u{25cf} bob"),
+        "{all}"
+    );
+    // The matched letters are highlighted; the row is selected (reversed).
+    let x = row
+        .find("b.txt")
+        .map(|i| row[..i].chars().count())
+        .unwrap_or(0) as u16;
+    assert_eq!(b[(x, 4)].fg, Color::Yellow);
+    assert!(b[(x, 4)].modifier.contains(Modifier::REVERSED));
+    assert_eq!(cursor.map(|c| c.1), Some(3), "the cursor is in the query");
+    // No match: Enter creates the file.
+    v.files.rows.clear();
+    v.files.query = "new.txt".into();
+    let (b, _) = render(&v, &buf, 80, 12);
+    assert!(lines(&b)[4].contains("no match: Enter creates new.txt"));
 }
 
 #[test]

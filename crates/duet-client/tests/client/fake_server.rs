@@ -1,4 +1,4 @@
-//! A small duet server for the client's tests: it speaks `duet.v1` (welcome, the two sync
+//! A small duet server for the client's tests: it speaks `duet.v2` (welcome, the two sync
 //! steps, relayed updates, acks, awareness broadcast) over real WebSockets on loopback, and
 //! can be told to misbehave. The room outlives the server, so a test can stop the server
 //! (listener and every socket) and start a new one on the same port with the same document,
@@ -6,7 +6,7 @@
 
 use duet_doc::Document;
 use duet_protocol::{
-    AwarenessEntry, ClientMsg, PROTOCOL_V1, Role, ServerMsg, decode_client, encode_server,
+    AwarenessEntry, ClientMsg, PROTOCOL, Role, ServerMsg, decode_client, encode_server,
 };
 use futures_util::{SinkExt, StreamExt};
 use std::collections::{HashMap, VecDeque};
@@ -32,7 +32,7 @@ pub enum Behaviour {
     CloseWith(u16, &'static str),
     /// Accept, send a frame that does not decode, and wait for the client to close.
     Garbage,
-    /// Complete the handshake without agreeing to `duet.v1`.
+    /// Complete the handshake without agreeing to `duet.v2`.
     NoSubprotocol,
 }
 
@@ -192,10 +192,10 @@ async fn serve(room: Arc<Room>, stream: TcpStream) {
             .get(header::SEC_WEBSOCKET_PROTOCOL)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if agree && offered.split(',').any(|p| p.trim() == PROTOCOL_V1) {
+        if agree && offered.split(',').any(|p| p.trim() == PROTOCOL) {
             resp.headers_mut().insert(
                 header::SEC_WEBSOCKET_PROTOCOL,
-                HeaderValue::from_static(PROTOCOL_V1),
+                HeaderValue::from_static(PROTOCOL),
             );
         }
         Ok(resp)

@@ -30,6 +30,7 @@ fn config(server: &str, name: &str) -> ClientConfig {
             max: Duration::from_millis(200),
         },
         ca_file: None,
+        publish_cursor: true,
     }
 }
 
@@ -245,7 +246,7 @@ async fn close_4401_is_fatal_and_stops_retrying() {
 async fn a_version_refusal_names_the_versions_the_server_speaks() {
     let addr = http_refuser(
         "400 Bad Request",
-        "unsupported protocol duet.v1; this server speaks duet.v2, duet.v3",
+        "unsupported protocol duet.v2; this server speaks duet.v3, duet.v4",
     )
     .await;
     let (a, events) = spawn(config(&format!("ws://{addr}"), "ann"));
@@ -254,14 +255,14 @@ async fn a_version_refusal_names_the_versions_the_server_speaks() {
         ClientError::VersionRefused {
             offered, supported, ..
         } => {
-            assert_eq!(offered, "duet.v1");
-            assert_eq!(supported, &["duet.v2", "duet.v3"]);
+            assert_eq!(offered, "duet.v2");
+            assert_eq!(supported, &["duet.v3", "duet.v4"]);
         }
         other => panic!("expected VersionRefused, got {other:?}"),
     }
     assert_eq!(
         err.to_string(),
-        "server refused protocol duet.v1: it speaks duet.v2, duet.v3"
+        "server refused protocol duet.v2: it speaks duet.v3, duet.v4"
     );
     eventually("fatal event", || {
         events.has(|e| matches!(e, Event::Fatal(ClientError::VersionRefused { .. })))
@@ -397,6 +398,7 @@ async fn peers_appear_with_name_colour_and_cursor_and_disappear() {
             name: "cat".into(),
             color: "#000000".into(),
             cursor: None,
+            location: None,
         }),
     }]);
     eventually("a sees cat", || {

@@ -264,6 +264,7 @@ fn remote_change_reports_touched_lines() {
             changed: true,
             touched_lines: Some(2..4),
             saved: false,
+            doc_changed: true,
         }
     );
     // Applying the same update again changes nothing.
@@ -605,6 +606,28 @@ fn a_save_record_reaches_peers_and_is_not_undone() {
     bob.insert(u(0), "x").expect("insert");
     for update in bob.take_local_updates() {
         assert!(!alice.apply_remote_update(&update).expect("applies").saved);
+    }
+}
+
+#[test]
+fn changes_outside_the_text_are_reported_too() {
+    use yrs::{Any, Map, Transact};
+    // A workspace's index lives in a map of the same kind of document.
+    let mut a = Document::with_client_id(1);
+    let mut b = Document::with_client_id(2);
+    let files = a.ydoc().get_or_insert_map("files");
+    files.insert(&mut a.ydoc().transact_mut(), "k", Any::from("v"));
+    let updates = a.take_local_updates();
+    assert_eq!(updates.len(), 1, "a write through ydoc() is a local update");
+    let change = b.apply_remote_update(&updates[0]).expect("applies");
+    assert!(change.doc_changed && !change.changed, "{change:?}");
+    // Had already: nothing changed.
+    let again = b.apply_remote_update(&updates[0]).expect("applies");
+    assert!(!again.doc_changed);
+    // A removal (only the delete set moves) counts as well.
+    files.remove(&mut a.ydoc().transact_mut(), "k");
+    for u in a.take_local_updates() {
+        assert!(b.apply_remote_update(&u).expect("applies").doc_changed);
     }
 }
 
