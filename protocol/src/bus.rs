@@ -183,7 +183,7 @@ pub enum AwarenessState {
 mod tests {
     use super::*;
     use crate::codec::{DecodeError, decode_bus, encode_bus};
-    use crate::messages::CursorState;
+    use crate::messages::{CursorState, Location};
     use proptest::prelude::*;
 
     fn envelope(body: Body) -> Envelope {
@@ -244,6 +244,10 @@ mod tests {
                         cursor: Some(CursorState {
                             anchor: Payload(vec![1]),
                             head: Payload(vec![2]),
+                        }),
+                        location: Some(Location {
+                            room: "team/files/00000000000000a1".into(),
+                            line: 12,
                         }),
                     }),
                 },
