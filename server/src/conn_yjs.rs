@@ -11,9 +11,9 @@ use crate::awareness;
 use crate::conn::{Refusal, Wire};
 use crate::out::{AwarenessSource, Out};
 use crate::room::RoomCmd;
-use crate::yjs::{self, YMsg};
 use bytes::Bytes;
 use duet_protocol::{ErrorCode, Role, RoomName, close};
+use duet_yjs::wire::{self as yjs, YMsg};
 use std::sync::Arc;
 
 pub(crate) struct YjsWire;

@@ -1,29 +1,8 @@
-//! Running yrs on untrusted input without letting a panic escape or flood the logs.
-//!
-//! yrs has panicked on malformed input (y-crdt #415) and asserts on 53-bit client ids in debug
-//! builds. Every decode and apply of wire bytes runs inside [`contained`]; the panic hook
-//! installed by the binary logs those panics at debug level instead of printing a backtrace
-//! to stderr for each hostile message, and leaves every other panic to the default hook.
+//! Running yrs on untrusted input without letting a panic escape: [`contained`] and the panic
+//! hook come from `duet_yjs::contain` (re-exported here); what is the server's own is the
+//! debug-only failpoint that panics on demand mid-apply.
 
-use std::cell::Cell;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
-thread_local! {
-    static CONTAINED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// A contained panic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("panicked while handling client input")]
-pub struct Panicked;
-
-/// Runs `f`, turning a panic into `Err(Panicked)`.
-pub fn contained<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
-    let outer = CONTAINED.with(|c| c.replace(true));
-    let result = catch_unwind(AssertUnwindSafe(f)).map_err(|_| Panicked);
-    CONTAINED.with(|c| c.set(outer));
-    result
-}
+pub use duet_yjs::contain::{Panicked, contained, install_panic_hook};
 
 /// Debug builds only: a panic on demand in the middle of applying an update, so the end-to-end
 /// tests can exercise the containment path (close 1011, room reloaded from storage) without
@@ -74,28 +53,9 @@ pub(crate) mod failpoint {
     }
 }
 
-/// Installs a panic hook that keeps contained panics out of stderr.
-pub fn install_panic_hook() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if CONTAINED.with(Cell::get) {
-            tracing::debug!(panic = %info, "contained a panic while handling client input");
-        } else {
-            default(info);
-        }
-    }));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn panics_become_errors_and_the_flag_resets() {
-        assert_eq!(contained(|| 1), Ok(1));
-        assert_eq!(contained(|| -> i32 { panic!("boom") }), Err(Panicked));
-        assert!(!CONTAINED.with(Cell::get));
-    }
 
     /// A 25-byte update that makes yrs 0.28.1 panic while applying it, in debug and release
     /// builds alike: one string block of client 7 at clock 2^31 + 1 (yrs computes
@@ -130,7 +90,7 @@ mod tests {
             doc.transact().state_vector().get(&client) > 0,
             "the half-applied block stays in the document"
         );
-        assert!(!CONTAINED.with(Cell::get));
+        assert!(!duet_yjs::contain::is_contained());
 
         // The server refuses it before yrs sees it; the document is untouched.
         assert!(matches!(

@@ -1,37 +1,13 @@
-//! The server's yrs documents: how one is made (UTF-16 offsets, the root text every duet and
-//! Yjs client edits) and how bytes from the wire become part of one, checked by the guard and
-//! with every panic inside yrs contained. The room, the stores and the admin commands all use
+//! How bytes from the wire become part of the server's yrs documents: checked by the guard,
+//! with every panic inside yrs contained. (How a document is made, UTF-16 offsets and the root
+//! text, is `duet_yjs::doc`, re-exported here.) The room, the stores and the admin commands all use
 //! these; nothing here knows rooms, members or storage.
 
 use crate::contain::contained;
 use yrs::updates::decoder::Decode;
-use yrs::{Doc, OffsetKind, Options, ReadTxn, StateVector, Transact, Update};
+use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 
-/// The one root text every duet and Yjs client edits.
-pub const ROOT_TEXT: &str = "content";
-
-/// A new empty document as every room holds it: UTF-16 offsets (what Yjs counts) and the
-/// root text created.
-pub(crate) fn new_doc() -> Doc {
-    with_options(Options::default())
-}
-
-/// Like [`new_doc`], with a fixed yrs client id (tests, replays).
-pub fn doc_with_client(client_id: u64) -> Doc {
-    with_options(Options {
-        client_id: yrs::block::ClientID::new(client_id),
-        ..Options::default()
-    })
-}
-
-fn with_options(options: Options) -> Doc {
-    let doc = Doc::with_options(Options {
-        offset_kind: OffsetKind::Utf16,
-        ..options
-    });
-    doc.get_or_insert_text(ROOT_TEXT);
-    doc
-}
+pub use duet_yjs::doc::{ROOT_TEXT, doc_with_client, new_doc, text_of};
 
 /// Why an update was not applied.
 #[derive(Debug, thiserror::Error)]

@@ -35,7 +35,6 @@ pub mod room;
 pub mod sqlite;
 pub mod store;
 pub mod tls;
-pub mod yjs;
 
 use crate::limits::{Admission, LimitConfig};
 use crate::metrics::Metrics;

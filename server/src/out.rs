@@ -43,7 +43,10 @@ impl SharedUpdate {
     pub fn yjs_frame(&self) -> Bytes {
         self.yjs_frame
             .get_or_init(|| {
-                Bytes::from(crate::yjs::encode_sync(crate::yjs::SYNC_UPDATE, &self.raw))
+                Bytes::from(duet_yjs::wire::encode_sync(
+                    duet_yjs::wire::SYNC_UPDATE,
+                    &self.raw,
+                ))
             })
             .clone()
     }

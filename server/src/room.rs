@@ -765,7 +765,7 @@ impl Room {
                 slot.clock = slot.clock.wrapping_add(1);
                 slot.json = state
                     .as_ref()
-                    .map(|s| Arc::from(crate::yjs::peer_state_to_json(s)));
+                    .map(|s| Arc::from(duet_yjs::awareness::peer_state_to_json(s)));
                 slot.state = state;
             }
             AwarenessSource::Yjs { json, clock } => {
@@ -775,7 +775,9 @@ impl Room {
                     return;
                 }
                 slot.clock = clock;
-                slot.state = json.as_deref().map(crate::yjs::peer_state_from_json);
+                slot.state = json
+                    .as_deref()
+                    .map(duet_yjs::awareness::peer_state_from_json);
                 slot.json = json;
             }
         }

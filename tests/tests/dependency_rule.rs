@@ -48,6 +48,20 @@ const RULES: &[(&str, &[&str])] = &[
             "crossterm",
         ],
     ),
+    // Yjs as duet speaks it (the y-websocket wire, awareness JSON, document options): no IO,
+    // no runtime, no terminal, nothing of the editor or the server.
+    (
+        "crates/duet-yjs",
+        &[
+            "tokio",
+            "tokio-tungstenite",
+            "duet-doc",
+            "duet-client",
+            "duet-server",
+            "ratatui",
+            "crossterm",
+        ],
+    ),
     // The headless client: no terminal, no server.
     (
         "crates/duet-client",
