@@ -3,11 +3,12 @@
 //! room's own cost per update (checks, yrs, relay, store, acknowledgement) can be compared
 //! between two builds without the noise of the network and the scheduler.
 
+use crate::memory::MemoryStore;
 use crate::metrics::Metrics;
 use crate::out::Out;
 use crate::outbox::{self, OutboxLimits};
-use crate::room::{self, RoomCmd, RoomConfig};
-use crate::store::{MemoryStore, Store};
+use crate::room::{self, Incoming, RoomCmd, RoomConfig};
+use crate::store::Store;
 use duet_protocol::{Role, RoomName};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,12 +98,12 @@ pub async fn room_relay(updates: &[Vec<u8>]) -> RelayRun {
     };
     let send = async {
         for (i, update) in updates.iter().enumerate() {
-            let cmd = RoomCmd::Update {
+            let cmd = RoomCmd::Update(Incoming {
                 peer_id: 1,
                 seq: Some(i as u64 + 1),
                 update: update.clone(),
                 arrived: Instant::now(),
-            };
+            });
             if handle.send(cmd).await.is_err() {
                 break;
             }
