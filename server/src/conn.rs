@@ -8,7 +8,7 @@
 use crate::Shared;
 use crate::out::{Kick, Out};
 use crate::outbox::{self, OutboxRx, OutboxTx};
-use crate::room::{RoomCmd, RoomHandle};
+use crate::room::{Cmd, RoomCmd, RoomHandle};
 use bytes::Bytes;
 use duet_protocol::{Role, RoomName, close};
 use futures_util::{SinkExt, StreamExt};
@@ -59,7 +59,7 @@ pub(crate) trait Wire: Send {
         peer_id: u64,
         frame: &[u8],
         arrived: std::time::Instant,
-    ) -> Result<Vec<RoomCmd>, Refusal>;
+    ) -> Result<Vec<Cmd>, Refusal>;
 }
 
 /// A frame that cannot be accepted: what to tell the client, and the close code.
@@ -214,7 +214,7 @@ pub(crate) async fn run<S, W>(
                         }
                         match wire.decode(peer_id, &bytes, now) {
                             Ok(cmds) => {
-                                let updates = cmds.iter().filter(|c| matches!(c, RoomCmd::Update(_))).count();
+                                let updates: usize = cmds.iter().map(|c| match c { Cmd::Updates(u) => u.len(), _ => 0 }).sum();
                                 shared.metrics.updates_received.inc_by(updates as u64);
                                 if forward(&room, cmds).await.is_err() {
                                     break End::Close(close::GOING_AWAY, "room closed, reconnect".into());
@@ -236,7 +236,7 @@ pub(crate) async fn run<S, W>(
             }
         }
     };
-    let _ = room.send(RoomCmd::Leave { peer_id }).await;
+    let _ = room.send(RoomCmd::Core(Cmd::Leave { peer_id })).await;
     Box::pin(finish(ws, &shared, end)).await;
 }
 
@@ -269,9 +269,9 @@ where
     Box::pin(finish(ws, &shared, end)).await;
 }
 
-async fn forward(room: &RoomHandle, cmds: Vec<RoomCmd>) -> Result<(), crate::room::RoomGone> {
+async fn forward(room: &RoomHandle, cmds: Vec<Cmd>) -> Result<(), crate::room::RoomGone> {
     for cmd in cmds {
-        room.send(cmd).await?;
+        room.send(RoomCmd::Core(cmd)).await?;
     }
     Ok(())
 }

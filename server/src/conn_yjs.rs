@@ -9,7 +9,7 @@
 use crate::awareness;
 use crate::conn::{Refusal, Wire};
 use crate::out::{AwarenessSource, Out};
-use crate::room::{Incoming, RoomCmd};
+use crate::room::{Cmd, Incoming};
 use bytes::Bytes;
 use duet_protocol::{ErrorCode, Role, RoomName, close};
 use duet_yjs::awareness::peer_state_to_json;
@@ -63,7 +63,7 @@ impl Wire for YjsWire {
         peer_id: u64,
         frame: &[u8],
         arrived: std::time::Instant,
-    ) -> Result<Vec<RoomCmd>, Refusal> {
+    ) -> Result<Vec<Cmd>, Refusal> {
         let refuse = |reason: String| Refusal {
             reply: None,
             code: close::INVALID_PAYLOAD,
@@ -74,17 +74,17 @@ impl Wire for YjsWire {
         let mut cmds = Vec::with_capacity(messages.len());
         for msg in messages {
             match msg {
-                YMsg::SyncStep1(sv) => cmds.push(RoomCmd::SyncStep1 {
+                YMsg::SyncStep1(sv) => cmds.push(Cmd::SyncStep1 {
                     peer_id,
                     state_vector: sv.to_vec(),
                 }),
                 YMsg::SyncStep2(update) | YMsg::Update(update) => {
-                    cmds.push(RoomCmd::Update(Incoming {
+                    cmds.push(Cmd::Updates(vec![Incoming {
                         peer_id,
                         seq: None,
                         update: update.to_vec(),
                         arrived,
-                    }));
+                    }]));
                 }
                 YMsg::Awareness(body) => {
                     let entries = yjs::decode_awareness(body)
@@ -100,7 +100,7 @@ impl Wire for YjsWire {
                                 .map(Arc::from),
                             None => None,
                         };
-                        cmds.push(RoomCmd::Awareness {
+                        cmds.push(Cmd::Awareness {
                             peer_id,
                             client_id: e.client_id,
                             source: AwarenessSource::Yjs {
@@ -110,7 +110,7 @@ impl Wire for YjsWire {
                         });
                     }
                 }
-                YMsg::QueryAwareness => cmds.push(RoomCmd::QueryAwareness { peer_id }),
+                YMsg::QueryAwareness => cmds.push(Cmd::QueryAwareness { peer_id }),
                 YMsg::Auth => {}
             }
         }

@@ -57,61 +57,12 @@ pub(crate) mod failpoint {
 mod tests {
     use super::*;
 
-    /// A 25-byte update that makes yrs 0.28.1 panic while applying it, in debug and release
-    /// builds alike: one string block of client 7 at clock 2^31 + 1 (yrs computes
-    /// `local_clock as i32 - clock as i32`, gets a positive "offset" and integrates the block
-    /// without the Skip that should fill clocks 0..2^31), then a delete of client 7's clocks
-    /// 0..1. `ClientBlockList::find_index(0)` walks left of the first block: `mid - 1`
-    /// underflows (debug: overflow panic; release: index out of bounds). The block is already
-    /// integrated when it panics, so the document is left changed.
-    ///
-    /// the guard (`duet-guard`) refuses it (clock beyond 2^31 - 1), so the server never hands it to yrs; this
-    /// test calls yrs directly to notice when a yrs upgrade fixes the bug (and the guard's clock
-    /// limit could go). The end-to-end 1011 test uses the debug-only [`failpoint`] instead.
-    #[test]
-    fn a_real_update_makes_yrs_panic_mid_apply_and_leaves_the_document_changed() {
-        use crate::doc::{ApplyError, apply_update, new_doc};
-        use crate::guard::{GuardError, check_update_v1};
-        use yrs::updates::decoder::Decode;
-        use yrs::{ReadTxn, Transact, Update};
-        let bad = include_bytes!("../../fuzz/regressions/yrs_apply-panic-find-index-1.bin");
-        let client = yrs::block::ClientID::new(7);
-
-        // yrs itself, unguarded: it decodes, then panics mid-apply.
-        let doc = new_doc();
-        let update = Update::decode_v1(bad).expect("yrs decodes it");
-        let result = contained(|| doc.transact_mut().apply_update(update));
-        assert!(
-            result.is_err(),
-            "yrs no longer panics on this input ({result:?}): the guard (duet-guard) may not need MAX_CLOCK \
-             any more; update fuzz/README.md"
-        );
-        assert!(
-            doc.transact().state_vector().get(&client) > 0,
-            "the half-applied block stays in the document"
-        );
-        assert!(!duet_yjs::contain::is_contained());
-
-        // The server refuses it before yrs sees it; the document is untouched.
-        assert!(matches!(
-            check_update_v1(bad),
-            Err(GuardError::ClockTooLarge { client: 7, .. })
-        ));
-        let doc = new_doc();
-        let result = apply_update(&doc, bad, false);
-        assert!(
-            matches!(&result, Err(ApplyError::Invalid(e)) if e.contains("beyond 2^31")),
-            "{result:?}"
-        );
-        assert_eq!(doc.transact().state_vector().get(&client), 0);
-    }
-
     #[cfg(debug_assertions)]
     #[test]
     fn the_failpoint_marker_is_found_in_a_real_update() {
         use yrs::{ReadTxn, Text, Transact};
-        let doc = crate::doc::new_doc();
-        let text = doc.get_or_insert_text("content");
+        let doc = duet_yjs::doc::new_doc();
+        let text = doc.get_or_insert_text(duet_yjs::doc::ROOT_TEXT);
         text.insert(&mut doc.transact_mut(), 0, "x duet-failpoint:panic y");
         let update = doc
             .transact()

@@ -38,7 +38,7 @@ pub use self::awareness::{AWARENESS_TTL, Owner};
 pub use self::core::{Cmd, Compaction, Effect, Incoming, RoomCore};
 pub use self::crdt::MAX_ORPHAN_BYTES;
 pub(crate) use self::task::spawn;
-pub use self::task::{MAX_PENDING_APPENDS, RoomCmd, RoomConfig, RoomGone, RoomHandle};
+pub use self::task::{Joining, MAX_PENDING_APPENDS, RoomCmd, RoomConfig, RoomGone, RoomHandle};
 
 #[cfg(test)]
 mod tests;

@@ -14,8 +14,8 @@ use super::core::{Cmd, Compaction, Effect, Incoming, RoomCore};
 use super::members::Fanout;
 use crate::compaction::{CompactError, Compacted, CompactionPolicy, compact_from_store};
 use crate::metrics::Metrics;
-use crate::out::{AwarenessSource, Kick};
-use crate::outbox::{OutboxLimits, OutboxTx, Refused};
+use crate::out::Kick;
+use crate::outbox::{OutboxLimits, OutboxRx, OutboxTx, Refused};
 use crate::store::{BoxFuture, Seq, Store, StoreError};
 use duet_protocol::{Role, RoomName, close};
 use futures_util::StreamExt;
@@ -32,7 +32,9 @@ const INBOX_BATCH: usize = 64;
 /// Appends a room may have in flight before it stops taking commands.
 pub const MAX_PENDING_APPENDS: usize = 4096;
 
-/// What a connection asks of its room.
+/// What a connection asks of its room: to join (handing over its queue and close channel),
+/// then what its client says, as the core's own commands (`Updates`, `SyncStep1`,
+/// `Awareness`, `QueryAwareness`, `Leave`).
 pub enum RoomCmd {
     Join {
         peer_id: u64,
@@ -43,23 +45,46 @@ pub enum RoomCmd {
         kick: oneshot::Sender<Kick>,
         reply: oneshot::Sender<()>,
     },
-    SyncStep1 {
+    Core(Cmd),
+}
+
+/// A member's way into a room: the `Join` to send, and the ends its connection keeps.
+pub struct Joining {
+    pub cmd: RoomCmd,
+    /// What the room sends it.
+    pub rx: OutboxRx,
+    /// Why the room closed it, if it does.
+    pub kicked: oneshot::Receiver<Kick>,
+    /// Answered once the room has taken the join (dropped if the room is unloading).
+    pub joined: oneshot::Receiver<()>,
+}
+
+impl RoomCmd {
+    /// A join for `peer_id`, with a fresh send queue bounded by `limits`.
+    pub fn join(
         peer_id: u64,
-        state_vector: Vec<u8>,
-    },
-    Update(Incoming),
-    Awareness {
-        peer_id: u64,
-        client_id: u64,
-        source: AwarenessSource,
-    },
-    /// Send this member every current awareness entry.
-    QueryAwareness {
-        peer_id: u64,
-    },
-    Leave {
-        peer_id: u64,
-    },
+        role: Role,
+        echo_awareness: bool,
+        limits: OutboxLimits,
+        metrics: Arc<Metrics>,
+    ) -> Joining {
+        let (tx, rx) = crate::outbox::channel(limits, metrics);
+        let (kick, kicked) = oneshot::channel();
+        let (reply, joined) = oneshot::channel();
+        Joining {
+            cmd: RoomCmd::Join {
+                peer_id,
+                role,
+                echo_awareness,
+                tx,
+                kick,
+                reply,
+            },
+            rx,
+            kicked,
+            joined,
+        }
+    }
 }
 
 /// The room is gone (unloading or shut down); ask the registry for a fresh one.
@@ -278,38 +303,25 @@ impl Shell {
                 });
                 let _ = reply.send(());
             }
-            RoomCmd::SyncStep1 {
-                peer_id,
-                state_vector,
-            } => self.feed(Cmd::SyncStep1 {
-                peer_id,
-                state_vector,
-            }),
-            RoomCmd::Update(first) => {
+            RoomCmd::Core(Cmd::Updates(mut batch)) => {
                 let limit = self.core.batch_limit(INBOX_BATCH);
-                let mut batch = vec![first];
                 while batch.len() < limit
-                    && let Some(RoomCmd::Update(_)) = queue.front()
-                    && let Some(RoomCmd::Update(next)) = queue.pop_front()
+                    && let Some(RoomCmd::Core(Cmd::Updates(_))) = queue.front()
+                    && let Some(RoomCmd::Core(Cmd::Updates(next))) = queue.pop_front()
                 {
-                    batch.push(next);
+                    batch.extend(next);
+                }
+                if batch.len() > limit {
+                    let rest = batch.split_off(limit);
+                    queue.push_front(RoomCmd::Core(Cmd::Updates(rest)));
                 }
                 self.feed(Cmd::Updates(batch));
             }
-            RoomCmd::Awareness {
-                peer_id,
-                client_id,
-                source,
-            } => self.feed(Cmd::Awareness {
-                peer_id,
-                client_id,
-                source,
-            }),
-            RoomCmd::QueryAwareness { peer_id } => self.feed(Cmd::QueryAwareness { peer_id }),
-            RoomCmd::Leave { peer_id } => {
+            RoomCmd::Core(Cmd::Leave { peer_id }) => {
                 self.fanout.remove(peer_id);
                 self.feed(Cmd::Leave { peer_id });
             }
+            RoomCmd::Core(cmd) => self.feed(cmd),
         }
     }
 

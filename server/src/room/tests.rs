@@ -508,22 +508,9 @@ fn the_task_forgets_ended_members_and_closes_slow_ones() {
             messages,
             bytes: 1 << 20,
         };
-        let (tx, rx) = outbox::channel(limits, Arc::default());
-        let (kick, kicked) = oneshot::channel();
-        let (reply, _) = oneshot::channel();
-        let mut queue = Default::default();
-        shell.command(
-            RoomCmd::Join {
-                peer_id,
-                role: Role::Editor,
-                echo_awareness: false,
-                tx,
-                kick,
-                reply,
-            },
-            &mut queue,
-        );
-        (rx, kicked)
+        let join = RoomCmd::join(peer_id, Role::Editor, false, limits, Arc::default());
+        shell.command(join.cmd, &mut Default::default());
+        (join.rx, join.kicked)
     };
     let (mut writer, _) = member(1, 64);
     let (gone, mut gone_kicked) = member(2, 64);
@@ -535,7 +522,8 @@ fn the_task_forgets_ended_members_and_closes_slow_ones() {
     let update = doc
         .transact()
         .encode_state_as_update_v1(&StateVector::default());
-    shell.command(RoomCmd::Update(inc(1, 7, &update)), &mut Default::default());
+    let update = RoomCmd::Core(Cmd::Updates(vec![inc(1, 7, &update)]));
+    shell.command(update, &mut Default::default());
     assert!(
         matches!(
             gone_kicked.try_recv(),
