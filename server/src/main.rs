@@ -300,7 +300,7 @@ fn token(
         "no key file: pass --auth-key-file FILE or set DUET_AUTH_KEY_FILE (the same file the server uses)",
     )?;
     let keys = duet_server::auth::Keys::from_file(key_file)?;
-    let ttl = duet_server::auth::parse_ttl(ttl).map_err(anyhow::Error::msg)?;
+    let ttl = duet_server::auth::parse_ttl(ttl)?;
     let pattern_ok = room == "*"
         || duet_protocol::RoomName::new(room.strip_suffix("/*").unwrap_or(room)).is_ok();
     anyhow::ensure!(
