@@ -7,7 +7,7 @@ use crate::memory::MemoryStore;
 use crate::metrics::Metrics;
 use crate::out::Out;
 use crate::outbox::OutboxLimits;
-use crate::room::{self, Cmd, Incoming, RoomCmd, RoomConfig};
+use crate::room::{self, Incoming, RoomCmd, RoomConfig};
 use crate::store::Store;
 use duet_protocol::{Role, RoomName};
 use std::sync::Arc;
@@ -87,12 +87,12 @@ pub async fn room_relay(updates: &[Vec<u8>]) -> RelayRun {
     };
     let send = async {
         for (i, update) in updates.iter().enumerate() {
-            let cmd = RoomCmd::Core(Cmd::Updates(vec![Incoming {
+            let cmd = RoomCmd::Update(Incoming {
                 peer_id: 1,
                 seq: Some(i as u64 + 1),
                 update: update.clone(),
                 arrived: Instant::now(),
-            }]));
+            });
             if handle.send(cmd).await.is_err() {
                 break;
             }

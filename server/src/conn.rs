@@ -59,7 +59,7 @@ pub(crate) trait Wire: Send {
         peer_id: u64,
         frame: &[u8],
         arrived: std::time::Instant,
-    ) -> Result<Vec<Cmd>, Refusal>;
+    ) -> Result<Vec<RoomCmd>, Refusal>;
 }
 
 /// A frame that cannot be accepted: what to tell the client, and the close code.
@@ -214,7 +214,7 @@ pub(crate) async fn run<S, W>(
                         }
                         match wire.decode(peer_id, &bytes, now) {
                             Ok(cmds) => {
-                                let updates: usize = cmds.iter().map(|c| match c { Cmd::Updates(u) => u.len(), _ => 0 }).sum();
+                                let updates = cmds.iter().filter(|c| matches!(c, RoomCmd::Update(_))).count();
                                 shared.metrics.updates_received.inc_by(updates as u64);
                                 if forward(&room, cmds).await.is_err() {
                                     break End::Close(close::GOING_AWAY, "room closed, reconnect".into());
@@ -269,9 +269,9 @@ where
     Box::pin(finish(ws, &shared, end)).await;
 }
 
-async fn forward(room: &RoomHandle, cmds: Vec<Cmd>) -> Result<(), crate::room::RoomGone> {
+async fn forward(room: &RoomHandle, cmds: Vec<RoomCmd>) -> Result<(), crate::room::RoomGone> {
     for cmd in cmds {
-        room.send(RoomCmd::Core(cmd)).await?;
+        room.send(cmd).await?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use crate::conn::{Refusal, Wire};
 use crate::out::{AwarenessSource, Out};
-use crate::room::{Cmd, Incoming};
+use crate::room::{Cmd, Incoming, RoomCmd};
 use bytes::Bytes;
 use duet_protocol::{AwarenessEntry, ClientMsg, ErrorCode, Role, RoomName, ServerMsg, close};
 use duet_yjs::awareness::peer_state_from_json;
@@ -69,7 +69,7 @@ impl Wire for DuetWire {
         peer_id: u64,
         frame: &[u8],
         arrived: std::time::Instant,
-    ) -> Result<Vec<Cmd>, Refusal> {
+    ) -> Result<Vec<RoomCmd>, Refusal> {
         let refuse = |message: String, reason: String| Refusal {
             reply: Some(
                 duet_protocol::encode_server(&ServerMsg::Error {
@@ -88,17 +88,17 @@ impl Wire for DuetWire {
             )
         })?;
         let cmd = match msg {
-            ClientMsg::SyncStep1 { state_vector } => Cmd::SyncStep1 {
+            ClientMsg::SyncStep1 { state_vector } => RoomCmd::Core(Cmd::SyncStep1 {
                 peer_id,
                 state_vector: state_vector.0,
-            },
+            }),
             ClientMsg::SyncStep2 { seq, update } | ClientMsg::Update { seq, update } => {
-                Cmd::Updates(vec![Incoming {
+                RoomCmd::Update(Incoming {
                     peer_id,
                     seq: Some(seq),
                     update: update.0,
                     arrived,
-                }])
+                })
             }
             ClientMsg::Awareness { client_id, state } => {
                 // Checked as the other members will read it (a Yjs client parses the JSON it
@@ -111,11 +111,11 @@ impl Wire for DuetWire {
                 if let Err(e) = checked {
                     return Err(refuse(e.to_string(), e.to_string()));
                 }
-                Cmd::Awareness {
+                RoomCmd::Core(Cmd::Awareness {
                     peer_id,
                     client_id,
                     source: AwarenessSource::Duet(state),
-                }
+                })
             }
         };
         Ok(vec![cmd])

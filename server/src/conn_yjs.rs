@@ -9,7 +9,7 @@
 use crate::awareness;
 use crate::conn::{Refusal, Wire};
 use crate::out::{AwarenessSource, Out};
-use crate::room::{Cmd, Incoming};
+use crate::room::{Cmd, Incoming, RoomCmd};
 use bytes::Bytes;
 use duet_protocol::{ErrorCode, Role, RoomName, close};
 use duet_yjs::awareness::peer_state_to_json;
@@ -63,7 +63,7 @@ impl Wire for YjsWire {
         peer_id: u64,
         frame: &[u8],
         arrived: std::time::Instant,
-    ) -> Result<Vec<Cmd>, Refusal> {
+    ) -> Result<Vec<RoomCmd>, Refusal> {
         let refuse = |reason: String| Refusal {
             reply: None,
             code: close::INVALID_PAYLOAD,
@@ -74,17 +74,17 @@ impl Wire for YjsWire {
         let mut cmds = Vec::with_capacity(messages.len());
         for msg in messages {
             match msg {
-                YMsg::SyncStep1(sv) => cmds.push(Cmd::SyncStep1 {
+                YMsg::SyncStep1(sv) => cmds.push(RoomCmd::Core(Cmd::SyncStep1 {
                     peer_id,
                     state_vector: sv.to_vec(),
-                }),
+                })),
                 YMsg::SyncStep2(update) | YMsg::Update(update) => {
-                    cmds.push(Cmd::Updates(vec![Incoming {
+                    cmds.push(RoomCmd::Update(Incoming {
                         peer_id,
                         seq: None,
                         update: update.to_vec(),
                         arrived,
-                    }]));
+                    }));
                 }
                 YMsg::Awareness(body) => {
                     let entries = yjs::decode_awareness(body)
@@ -100,17 +100,17 @@ impl Wire for YjsWire {
                                 .map(Arc::from),
                             None => None,
                         };
-                        cmds.push(Cmd::Awareness {
+                        cmds.push(RoomCmd::Core(Cmd::Awareness {
                             peer_id,
                             client_id: e.client_id,
                             source: AwarenessSource::Yjs {
                                 json,
                                 clock: e.clock,
                             },
-                        });
+                        }));
                     }
                 }
-                YMsg::QueryAwareness => cmds.push(Cmd::QueryAwareness { peer_id }),
+                YMsg::QueryAwareness => cmds.push(RoomCmd::Core(Cmd::QueryAwareness { peer_id })),
                 YMsg::Auth => {}
             }
         }

@@ -35,7 +35,7 @@ mod members;
 mod task;
 
 pub use self::awareness::{AWARENESS_TTL, Owner};
-pub use self::core::{Cmd, Compaction, Effect, Incoming, RoomCore};
+pub use self::core::{Cmd, Compaction, Effect, Effects, Incoming, RoomCore};
 pub use self::crdt::MAX_ORPHAN_BYTES;
 pub(crate) use self::task::spawn;
 pub use self::task::{Joining, MAX_PENDING_APPENDS, RoomCmd, RoomConfig, RoomGone, RoomHandle};

@@ -30,24 +30,29 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     pub fn new(buf: &'a [u8]) -> Self {
         Self { buf, pos: 0 }
     }
 
     /// Where the next read starts.
+    #[inline]
     pub fn pos(&self) -> usize {
         self.pos
     }
 
+    #[inline]
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
 
     /// The bytes not read yet.
+    #[inline]
     pub fn rest(&self) -> &'a [u8] {
         &self.buf[self.pos..]
     }
 
+    #[inline]
     pub fn u8(&mut self) -> Result<u8, Lib0Error> {
         let b = *self
             .buf
@@ -57,6 +62,7 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
+    #[inline]
     pub fn skip(&mut self, n: usize) -> Result<(), Lib0Error> {
         if n > self.remaining() {
             return Err(Lib0Error::Truncated(self.pos));
@@ -67,6 +73,7 @@ impl<'a> Reader<'a> {
 
     /// A `varUint`: at most 10 bytes (lib0 writes at most 8 for the 53-bit numbers JavaScript
     /// holds; bits past 64 are dropped, as yrs drops them).
+    #[inline]
     pub fn var_uint(&mut self) -> Result<u64, Lib0Error> {
         let start = self.pos;
         let mut value = 0u64;
@@ -84,6 +91,7 @@ impl<'a> Reader<'a> {
 
     /// A count of elements that each take at least `min_bytes`: refused when they could not
     /// fit in what remains, so a caller may allocate for `count` elements.
+    #[inline]
     pub fn count(&mut self, min_bytes: usize) -> Result<u64, Lib0Error> {
         let at = self.pos;
         let count = self.var_uint()?;
@@ -99,6 +107,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A `varUint8Array`: a length, then that many bytes.
+    #[inline]
     pub fn var_bytes(&mut self) -> Result<&'a [u8], Lib0Error> {
         let len = self.count(1)? as usize;
         let start = self.pos;
@@ -107,6 +116,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A `varString`: a `varUint8Array` holding UTF-8.
+    #[inline]
     pub fn var_string(&mut self) -> Result<&'a str, Lib0Error> {
         let at = self.pos;
         std::str::from_utf8(self.var_bytes()?).map_err(|_| Lib0Error::NotUtf8(at))

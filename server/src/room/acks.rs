@@ -48,8 +48,9 @@ impl Acks {
         });
     }
 
-    /// An update with nothing new to store: acknowledged once the appends before it are.
-    pub fn unchanged(&mut self, author: u64, seq: Option<u64>, arrived: Instant) -> Vec<Settled> {
+    /// An update with nothing new to store: acknowledged once the appends before it are
+    /// ([`Acks::next_settled`]).
+    pub fn unchanged(&mut self, author: u64, seq: Option<u64>, arrived: Instant) {
         self.waiting.push_back(Waiting {
             author,
             seq,
@@ -57,30 +58,24 @@ impl Acks {
             bytes: 0,
             result: Some(Ok(None)),
         });
-        self.settle()
     }
 
     /// The store's answer to the oldest append still waiting.
-    pub fn stored(&mut self, result: Result<Seq, StoreError>) -> Vec<Settled> {
+    pub fn stored(&mut self, result: Result<Seq, StoreError>) {
         match self.waiting.iter_mut().find(|w| w.result.is_none()) {
             Some(w) => w.result = Some(result.map(Some)),
             None => tracing::error!("a store answer arrived with no append waiting for it"),
         }
-        self.settle()
     }
 
-    /// Takes the answered updates at the front, in order.
-    fn settle(&mut self) -> Vec<Settled> {
-        let mut settled = Vec::new();
-        while self.waiting.front().is_some_and(|w| w.result.is_some()) {
-            let Some(mut waiting) = self.waiting.pop_front() else {
-                break;
-            };
-            if let Some(result) = waiting.result.take() {
-                settled.push(Settled { waiting, result });
-            }
+    /// The next answered update at the front, in order.
+    pub fn next_settled(&mut self) -> Option<Settled> {
+        if self.waiting.front().is_none_or(|w| w.result.is_none()) {
+            return None;
         }
-        settled
+        let mut waiting = self.waiting.pop_front()?;
+        let result = waiting.result.take()?;
+        Some(Settled { waiting, result })
     }
 
     /// Stops acknowledging, for good.
@@ -104,9 +99,8 @@ impl Acks {
 mod tests {
     use super::*;
 
-    fn order(settled: &[Settled]) -> Vec<(u64, Option<u64>)> {
-        settled
-            .iter()
+    fn order(acks: &mut Acks) -> Vec<(u64, Option<u64>)> {
+        std::iter::from_fn(|| acks.next_settled())
             .map(|s| (s.waiting.author, s.waiting.seq))
             .collect()
     }
@@ -116,18 +110,16 @@ mod tests {
         let now = Instant::now();
         let mut acks = Acks::default();
         acks.appended(1, Some(1), now, 10);
-        assert!(
-            acks.unchanged(2, Some(7), now).is_empty(),
-            "behind 1's append"
-        );
+        acks.unchanged(2, Some(7), now);
+        assert!(order(&mut acks).is_empty(), "behind 1's append");
         acks.appended(1, Some(2), now, 10);
         assert_eq!(acks.in_flight(), 2);
-        assert_eq!(
-            order(&acks.stored(Ok(Seq(4)))),
-            [(1, Some(1)), (2, Some(7))]
-        );
-        assert_eq!(order(&acks.stored(Ok(Seq(5)))), [(1, Some(2))]);
-        assert_eq!(order(&acks.unchanged(3, None, now)), [(3, None)]);
+        acks.stored(Ok(Seq(4)));
+        assert_eq!(order(&mut acks), [(1, Some(1)), (2, Some(7))]);
+        acks.stored(Ok(Seq(5)));
+        assert_eq!(order(&mut acks), [(1, Some(2))]);
+        acks.unchanged(3, None, now);
+        assert_eq!(order(&mut acks), [(3, None)]);
         assert_eq!(acks.in_flight(), 0);
     }
 }

@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::out::{AwarenessOut, AwarenessSource, Kick, Out, SharedUpdate};
 use crate::store::{Seq, StoreError, Stored};
 use duet_protocol::{ErrorCode, Role, RoomName, close};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 use yrs::updates::encoder::Encode;
@@ -92,6 +93,9 @@ pub enum Compaction {
     /// holds in a fresh document (`compaction::compact_from_store`).
     FromStore,
 }
+
+/// Effects in the order they must happen.
+pub type Effects = VecDeque<Effect>;
 
 /// What the room wants done, in order.
 pub enum Effect {
@@ -167,33 +171,40 @@ impl RoomCore {
 
     /// Handles one command at time `now`; the effects, in the order they must happen.
     pub fn handle(&mut self, cmd: Cmd, now: Instant) -> Vec<Effect> {
-        let mut fx = Vec::new();
+        let mut fx = Effects::new();
+        self.handle_into(cmd, now, &mut fx);
+        fx.into()
+    }
+
+    /// Like [`RoomCore::handle`], appending the effects to `fx` (the task reuses one queue,
+    /// so a command costs no allocation for its effects).
+    pub fn handle_into(&mut self, cmd: Cmd, now: Instant, fx: &mut Effects) {
         match cmd {
             Cmd::Loaded(result) => self.loaded(result),
             Cmd::Join {
                 peer_id,
                 role,
                 echo_awareness,
-            } => self.join(peer_id, role, echo_awareness, &mut fx),
+            } => self.join(peer_id, role, echo_awareness, fx),
             Cmd::SyncStep1 {
                 peer_id,
                 state_vector,
-            } => self.sync_step1(peer_id, &state_vector, &mut fx),
-            Cmd::Updates(batch) => self.updates(batch, now, &mut fx),
-            Cmd::Remote { update } => self.remote(update, &mut fx),
+            } => self.sync_step1(peer_id, &state_vector, fx),
+            Cmd::Updates(batch) => self.updates(batch, now, fx),
+            Cmd::Remote { update } => self.remote(update, fx),
             Cmd::Awareness {
                 peer_id,
                 client_id,
                 source,
-            } => self.set_awareness(peer_id, client_id, source, now, &mut fx),
-            Cmd::QueryAwareness { peer_id } => fx.push(Effect::Send {
+            } => self.set_awareness(peer_id, client_id, source, now, fx),
+            Cmd::QueryAwareness { peer_id } => fx.push_back(Effect::Send {
                 to: peer_id,
                 out: Out::Awareness(self.awareness.all()),
             }),
-            Cmd::Leave { peer_id } => self.leave(peer_id, &mut fx),
+            Cmd::Leave { peer_id } => self.leave(peer_id, fx),
             Cmd::Stored(result) => {
-                let settled = self.acks.stored(result);
-                self.settled(settled, now, &mut fx);
+                self.acks.stored(result);
+                self.settled(now, fx);
             }
             Cmd::Compacted(result) => {
                 if let Err(e) = &result {
@@ -203,14 +214,13 @@ impl RoomCore {
             }
             Cmd::Tick => {
                 if let Some(removed) = self.awareness.expire(now) {
-                    fx.push(Effect::Broadcast {
+                    fx.push_back(Effect::Broadcast {
                         except: None,
                         out: Out::Awareness(removed),
                     });
                 }
             }
         }
-        fx
     }
 
     /// Whether the document must be reloaded before the next command.
@@ -257,16 +267,16 @@ impl RoomCore {
         self.compaction.loaded(&stored);
     }
 
-    fn join(&mut self, peer_id: u64, role: Role, echo_awareness: bool, fx: &mut Vec<Effect>) {
+    fn join(&mut self, peer_id: u64, role: Role, echo_awareness: bool, fx: &mut Effects) {
         if let Some(reason) = &self.broken {
-            fx.push(Effect::Send {
+            fx.push_back(Effect::Send {
                 to: peer_id,
                 out: Out::Error(
                     ErrorCode::ROOM_UNAVAILABLE,
                     format!("room {} cannot be opened: {reason}", self.name).into(),
                 ),
             });
-            fx.push(Effect::Kick {
+            fx.push_back(Effect::Kick {
                 peer_id,
                 kick: Kick {
                     code: close::INTERNAL,
@@ -283,12 +293,12 @@ impl RoomCore {
             },
         );
         let sv = self.crdt.state_vector().encode_v1();
-        fx.push(Effect::Send {
+        fx.push_back(Effect::Send {
             to: peer_id,
             out: Out::SyncStep1(sv.into()),
         });
         if !self.awareness.is_empty() {
-            fx.push(Effect::Send {
+            fx.push_back(Effect::Send {
                 to: peer_id,
                 out: Out::Awareness(self.awareness.all()),
             });
@@ -296,9 +306,9 @@ impl RoomCore {
         tracing::debug!(room = %self.name, peer_id, members = self.members.len(), "joined");
     }
 
-    fn sync_step1(&mut self, peer_id: u64, state_vector: &[u8], fx: &mut Vec<Effect>) {
+    fn sync_step1(&mut self, peer_id: u64, state_vector: &[u8], fx: &mut Effects) {
         match self.crdt.diff(state_vector) {
-            Ok(diff) => fx.push(Effect::Send {
+            Ok(diff) => fx.push_back(Effect::Send {
                 to: peer_id,
                 out: Out::SyncStep2(diff),
             }),
@@ -316,7 +326,7 @@ impl RoomCore {
     /// and store it, or tell or refuse its author. Nothing leaves the room before the whole
     /// batch applied, so when yrs panics the batch is handed back for a reload (`Reload`) and
     /// applied again one update at a time: only the update that panics is refused.
-    fn updates(&mut self, batch: Vec<Incoming>, now: Instant, fx: &mut Vec<Effect>) {
+    fn updates(&mut self, batch: Vec<Incoming>, now: Instant, fx: &mut Effects) {
         let mut verdicts: Vec<Verdict> = batch.iter().map(|inc| self.admit(inc)).collect();
         let after = match self.crdt.apply_batch(&batch, &mut verdicts) {
             Ok(after) => after,
@@ -330,12 +340,12 @@ impl RoomCore {
                     "your update crashed the document engine; it was discarded".into(),
                     fx,
                 );
-                fx.push(Effect::Reload { retry: Vec::new() });
+                fx.push_back(Effect::Reload { retry: Vec::new() });
                 return;
             }
             Err(_) => {
                 tracing::warn!(room = %self.name, updates = batch.len(), "yrs panicked applying a batch of updates; reloading the room and applying them one at a time");
-                fx.push(Effect::Reload { retry: batch });
+                fx.push_back(Effect::Reload { retry: batch });
                 return;
             }
         };
@@ -344,7 +354,7 @@ impl RoomCore {
         while let Some((inc, verdict)) = items.next() {
             match verdict {
                 Verdict::Admit | Verdict::Ignore => {}
-                Verdict::Tell(code, message) => fx.push(Effect::Send {
+                Verdict::Tell(code, message) => fx.push_back(Effect::Send {
                     to: inc.peer_id,
                     out: Out::Error(code, message.into()),
                 }),
@@ -354,8 +364,8 @@ impl RoomCore {
                 // Nothing new to store; the ack still waits for the author's earlier appends,
                 // since an ack covers every earlier seq.
                 Verdict::Unchanged => {
-                    let settled = self.acks.unchanged(inc.peer_id, inc.seq, inc.arrived);
-                    self.settled(settled, now, fx);
+                    self.acks.unchanged(inc.peer_id, inc.seq, inc.arrived);
+                    self.settled(now, fx);
                 }
                 Verdict::Applied(lower) => {
                     if !self.crdt.within_budget(&lower, &after, inc.update.len()) {
@@ -370,7 +380,7 @@ impl RoomCore {
                             fx,
                         );
                         let retry = items.map(|(inc, _)| inc).collect();
-                        fx.push(Effect::Reload { retry });
+                        fx.push_back(Effect::Reload { retry });
                         return;
                     }
                     changed = true;
@@ -406,7 +416,7 @@ impl RoomCore {
     }
 
     /// Sends an integrated update to every other member and to the store.
-    fn relay(&mut self, inc: Incoming, now: Instant, fx: &mut Vec<Effect>) {
+    fn relay(&mut self, inc: Incoming, now: Instant, fx: &mut Effects) {
         let Incoming {
             peer_id,
             seq,
@@ -418,25 +428,25 @@ impl RoomCore {
         self.metrics
             .updates_relayed
             .inc_by(self.members.others(peer_id) as u64);
-        fx.push(Effect::Broadcast {
+        fx.push_back(Effect::Broadcast {
             except: Some(peer_id),
             out: Out::Update(shared.clone()),
         });
         self.metrics
             .relay_latency
             .observe(now.saturating_duration_since(arrived));
-        fx.push(Effect::Append(shared));
+        fx.push_back(Effect::Append(shared));
         self.acks.appended(peer_id, seq, arrived, bytes);
     }
 
-    fn remote(&mut self, update: Vec<u8>, fx: &mut Vec<Effect>) {
+    fn remote(&mut self, update: Vec<u8>, fx: &mut Effects) {
         match self.crdt.apply_remote(update) {
             RemoteApplied::Relay(updates) => {
                 for update in updates {
                     self.metrics
                         .updates_relayed
                         .inc_by(self.members.len() as u64);
-                    fx.push(Effect::Broadcast {
+                    fx.push_back(Effect::Broadcast {
                         except: None,
                         out: Out::Update(SharedUpdate::new(update)),
                     });
@@ -448,14 +458,14 @@ impl RoomCore {
             }
             RemoteApplied::Reload(why) => {
                 tracing::warn!(room = %self.name, %why, "reloading the room");
-                fx.push(Effect::Reload { retry: Vec::new() });
+                fx.push_back(Effect::Reload { retry: Vec::new() });
             }
         }
     }
 
     /// Acts on updates whose turn in the acknowledgement pipeline came.
-    fn settled(&mut self, settled: Vec<Settled>, now: Instant, fx: &mut Vec<Effect>) {
-        for Settled { waiting, result } in settled {
+    fn settled(&mut self, now: Instant, fx: &mut Effects) {
+        while let Some(Settled { waiting, result }) = self.acks.next_settled() {
             match result {
                 Ok(stored) => {
                     if let Some(seq) = stored {
@@ -473,7 +483,7 @@ impl RoomCore {
                     if let (Some(seq), None) = (waiting.seq, self.acks.failed())
                         && self.members.get(waiting.author).is_some()
                     {
-                        fx.push(Effect::Ack {
+                        fx.push_back(Effect::Ack {
                             to: waiting.author,
                             seq,
                         });
@@ -489,7 +499,7 @@ impl RoomCore {
     /// Asks for a compaction when the log has grown enough: of the live document when it
     /// provably holds everything up to the log's head and nothing waits on dependencies, from
     /// the store when someone else appended too.
-    fn offer_compaction(&mut self, fx: &mut Vec<Effect>) {
+    fn offer_compaction(&mut self, fx: &mut Effects) {
         if !self.compaction.due() || self.acks.failed().is_some() {
             return;
         }
@@ -506,13 +516,13 @@ impl RoomCore {
             Compaction::FromStore
         };
         self.compaction.started();
-        fx.push(Effect::Compact(compaction));
+        fx.push_back(Effect::Compact(compaction));
     }
 
     /// An append failed: tell every member, close them (1013) so they rejoin a room loaded
     /// from storage, and stop acknowledging. Whatever the room held but could not store was
     /// relayed yet never acknowledged, so its authors keep it and send it again.
-    fn refuse_writes(&mut self, e: &StoreError, fx: &mut Vec<Effect>) {
+    fn refuse_writes(&mut self, e: &StoreError, fx: &mut Effects) {
         tracing::error!(room = %self.name, error = %e, members = self.members.len(), "storing an update failed: the room refuses writes, closes its members and unloads");
         self.acks.fail(e.to_string());
         self.metrics.rooms_refusing_writes.inc();
@@ -525,7 +535,7 @@ impl RoomCore {
         let mut peers = self.members.ids();
         peers.sort_unstable();
         for peer_id in peers {
-            fx.push(Effect::Send {
+            fx.push_back(Effect::Send {
                 to: peer_id,
                 out: Out::Error(ErrorCode::STORAGE_UNAVAILABLE, message.clone()),
             });
@@ -544,7 +554,7 @@ impl RoomCore {
         client_id: u64,
         source: AwarenessSource,
         now: Instant,
-        fx: &mut Vec<Effect>,
+        fx: &mut Effects,
     ) {
         let Some(member) = self.members.get(peer_id).copied() else {
             return;
@@ -558,13 +568,13 @@ impl RoomCore {
                 let entries: Arc<[AwarenessOut]> = vec![out].into();
                 // Every member but its author, and its author too when it wants echoes.
                 let except = (!member.echo_awareness).then_some(peer_id);
-                fx.push(Effect::Broadcast {
+                fx.push_back(Effect::Broadcast {
                     except,
                     out: Out::Awareness(entries),
                 });
             }
             Set::Stale => {}
-            Set::NotOwner => fx.push(Effect::Send {
+            Set::NotOwner => fx.push_back(Effect::Send {
                 to: peer_id,
                 out: Out::Error(
                     ErrorCode::NOT_OWNER,
@@ -574,7 +584,7 @@ impl RoomCore {
         }
     }
 
-    fn leave(&mut self, peer_id: u64, fx: &mut Vec<Effect>) {
+    fn leave(&mut self, peer_id: u64, fx: &mut Effects) {
         if self.members.remove(peer_id).is_none() {
             return;
         }
@@ -582,9 +592,9 @@ impl RoomCore {
         tracing::debug!(room = %self.name, peer_id, members = self.members.len(), "left");
     }
 
-    fn drop_awareness_of(&mut self, peer_id: u64, fx: &mut Vec<Effect>) {
+    fn drop_awareness_of(&mut self, peer_id: u64, fx: &mut Effects) {
         if let Some(removed) = self.awareness.drop_owner(Owner::Member(peer_id)) {
-            fx.push(Effect::Broadcast {
+            fx.push_back(Effect::Broadcast {
                 except: None,
                 out: Out::Awareness(removed),
             });
@@ -598,11 +608,11 @@ impl RoomCore {
         error: ErrorCode,
         code: close::CloseCode,
         message: String,
-        fx: &mut Vec<Effect>,
+        fx: &mut Effects,
     ) {
         tracing::debug!(room = %self.name, peer_id, %message, "rejecting a member's message");
         if self.members.get(peer_id).is_some() {
-            fx.push(Effect::Send {
+            fx.push_back(Effect::Send {
                 to: peer_id,
                 out: Out::Error(error, message.as_str().into()),
             });
@@ -610,9 +620,9 @@ impl RoomCore {
         self.kick(peer_id, code, message, fx);
     }
 
-    fn kick(&mut self, peer_id: u64, code: close::CloseCode, reason: String, fx: &mut Vec<Effect>) {
+    fn kick(&mut self, peer_id: u64, code: close::CloseCode, reason: String, fx: &mut Effects) {
         if self.members.remove(peer_id).is_some() {
-            fx.push(Effect::Kick {
+            fx.push_back(Effect::Kick {
                 peer_id,
                 kick: Kick { code, reason },
             });

@@ -10,7 +10,7 @@
 //!   reading its inbox, which pushes back on the sockets.
 //! - A reload happens only once every append in flight has been answered.
 
-use super::core::{Cmd, Compaction, Effect, Incoming, RoomCore};
+use super::core::{Cmd, Compaction, Effect, Effects, Incoming, RoomCore};
 use super::members::Fanout;
 use crate::compaction::{CompactError, Compacted, CompactionPolicy, compact_from_store};
 use crate::metrics::Metrics;
@@ -18,8 +18,8 @@ use crate::out::Kick;
 use crate::outbox::{OutboxLimits, OutboxRx, OutboxTx, Refused};
 use crate::store::{BoxFuture, Seq, Store, StoreError};
 use duet_protocol::{Role, RoomName, close};
-use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, StreamExt};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,8 +33,9 @@ const INBOX_BATCH: usize = 64;
 pub const MAX_PENDING_APPENDS: usize = 4096;
 
 /// What a connection asks of its room: to join (handing over its queue and close channel),
-/// then what its client says, as the core's own commands (`Updates`, `SyncStep1`,
-/// `Awareness`, `QueryAwareness`, `Leave`).
+/// then what its client says: updates one at a time (the task gathers a burst into one
+/// `Cmd::Updates`, without a vector per update), the rest as the core's own commands
+/// (`SyncStep1`, `Awareness`, `QueryAwareness`, `Leave`).
 pub enum RoomCmd {
     Join {
         peer_id: u64,
@@ -45,6 +46,7 @@ pub enum RoomCmd {
         kick: oneshot::Sender<Kick>,
         reply: oneshot::Sender<()>,
     },
+    Update(Incoming),
     Core(Cmd),
 }
 
@@ -169,6 +171,8 @@ pub(super) struct Shell {
     reload: bool,
     /// Updates to apply again one at a time after a reload, before anything else.
     retry: VecDeque<Incoming>,
+    /// Effects still to carry out (kept between commands for its allocation).
+    work: Effects,
 }
 
 impl Shell {
@@ -181,6 +185,7 @@ impl Shell {
             compacting: FuturesOrdered::new(),
             reload: false,
             retry: VecDeque::new(),
+            work: Effects::new(),
         }
     }
 
@@ -193,29 +198,28 @@ impl Shell {
     }
 
     pub(super) fn feed(&mut self, cmd: Cmd) {
-        let fx = self.core.handle(cmd, Instant::now());
-        self.execute(fx);
+        self.core.handle_into(cmd, Instant::now(), &mut self.work);
+        self.execute();
     }
 
-    /// Carries out effects in order; what comes of them (queues that refused, appends the
-    /// store already answered) is fed back, and its effects carried out after.
-    fn execute(&mut self, fx: Vec<Effect>) {
-        let mut work: VecDeque<Effect> = fx.into();
-        while let Some(effect) = work.pop_front() {
+    /// Carries out the queued effects in order; what comes of them (queues that refused,
+    /// appends the store already answered) is fed back, and its effects carried out after.
+    fn execute(&mut self) {
+        while let Some(effect) = self.work.pop_front() {
             match effect {
                 Effect::Send { to, out } => {
                     if let Err(why) = self.fanout.send(to, out) {
-                        self.refused(to, why, &mut work);
+                        self.refused(to, why);
                     }
                 }
                 Effect::Broadcast { except, out } => {
                     for (peer_id, why) in self.fanout.broadcast(except, &out) {
-                        self.refused(peer_id, why, &mut work);
+                        self.refused(peer_id, why);
                     }
                 }
                 Effect::Ack { to, seq } => {
                     if let Err(why) = self.fanout.ack(to, seq) {
-                        self.refused(to, why, &mut work);
+                        self.refused(to, why);
                     }
                 }
                 Effect::Kick { peer_id, kick } => self.fanout.kick(peer_id, kick),
@@ -225,7 +229,9 @@ impl Shell {
                     // is still waiting (answers go in order).
                     match appending.take_ready() {
                         Some(result) if self.pending.is_empty() => {
-                            work.extend(self.core.handle(Cmd::Stored(result), Instant::now()));
+                            let now = Instant::now();
+                            self.core
+                                .handle_into(Cmd::Stored(result), now, &mut self.work);
                         }
                         Some(result) => self.pending.push_back(Box::pin(async { result })),
                         None => self.pending.push_back(Box::pin(appending)),
@@ -245,7 +251,7 @@ impl Shell {
     /// A member's queue refused a message. Full: the member cannot keep up and is closed
     /// (1013). Gone: its connection already ended (its `Leave` is still in the inbox, behind
     /// what we are handling now), so it is simply forgotten; no close is sent or counted.
-    fn refused(&mut self, peer_id: u64, why: Refused, work: &mut VecDeque<Effect>) {
+    fn refused(&mut self, peer_id: u64, why: Refused) {
         match why {
             Refused::Full => {
                 tracing::info!(room = %self.core.name(), peer_id, "closing a member that cannot keep up (1013)");
@@ -262,13 +268,14 @@ impl Shell {
                 self.fanout.remove(peer_id);
             }
         }
-        work.extend(self.core.handle(Cmd::Leave { peer_id }, Instant::now()));
+        self.core
+            .handle_into(Cmd::Leave { peer_id }, Instant::now(), &mut self.work);
     }
 
     fn compact(&mut self, compaction: Compaction) {
         let store = self.store.clone();
         let room = self.core.name().clone();
-        self.compacting.push_back(match compaction {
+        let mut compacting: BoxFuture<'static, Result<Compacted, CompactError>> = match compaction {
             Compaction::Live { state, covers } => Box::pin(async move {
                 let state_bytes = state.len();
                 let stored = store.compact(&room, state, covers).await?;
@@ -278,7 +285,17 @@ impl Shell {
                 })
             }),
             Compaction::FromStore => Box::pin(compact_from_store(store, room)),
-        });
+        };
+        // A store that compacts at once (the memory store) is answered at once, as its
+        // appends are; the others answer through the task's loop.
+        match (&mut compacting).now_or_never() {
+            Some(done) => {
+                let now = Instant::now();
+                self.core
+                    .handle_into(Cmd::Compacted(done), now, &mut self.work);
+            }
+            None => self.compacting.push_back(compacting),
+        }
     }
 
     /// Handles one command from a connection. Consecutive updates go to the core together
@@ -303,17 +320,15 @@ impl Shell {
                 });
                 let _ = reply.send(());
             }
-            RoomCmd::Core(Cmd::Updates(mut batch)) => {
+            RoomCmd::Update(first) => {
                 let limit = self.core.batch_limit(INBOX_BATCH);
+                let mut batch = Vec::with_capacity(limit.min(queue.len() + 1));
+                batch.push(first);
                 while batch.len() < limit
-                    && let Some(RoomCmd::Core(Cmd::Updates(_))) = queue.front()
-                    && let Some(RoomCmd::Core(Cmd::Updates(next))) = queue.pop_front()
+                    && let Some(RoomCmd::Update(_)) = queue.front()
+                    && let Some(RoomCmd::Update(next)) = queue.pop_front()
                 {
-                    batch.extend(next);
-                }
-                if batch.len() > limit {
-                    let rest = batch.split_off(limit);
-                    queue.push_front(RoomCmd::Core(Cmd::Updates(rest)));
+                    batch.push(next);
                 }
                 self.feed(Cmd::Updates(batch));
             }

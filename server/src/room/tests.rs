@@ -457,7 +457,7 @@ fn compaction_is_offered_from_the_live_document_while_the_room_can_prove_it() {
     t.step(
         Cmd::Compacted(Ok(Compacted {
             stored: true,
-            state_bytes: 30,
+            state_bytes: 1,
         })),
         &[],
     );
@@ -522,7 +522,7 @@ fn the_task_forgets_ended_members_and_closes_slow_ones() {
     let update = doc
         .transact()
         .encode_state_as_update_v1(&StateVector::default());
-    let update = RoomCmd::Core(Cmd::Updates(vec![inc(1, 7, &update)]));
+    let update = RoomCmd::Update(inc(1, 7, &update));
     shell.command(update, &mut Default::default());
     assert!(
         matches!(
