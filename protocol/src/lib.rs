@@ -16,7 +16,6 @@ pub mod codec;
 mod messages;
 mod room;
 mod version;
-pub mod yws;
 
 pub use codec::{DecodeError, decode_client, decode_server, encode_client, encode_server};
 pub use messages::{

@@ -38,8 +38,6 @@ async fn bench(run: &Run) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     let options = SqliteOptions {
         max_batch: run.max_batch,
-        compact_after_rows: u64::MAX,
-        compact_after_bytes: u64::MAX,
         ..SqliteOptions::default()
     };
     let store = SqliteStore::open(&dir, options)?;
@@ -66,7 +64,7 @@ async fn bench(run: &Run) -> anyhow::Result<()> {
         }
         let sent = Instant::now();
         let append = store.append(&rooms[i % rooms.len()], vec![(i % 251) as u8; 32]);
-        in_flight.push(async move { append.await.map(|()| sent.elapsed()) });
+        in_flight.push(async move { append.await.map(|_seq| sent.elapsed()) });
     }
     while let Some(done) = in_flight.next().await {
         latencies.push(done?);

@@ -281,22 +281,36 @@ impl Keys {
     }
 }
 
+/// Why a token lifetime was not understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TtlError {
+    #[error("invalid duration {0:?}; use e.g. 90s, 15m, 1h, 7d")]
+    Number(String),
+    #[error("invalid duration unit in {0:?}; use s, m, h or d")]
+    Unit(String),
+    #[error("duration {0:?} is too long")]
+    TooLong(String),
+    #[error("a token must live at least one second, not {0:?}")]
+    Zero(String),
+}
+
 /// Parses a duration like `90s`, `15m`, `1h` or `7d`.
-pub fn parse_ttl(s: &str) -> Result<Duration, String> {
+pub fn parse_ttl(s: &str) -> Result<Duration, TtlError> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}; use e.g. 90s, 15m, 1h, 7d"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => return Err(format!("invalid duration unit in {s:?}; use s, m, h or d")),
+    let n: u64 = num.parse().map_err(|_| TtlError::Number(s.to_owned()))?;
+    let per_unit: u64 = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(TtlError::Unit(s.to_owned())),
     };
+    let secs = n
+        .checked_mul(per_unit)
+        .ok_or_else(|| TtlError::TooLong(s.to_owned()))?;
     if secs == 0 {
-        return Err("a token must live at least one second".into());
+        return Err(TtlError::Zero(s.to_owned()));
     }
     Ok(Duration::from_secs(secs))
 }
@@ -467,6 +481,12 @@ mod tests {
         );
         assert_eq!(token_from_request(None, Some("x=1")), None);
         assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3600)));
-        assert!(parse_ttl("1y").is_err());
+        assert_eq!(parse_ttl("1y"), Err(TtlError::Unit("1y".into())));
+        assert_eq!(parse_ttl("x"), Err(TtlError::Number("x".into())));
+        assert_eq!(parse_ttl("0m"), Err(TtlError::Zero("0m".into())));
+        assert!(matches!(
+            parse_ttl("99999999999999999d"),
+            Err(TtlError::TooLong(_))
+        ));
     }
 }

@@ -11,13 +11,10 @@
 //! a duet client's typed state must have short strings and cursors that decode as sticky
 //! indices. Anything else closes its sender with 1007 and never reaches the room.
 
-use crate::contain::contained;
 use duet_guard::MAX_CLIENT_ID;
 use duet_protocol::PeerState;
+pub use duet_yjs::awareness::{MAX_STICKY_BYTES, is_readable_sticky};
 use serde_json::Value;
-use yrs::updates::decoder::Decode;
-use yrs::updates::encoder::Encode;
-use yrs::{IndexScope, StickyIndex};
 
 /// Longest awareness state accepted, in bytes of JSON. Editor bindings write a few hundred
 /// (`user` and `cursor`); this leaves room for applications' own fields.
@@ -28,8 +25,6 @@ pub const MAX_STATE_DEPTH: usize = 32;
 pub const MAX_NAME_BYTES: usize = 256;
 /// Longest colour in a duet client's state, in bytes (`#rrggbb` is 7).
 pub const MAX_COLOR_BYTES: usize = 64;
-/// Longest encoded sticky index in a duet client's cursor.
-pub const MAX_STICKY_BYTES: usize = 1024;
 
 /// Why an awareness entry was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,30 +119,12 @@ pub fn check_peer_state(state: &PeerState) -> Result<(), AwarenessError> {
     Ok(())
 }
 
-/// Whether `bytes` are one v1 sticky index, exactly as yrs encodes it, naming a client id that
-/// fits 53 bits. Decoding runs contained: yrs asserts on wide client ids in debug builds.
-pub fn is_readable_sticky(bytes: &[u8]) -> bool {
-    if bytes.len() > MAX_STICKY_BYTES {
-        return false;
-    }
-    contained(|| {
-        let Ok(index) = StickyIndex::decode_v1(bytes) else {
-            return false;
-        };
-        let client_ok = match index.scope() {
-            IndexScope::Relative(id) | IndexScope::Nested(id) => id.client.get() <= MAX_CLIENT_ID,
-            IndexScope::Root(_) => true,
-        };
-        // Trailing bytes or a non-canonical form would be read differently by someone.
-        client_ok && index.encode_v1() == bytes
-    })
-    .unwrap_or(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use duet_protocol::CursorState;
+    use yrs::updates::encoder::Encode;
+    use yrs::{IndexScope, StickyIndex};
 
     #[test]
     fn yjs_states_must_be_json_objects_or_null() {
@@ -227,7 +204,10 @@ mod tests {
             location: None,
         };
         assert_eq!(check_peer_state(&state("ada", sticky(12))), Ok(()));
-        let root = StickyIndex::new(IndexScope::Root("content".into()), yrs::Assoc::Before);
+        let root = StickyIndex::new(
+            IndexScope::Root(duet_yjs::doc::ROOT_TEXT.into()),
+            yrs::Assoc::Before,
+        );
         assert_eq!(check_peer_state(&state("ada", root.encode_v1())), Ok(()));
         assert_eq!(
             check_peer_state(&state(&"n".repeat(MAX_NAME_BYTES + 1), sticky(1))),

@@ -3,15 +3,15 @@
 //! room's own cost per update (checks, yrs, relay, store, acknowledgement) can be compared
 //! between two builds without the noise of the network and the scheduler.
 
+use crate::memory::MemoryStore;
 use crate::metrics::Metrics;
 use crate::out::Out;
-use crate::outbox::{self, OutboxLimits};
-use crate::room::{self, RoomCmd, RoomConfig};
-use crate::store::{MemoryStore, Store};
+use crate::outbox::OutboxLimits;
+use crate::room::{self, Incoming, RoomCmd, RoomConfig};
+use crate::store::Store;
 use duet_protocol::{Role, RoomName};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -50,20 +50,10 @@ pub async fn room_relay(updates: &[Vec<u8>]) -> RelayRun {
     );
     let mut ends = Vec::new();
     for peer_id in [1, 2] {
-        let (tx, rx) = outbox::channel(limits, metrics.clone());
-        let (kick, kicked) = oneshot::channel();
-        let (reply, joined) = oneshot::channel();
-        let join = RoomCmd::Join {
-            peer_id,
-            role: Role::Editor,
-            echo_awareness: false,
-            tx,
-            kick,
-            reply,
-        };
-        assert!(handle.send(join).await.is_ok(), "room accepts joins");
-        joined.await.expect("joined");
-        ends.push((rx, kicked));
+        let join = RoomCmd::join(peer_id, Role::Editor, false, limits, metrics.clone());
+        assert!(handle.send(join.cmd).await.is_ok(), "room accepts joins");
+        join.joined.await.expect("joined");
+        ends.push((join.rx, join.kicked));
     }
     let (mut reader, _reader_kick) = ends.pop().expect("two members");
     let (mut writer, _writer_kick) = ends.pop().expect("two members");
@@ -97,12 +87,12 @@ pub async fn room_relay(updates: &[Vec<u8>]) -> RelayRun {
     };
     let send = async {
         for (i, update) in updates.iter().enumerate() {
-            let cmd = RoomCmd::Update {
+            let cmd = RoomCmd::Update(Incoming {
                 peer_id: 1,
                 seq: Some(i as u64 + 1),
                 update: update.clone(),
                 arrived: Instant::now(),
-            };
+            });
             if handle.send(cmd).await.is_err() {
                 break;
             }

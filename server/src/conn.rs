@@ -2,14 +2,15 @@
 //! writes what the room sends back, keeps the heartbeat, and closes with a code that says why.
 //!
 //! The session loop is the same for every protocol; a [`Wire`] says how frames map to room
-//! commands and back: [`DuetWire`] here, `YjsWire` in `conn_yjs.rs` for y-websocket clients.
+//! commands and back: `DuetWire` in `conn_duet.rs`, `YjsWire` in `conn_yjs.rs` for
+//! y-websocket clients.
 
 use crate::Shared;
-use crate::out::{AwarenessSource, Kick, Out};
+use crate::out::{Kick, Out};
 use crate::outbox::{self, OutboxRx, OutboxTx};
-use crate::room::{RoomCmd, RoomHandle};
+use crate::room::{Cmd, RoomCmd, RoomHandle};
 use bytes::Bytes;
-use duet_protocol::{ClientMsg, ErrorCode, Role, RoomName, ServerMsg, close};
+use duet_protocol::{Role, RoomName, close};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,8 +35,13 @@ const WRITE_BATCH: usize = 64;
 /// How long a closed member's last queued messages may take to write before the close frame.
 const KICK_DRAIN: Duration = Duration::from_secs(1);
 
-/// How one protocol's frames map to room commands and back.
+/// How one protocol's frames map to room commands and back. Each wire knows its own encoding
+/// and nothing else does: the room hands over [`Out`] values, the wire makes the frames (an
+/// update's frame is encoded once per wire, in its slot of the shared update, whichever of
+/// the wire's connections writes it first).
 pub(crate) trait Wire: Send {
+    /// This wire's slot in [`crate::out::SharedUpdate`]'s frame cache (below `WIRE_SLOTS`).
+    const FRAME_SLOT: usize;
     /// Yjs clients expect their own awareness echoed; duet clients do not.
     const ECHO_AWARENESS: bool;
     /// The first frame of a session, if the protocol has one.
@@ -53,7 +59,6 @@ pub(crate) trait Wire: Send {
         peer_id: u64,
         frame: &[u8],
         arrived: std::time::Instant,
-        shared: &Shared,
     ) -> Result<Vec<RoomCmd>, Refusal>;
 }
 
@@ -62,37 +67,6 @@ pub(crate) struct Refusal {
     pub reply: Option<Bytes>,
     pub code: close::CloseCode,
     pub reason: String,
-}
-
-/// duet's own protocol (`duet.v1`, bincode frames).
-pub(crate) struct DuetWire;
-
-impl Wire for DuetWire {
-    const ECHO_AWARENESS: bool = false;
-
-    fn welcome(&self, peer_id: u64, role: Role, room: &RoomName) -> Option<Bytes> {
-        let welcome = ServerMsg::Welcome {
-            peer_id,
-            role,
-            room: room.to_string(),
-            server: concat!("duet-server ", env!("CARGO_PKG_VERSION")).into(),
-        };
-        Some(duet_protocol::encode_server(&welcome).into())
-    }
-
-    fn encode(&self, out: Out) -> Option<Bytes> {
-        Some(encode_out(out))
-    }
-
-    fn decode(
-        &self,
-        peer_id: u64,
-        frame: &[u8],
-        arrived: std::time::Instant,
-        shared: &Shared,
-    ) -> Result<Vec<RoomCmd>, Refusal> {
-        decode_duet(peer_id, frame, arrived, shared).map(|cmd| vec![cmd])
-    }
 }
 
 /// What the handshake granted this connection.
@@ -238,8 +212,10 @@ pub(crate) async fn run<S, W>(
                         if let Err(why) = traffic.record(bytes.len(), now) {
                             break End::Close(close::POLICY, why.to_string());
                         }
-                        match wire.decode(peer_id, &bytes, now, &shared) {
+                        match wire.decode(peer_id, &bytes, now) {
                             Ok(cmds) => {
+                                let updates = cmds.iter().filter(|c| matches!(c, RoomCmd::Update(_))).count();
+                                shared.metrics.updates_received.inc_by(updates as u64);
                                 if forward(&room, cmds).await.is_err() {
                                     break End::Close(close::GOING_AWAY, "room closed, reconnect".into());
                                 }
@@ -260,7 +236,7 @@ pub(crate) async fn run<S, W>(
             }
         }
     };
-    let _ = room.send(RoomCmd::Leave { peer_id }).await;
+    let _ = room.send(RoomCmd::Core(Cmd::Leave { peer_id })).await;
     Box::pin(finish(ws, &shared, end)).await;
 }
 
@@ -338,86 +314,6 @@ async fn join(
         tokio::task::yield_now().await;
     }
     None
-}
-
-fn decode_duet(
-    peer_id: u64,
-    bytes: &[u8],
-    arrived: std::time::Instant,
-    shared: &Shared,
-) -> Result<RoomCmd, Refusal> {
-    let msg = duet_protocol::decode_client(bytes).map_err(|e| {
-        let error = ServerMsg::Error {
-            code: ErrorCode::BAD_MESSAGE,
-            message: format!("could not decode your message: {e}"),
-        };
-        Refusal {
-            reply: Some(duet_protocol::encode_server(&error).into()),
-            code: close::INVALID_PAYLOAD,
-            reason: "undecodable message".into(),
-        }
-    })?;
-    Ok(match msg {
-        ClientMsg::SyncStep1 { state_vector } => RoomCmd::SyncStep1 {
-            peer_id,
-            state_vector: state_vector.0,
-        },
-        ClientMsg::SyncStep2 { seq, update } | ClientMsg::Update { seq, update } => {
-            shared.metrics.updates_received.inc();
-            RoomCmd::Update {
-                peer_id,
-                seq: Some(seq),
-                update: update.0,
-                arrived,
-            }
-        }
-        ClientMsg::Awareness { client_id, state } => {
-            // Checked as the other members will read it (a Yjs client parses the JSON it
-            // becomes, reading the client id as a JavaScript number), before the room sees it.
-            let checked = crate::awareness::check_client_id(client_id).and_then(|()| {
-                state
-                    .as_ref()
-                    .map_or(Ok(()), crate::awareness::check_peer_state)
-            });
-            if let Err(e) = checked {
-                let error = ServerMsg::Error {
-                    code: ErrorCode::BAD_MESSAGE,
-                    message: e.to_string(),
-                };
-                return Err(Refusal {
-                    reply: Some(duet_protocol::encode_server(&error).into()),
-                    code: close::INVALID_PAYLOAD,
-                    reason: e.to_string(),
-                });
-            }
-            RoomCmd::Awareness {
-                peer_id,
-                client_id,
-                source: AwarenessSource::Duet(state),
-            }
-        }
-    })
-}
-
-fn encode_out(out: Out) -> Bytes {
-    let msg = match out {
-        Out::Update(shared) => return shared.duet_frame(),
-        Out::SyncStep1(sv) => ServerMsg::SyncStep1 {
-            state_vector: sv.into_vec().into(),
-        },
-        Out::SyncStep2(update) => ServerMsg::SyncStep2 {
-            update: update.to_vec().into(),
-        },
-        Out::Awareness(entries) => ServerMsg::Awareness {
-            entries: entries.iter().map(|e| e.entry.clone()).collect(),
-        },
-        Out::Ack(seq) => ServerMsg::Ack { seq },
-        Out::Error(code, message) => ServerMsg::Error {
-            code,
-            message: message.into(),
-        },
-    };
-    duet_protocol::encode_server(&msg).into()
 }
 
 /// Writes `first` and whatever else is already queued, then flushes once.

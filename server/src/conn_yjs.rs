@@ -6,20 +6,21 @@
 //! query-awareness with every known state, and sends one message per frame (the JS client reads
 //! only the first message of a frame), while accepting several messages in one frame.
 
-use crate::Shared;
 use crate::awareness;
 use crate::conn::{Refusal, Wire};
 use crate::out::{AwarenessSource, Out};
-use crate::room::RoomCmd;
-use crate::yjs::{self, YMsg};
+use crate::room::{Cmd, Incoming, RoomCmd};
 use bytes::Bytes;
 use duet_protocol::{ErrorCode, Role, RoomName, close};
+use duet_yjs::awareness::peer_state_to_json;
+use duet_yjs::wire::{self as yjs, YMsg};
 use std::sync::Arc;
 
 pub(crate) struct YjsWire;
 
 impl Wire for YjsWire {
     const ECHO_AWARENESS: bool = true;
+    const FRAME_SLOT: usize = 1;
 
     fn welcome(&self, _peer_id: u64, _role: Role, _room: &RoomName) -> Option<Bytes> {
         None
@@ -29,12 +30,14 @@ impl Wire for YjsWire {
         Some(match out {
             Out::SyncStep1(sv) => yjs::encode_sync(yjs::SYNC_STEP1, &sv).into(),
             Out::SyncStep2(update) => yjs::encode_sync(yjs::SYNC_STEP2, &update).into(),
-            Out::Update(shared) => shared.yjs_frame(),
+            Out::Update(shared) => shared.frame(Self::FRAME_SLOT, |raw| {
+                yjs::encode_sync(yjs::SYNC_UPDATE, raw)
+            }),
             Out::Awareness(entries) => yjs::encode_awareness(entries.iter().map(|e| {
                 (
-                    e.entry.client_id,
-                    e.entry.clock,
-                    e.entry.state.as_ref().and(e.json.as_deref()),
+                    e.client_id,
+                    e.clock,
+                    e.state.as_ref().map(|s| s.as_json(peer_state_to_json)),
                 )
             }))
             .into(),
@@ -60,7 +63,6 @@ impl Wire for YjsWire {
         peer_id: u64,
         frame: &[u8],
         arrived: std::time::Instant,
-        shared: &Shared,
     ) -> Result<Vec<RoomCmd>, Refusal> {
         let refuse = |reason: String| Refusal {
             reply: None,
@@ -72,18 +74,17 @@ impl Wire for YjsWire {
         let mut cmds = Vec::with_capacity(messages.len());
         for msg in messages {
             match msg {
-                YMsg::SyncStep1(sv) => cmds.push(RoomCmd::SyncStep1 {
+                YMsg::SyncStep1(sv) => cmds.push(RoomCmd::Core(Cmd::SyncStep1 {
                     peer_id,
                     state_vector: sv.to_vec(),
-                }),
+                })),
                 YMsg::SyncStep2(update) | YMsg::Update(update) => {
-                    shared.metrics.updates_received.inc();
-                    cmds.push(RoomCmd::Update {
+                    cmds.push(RoomCmd::Update(Incoming {
                         peer_id,
                         seq: None,
                         update: update.to_vec(),
                         arrived,
-                    });
+                    }));
                 }
                 YMsg::Awareness(body) => {
                     let entries = yjs::decode_awareness(body)
@@ -99,17 +100,17 @@ impl Wire for YjsWire {
                                 .map(Arc::from),
                             None => None,
                         };
-                        cmds.push(RoomCmd::Awareness {
+                        cmds.push(RoomCmd::Core(Cmd::Awareness {
                             peer_id,
                             client_id: e.client_id,
                             source: AwarenessSource::Yjs {
                                 json,
                                 clock: e.clock,
                             },
-                        });
+                        }));
                     }
                 }
-                YMsg::QueryAwareness => cmds.push(RoomCmd::QueryAwareness { peer_id }),
+                YMsg::QueryAwareness => cmds.push(RoomCmd::Core(Cmd::QueryAwareness { peer_id })),
                 YMsg::Auth => {}
             }
         }

@@ -1,29 +1,8 @@
-//! Running yrs on untrusted input without letting a panic escape or flood the logs.
-//!
-//! yrs has panicked on malformed input (y-crdt #415) and asserts on 53-bit client ids in debug
-//! builds. Every decode and apply of wire bytes runs inside [`contained`]; the panic hook
-//! installed by the binary logs those panics at debug level instead of printing a backtrace
-//! to stderr for each hostile message, and leaves every other panic to the default hook.
+//! Running yrs on untrusted input without letting a panic escape: [`contained`] and the panic
+//! hook come from `duet_yjs::contain` (re-exported here); what is the server's own is the
+//! debug-only failpoint that panics on demand mid-apply.
 
-use std::cell::Cell;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
-thread_local! {
-    static CONTAINED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// A contained panic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("panicked while handling client input")]
-pub struct Panicked;
-
-/// Runs `f`, turning a panic into `Err(Panicked)`.
-pub fn contained<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
-    let outer = CONTAINED.with(|c| c.replace(true));
-    let result = catch_unwind(AssertUnwindSafe(f)).map_err(|_| Panicked);
-    CONTAINED.with(|c| c.set(outer));
-    result
-}
+pub use duet_yjs::contain::{Panicked, contained, install_panic_hook};
 
 /// Debug builds only: a panic on demand in the middle of applying an update, so the end-to-end
 /// tests can exercise the containment path (close 1011, room reloaded from storage) without
@@ -74,84 +53,16 @@ pub(crate) mod failpoint {
     }
 }
 
-/// Installs a panic hook that keeps contained panics out of stderr.
-pub fn install_panic_hook() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if CONTAINED.with(Cell::get) {
-            tracing::debug!(panic = %info, "contained a panic while handling client input");
-        } else {
-            default(info);
-        }
-    }));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn panics_become_errors_and_the_flag_resets() {
-        assert_eq!(contained(|| 1), Ok(1));
-        assert_eq!(contained(|| -> i32 { panic!("boom") }), Err(Panicked));
-        assert!(!CONTAINED.with(Cell::get));
-    }
-
-    /// A 25-byte update that makes yrs 0.28.1 panic while applying it, in debug and release
-    /// builds alike: one string block of client 7 at clock 2^31 + 1 (yrs computes
-    /// `local_clock as i32 - clock as i32`, gets a positive "offset" and integrates the block
-    /// without the Skip that should fill clocks 0..2^31), then a delete of client 7's clocks
-    /// 0..1. `ClientBlockList::find_index(0)` walks left of the first block: `mid - 1`
-    /// underflows (debug: overflow panic; release: index out of bounds). The block is already
-    /// integrated when it panics, so the document is left changed.
-    ///
-    /// the guard (`duet-guard`) refuses it (clock beyond 2^31 - 1), so the server never hands it to yrs; this
-    /// test calls yrs directly to notice when a yrs upgrade fixes the bug (and the guard's clock
-    /// limit could go). The end-to-end 1011 test uses the debug-only [`failpoint`] instead.
-    #[test]
-    fn a_real_update_makes_yrs_panic_mid_apply_and_leaves_the_document_changed() {
-        use crate::doc::{ApplyError, apply_update, new_doc};
-        use crate::guard::{GuardError, check_update_v1};
-        use yrs::updates::decoder::Decode;
-        use yrs::{ReadTxn, Transact, Update};
-        let bad = include_bytes!("../../fuzz/regressions/yrs_apply-panic-find-index-1.bin");
-        let client = yrs::block::ClientID::new(7);
-
-        // yrs itself, unguarded: it decodes, then panics mid-apply.
-        let doc = new_doc();
-        let update = Update::decode_v1(bad).expect("yrs decodes it");
-        let result = contained(|| doc.transact_mut().apply_update(update));
-        assert!(
-            result.is_err(),
-            "yrs no longer panics on this input ({result:?}): the guard (duet-guard) may not need MAX_CLOCK \
-             any more; update fuzz/README.md"
-        );
-        assert!(
-            doc.transact().state_vector().get(&client) > 0,
-            "the half-applied block stays in the document"
-        );
-        assert!(!CONTAINED.with(Cell::get));
-
-        // The server refuses it before yrs sees it; the document is untouched.
-        assert!(matches!(
-            check_update_v1(bad),
-            Err(GuardError::ClockTooLarge { client: 7, .. })
-        ));
-        let doc = new_doc();
-        let result = apply_update(&doc, bad, false);
-        assert!(
-            matches!(&result, Err(ApplyError::Invalid(e)) if e.contains("beyond 2^31")),
-            "{result:?}"
-        );
-        assert_eq!(doc.transact().state_vector().get(&client), 0);
-    }
 
     #[cfg(debug_assertions)]
     #[test]
     fn the_failpoint_marker_is_found_in_a_real_update() {
         use yrs::{ReadTxn, Text, Transact};
-        let doc = crate::doc::new_doc();
-        let text = doc.get_or_insert_text("content");
+        let doc = duet_yjs::doc::new_doc();
+        let text = doc.get_or_insert_text(duet_yjs::doc::ROOT_TEXT);
         text.insert(&mut doc.transact_mut(), 0, "x duet-failpoint:panic y");
         let update = doc
             .transact()

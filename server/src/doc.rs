@@ -1,37 +1,13 @@
-//! The server's yrs documents: how one is made (UTF-16 offsets, the root text every duet and
-//! Yjs client edits) and how bytes from the wire become part of one, checked by the guard and
-//! with every panic inside yrs contained. The room, the stores and the admin commands all use
+//! How bytes from the wire become part of the server's yrs documents: checked by the guard,
+//! with every panic inside yrs contained. (How a document is made, UTF-16 offsets and the root
+//! text, is `duet_yjs::doc`, re-exported here.) The room, the stores and the admin commands all use
 //! these; nothing here knows rooms, members or storage.
 
 use crate::contain::contained;
 use yrs::updates::decoder::Decode;
-use yrs::{Doc, OffsetKind, Options, ReadTxn, StateVector, Transact, Update};
+use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 
-/// The one root text every duet and Yjs client edits.
-pub const ROOT_TEXT: &str = "content";
-
-/// A new empty document as every room holds it: UTF-16 offsets (what Yjs counts) and the
-/// root text created.
-pub(crate) fn new_doc() -> Doc {
-    with_options(Options::default())
-}
-
-/// Like [`new_doc`], with a fixed yrs client id (tests, replays).
-pub fn doc_with_client(client_id: u64) -> Doc {
-    with_options(Options {
-        client_id: yrs::block::ClientID::new(client_id),
-        ..Options::default()
-    })
-}
-
-fn with_options(options: Options) -> Doc {
-    let doc = Doc::with_options(Options {
-        offset_kind: OffsetKind::Utf16,
-        ..options
-    });
-    doc.get_or_insert_text(ROOT_TEXT);
-    doc
-}
+pub use duet_yjs::doc::{ROOT_TEXT, doc_with_client, new_doc, text_of};
 
 /// Why an update was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -144,4 +120,58 @@ pub(crate) fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, DecodeErr
     contained(|| StateVector::decode_v1(bytes))
         .map_err(|_| DecodeError::Panicked("state vector"))?
         .map_err(|e| DecodeError::Yrs(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 25-byte update that makes yrs 0.28.1 panic while applying it, in debug and release
+    /// builds alike: one string block of client 7 at clock 2^31 + 1 (yrs computes
+    /// `local_clock as i32 - clock as i32`, gets a positive "offset" and integrates the block
+    /// without the Skip that should fill clocks 0..2^31), then a delete of client 7's clocks
+    /// 0..1. `ClientBlockList::find_index(0)` walks left of the first block: `mid - 1`
+    /// underflows (debug: overflow panic; release: index out of bounds). The block is already
+    /// integrated when it panics, so the document is left changed.
+    ///
+    /// the guard (`duet-guard`) refuses it (clock beyond 2^31 - 1), so the server never hands it to yrs; this
+    /// test calls yrs directly to notice when a yrs upgrade fixes the bug (and the guard's clock
+    /// limit could go). The end-to-end 1011 test uses the debug-only [`failpoint`] instead.
+    #[test]
+    fn a_real_update_makes_yrs_panic_mid_apply_and_leaves_the_document_changed() {
+        use crate::contain::contained;
+        use crate::guard::{GuardError, check_update_v1};
+        use yrs::Update;
+        use yrs::updates::decoder::Decode;
+        let bad = include_bytes!("../../fuzz/regressions/yrs_apply-panic-find-index-1.bin");
+        let client = yrs::block::ClientID::new(7);
+
+        // yrs itself, unguarded: it decodes, then panics mid-apply.
+        let doc = new_doc();
+        let update = Update::decode_v1(bad).expect("yrs decodes it");
+        let result = contained(|| doc.transact_mut().apply_update(update));
+        assert!(
+            result.is_err(),
+            "yrs no longer panics on this input ({result:?}): the guard (duet-guard) may not need MAX_CLOCK \
+             any more; update fuzz/README.md"
+        );
+        assert!(
+            doc.transact().state_vector().get(&client) > 0,
+            "the half-applied block stays in the document"
+        );
+        assert!(!duet_yjs::contain::is_contained());
+
+        // The server refuses it before yrs sees it; the document is untouched.
+        assert!(matches!(
+            check_update_v1(bad),
+            Err(GuardError::ClockTooLarge { client: 7, .. })
+        ));
+        let doc = new_doc();
+        let result = apply_update(&doc, bad, false);
+        assert!(
+            matches!(&result, Err(ApplyError::Invalid(e)) if e.contains("beyond 2^31")),
+            "{result:?}"
+        );
+        assert_eq!(doc.transact().state_vector().get(&client), 0);
+    }
 }

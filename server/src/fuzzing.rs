@@ -8,18 +8,18 @@ use crate::doc::{apply_update, new_doc};
 
 /// Handles `frame` as the server would handle one binary WebSocket message of either protocol.
 pub fn server_frame(frame: &[u8]) {
-    if let Ok(messages) = crate::yjs::parse_frame(frame) {
+    if let Ok(messages) = duet_yjs::wire::parse_frame(frame) {
         for msg in messages {
             match msg {
-                crate::yjs::YMsg::SyncStep2(update) | crate::yjs::YMsg::Update(update) => {
+                duet_yjs::wire::YMsg::SyncStep2(update) | duet_yjs::wire::YMsg::Update(update) => {
                     let _ = apply_update(&new_doc(), update, true);
                 }
-                crate::yjs::YMsg::Awareness(body) => {
-                    if let Ok(entries) = crate::yjs::decode_awareness(body) {
+                duet_yjs::wire::YMsg::Awareness(body) => {
+                    if let Ok(entries) = duet_yjs::wire::decode_awareness(body) {
                         for e in entries {
                             if let Some(json) = e.json {
-                                let state = crate::yjs::peer_state_from_json(&json);
-                                let _ = crate::yjs::peer_state_to_json(&state);
+                                let state = duet_yjs::awareness::peer_state_from_json(&json);
+                                let _ = duet_yjs::awareness::peer_state_to_json(&state);
                             }
                         }
                     }

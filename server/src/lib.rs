@@ -17,7 +17,9 @@ pub mod awareness;
 #[doc(hidden)]
 pub mod bench;
 pub mod cluster;
+pub mod compaction;
 mod conn;
+mod conn_duet;
 mod conn_yjs;
 pub mod contain;
 pub mod data_dir;
@@ -28,21 +30,23 @@ pub mod fuzzing;
 pub use duet_guard as guard;
 pub mod http;
 pub mod limits;
+pub mod memory;
 pub mod metrics;
 pub mod out;
 pub mod outbox;
 mod registry;
 pub mod room;
 pub mod sqlite;
+pub mod storage;
 pub mod store;
 pub mod tls;
-pub mod yjs;
 
 use crate::limits::{Admission, LimitConfig};
+use crate::memory::MemoryStore;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::room::RoomConfig;
-use crate::store::{MemoryStore, Store};
+use crate::store::Store;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -404,7 +408,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     tracing::debug!(%peer, room = %upgrade.room, role = session.role.as_str(), "session started");
     match upgrade.flavor {
         http::Flavor::Duet(_) => {
-            conn::run(ws, conn::DuetWire, shared.clone(), upgrade.room, session).await;
+            conn::run(
+                ws,
+                conn_duet::DuetWire,
+                shared.clone(),
+                upgrade.room,
+                session,
+            )
+            .await;
         }
         http::Flavor::Yjs => {
             conn::run(ws, conn_yjs::YjsWire, shared.clone(), upgrade.room, session).await;

@@ -4,20 +4,21 @@
 //! (or any Yjs y-websocket client, once supported) at `ws://HOST:PORT/ROOM`.
 //!
 //! Admin: `duet-server rooms list | export ROOM [--format text|yjs] [FILE] | import ROOM FILE
-//! [--format yjs|text] | delete ROOM`, on the same `--data-dir`. `list` and `export` are safe
-//! while a server runs; `import` and `delete` refuse while a server holds the data directory.
+//! [--format yjs|text] | delete ROOM`, on the same backend (`--data-dir`). `list` and `export`
+//! are safe while a server runs; `import` and `delete` refuse while a server holds the data
+//! directory.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use duet_server::admin::{Admin, Format};
-use duet_server::data_dir::{DataDirLock, LockError};
-use duet_server::sqlite::{SqliteOptions, SqliteStore};
-use duet_server::store::{MemoryStore, Store};
+use duet_server::admin::{self, Format};
+use duet_server::compaction::CompactionPolicy;
+use duet_server::data_dir::LockError;
+use duet_server::sqlite::SqliteOptions;
+use duet_server::storage::StoreChoice;
 use duet_server::{Server, ServerConfig};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The duet sync server: rooms of Yjs documents over WebSocket.
@@ -42,7 +43,7 @@ struct Args {
     memory: bool,
     /// Compact a room once its log holds this many updates (small values exercise compaction
     /// in tests).
-    #[arg(long, hide = true, default_value_t = SqliteOptions::default().compact_after_rows)]
+    #[arg(long, hide = true, default_value_t = CompactionPolicy::default().after_rows)]
     compact_after_rows: u64,
     /// Milliseconds a batch of edits stays open after its first one before it is committed
     /// and fsynced (sooner once 512 have queued). Bounds fsyncs to about one per window however
@@ -188,7 +189,7 @@ fn main() -> anyhow::Result<()> {
     duet_server::contain::install_panic_hook();
     let mut args = Args::parse();
     match args.command.take() {
-        Some(Command::Rooms { command }) => return rooms(&args.data_dir, command),
+        Some(Command::Rooms { command }) => return rooms(&store_choice(&args), command),
         Some(Command::Token {
             room,
             role,
@@ -212,6 +213,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ..ServerConfig::default()
     };
     config.room.idle_unload = Duration::from_secs(args.idle_unload_secs);
+    config.room.compaction.after_rows = args.compact_after_rows.max(2);
     config.room.send_queue = duet_server::outbox::OutboxLimits {
         messages: args.send_queue.max(1),
         bytes: args.send_queue_mib.max(1).saturating_mul(1024 * 1024),
@@ -248,23 +250,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => {}
     }
-    // Held until the server exits: one server per data directory, and admin writes refuse.
-    let mut _lock = None;
-    let store: Arc<dyn Store> = if args.memory {
+    if args.memory {
         tracing::warn!("--memory: rooms are kept in memory only; they do not survive a restart");
-        Arc::new(MemoryStore::default())
-    } else {
-        _lock = Some(DataDirLock::acquire(&args.data_dir)?);
-        let options = SqliteOptions {
-            compact_after_rows: args.compact_after_rows.max(2),
-            max_page_count: args.max_db_pages,
-            commit_window: Duration::from_millis(args.commit_window_ms),
-            ..SqliteOptions::default()
-        };
-        let store = SqliteStore::open(&args.data_dir, options)?;
-        tracing::info!(database = %store.path().display(), "rooms are stored durably");
-        Arc::new(store)
-    };
+    }
+    // The lock is held until the server exits: one server per data directory, and admin
+    // writes refuse meanwhile.
+    let opened = store_choice(&args).open()?;
+    let store = opened.store;
     let server = Server::bind_with_store(config, store)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -276,7 +268,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     println!("duet-server listening on {ws}://{addr} (health: {http}://{addr}/healthz)");
     server.run_until(shutdown_signal()).await;
+    drop(opened.lock);
     Ok(())
+}
+
+/// The store the arguments choose: the one place `duet-server` decides it (serving and
+/// `rooms ...` alike; the editor's embedded server uses the same `StoreChoice`).
+fn store_choice(args: &Args) -> StoreChoice {
+    if args.memory {
+        return StoreChoice::Memory;
+    }
+    StoreChoice::Sqlite {
+        dir: args.data_dir.clone(),
+        options: SqliteOptions {
+            max_page_count: args.max_db_pages,
+            commit_window: Duration::from_millis(args.commit_window_ms),
+            ..SqliteOptions::default()
+        },
+    }
 }
 
 /// Prints a token for `room` with `role`, valid for `ttl`.
@@ -291,7 +300,7 @@ fn token(
         "no key file: pass --auth-key-file FILE or set DUET_AUTH_KEY_FILE (the same file the server uses)",
     )?;
     let keys = duet_server::auth::Keys::from_file(key_file)?;
-    let ttl = duet_server::auth::parse_ttl(ttl).map_err(anyhow::Error::msg)?;
+    let ttl = duet_server::auth::parse_ttl(ttl)?;
     let pattern_ok = room == "*"
         || duet_protocol::RoomName::new(room.strip_suffix("/*").unwrap_or(room)).is_ok();
     anyhow::ensure!(
@@ -306,15 +315,23 @@ fn token(
     Ok(())
 }
 
-/// Runs a `rooms` admin command on `data_dir`.
-fn rooms(data_dir: &Path, command: RoomsCommand) -> anyhow::Result<()> {
-    let room_name = |room: &str| -> anyhow::Result<String> {
-        Ok(duet_protocol::RoomName::new(room)?.as_str().to_owned())
+/// Runs a `rooms` admin command on the chosen backend.
+fn rooms(choice: &StoreChoice, command: RoomsCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(rooms_on(choice, command))
+}
+
+async fn rooms_on(choice: &StoreChoice, command: RoomsCommand) -> anyhow::Result<()> {
+    let room_name = |room: &str| -> anyhow::Result<duet_protocol::RoomName> {
+        Ok(duet_protocol::RoomName::new(room)?)
     };
-    // Writes take the data directory's lock: a running server may have the room loaded, and
-    // would keep serving (and storing) its in-memory copy.
-    let lock_for_write = |what: &str| -> anyhow::Result<DataDirLock> {
-        DataDirLock::acquire(data_dir).map_err(|e| match e {
+    // Writes take the backend's lock: a running server may have the room loaded, and would
+    // keep serving (and storing) its in-memory copy.
+    let lock_for_write = |what: &str| {
+        choice.lock_for_writes().map_err(|e| match e {
             LockError::InUse(dir) => anyhow::anyhow!(
                 "refusing to {what}: a duet-server is running on {}; stop it first (`rooms list` and `rooms export` are safe while it runs)",
                 dir.display()
@@ -322,26 +339,26 @@ fn rooms(data_dir: &Path, command: RoomsCommand) -> anyhow::Result<()> {
             e => e.into(),
         })
     };
+    let rooms = choice.admin()?;
     match command {
         RoomsCommand::List => {
-            let admin = Admin::open(data_dir)?;
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
-                "{:<40} {:>10} {:>12} {:>14}",
-                "ROOM", "UPDATES", "LOG BYTES", "SNAPSHOT BYTES"
+                "{:<40} {:>10} {:>10} {:>12} {:>14}",
+                "ROOM", "HEAD", "UPDATES", "LOG BYTES", "SNAPSHOT BYTES"
             )?;
-            for room in admin.list()? {
+            for room in rooms.list().await? {
                 writeln!(
                     out,
-                    "{:<40} {:>10} {:>12} {:>14}",
-                    room.name, room.log_updates, room.log_bytes, room.snapshot_bytes
+                    "{:<40} {:>10} {:>10} {:>12} {:>14}",
+                    room.name, room.head, room.log_updates, room.log_bytes, room.snapshot_bytes
                 )?;
             }
         }
         RoomsCommand::Export { room, format, file } => {
             let room = room_name(&room)?;
-            let bytes = Admin::open(data_dir)?.export(&room, format.into())?;
+            let bytes = admin::export(rooms.as_ref(), &room, format.into()).await?;
             match file {
                 Some(path) => std::fs::write(&path, bytes)
                     .with_context(|| format!("cannot write {}", path.display()))?,
@@ -353,13 +370,13 @@ fn rooms(data_dir: &Path, command: RoomsCommand) -> anyhow::Result<()> {
             let _lock = lock_for_write("import")?;
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            Admin::open(data_dir)?.import(&room, &bytes, format.into())?;
+            admin::import(rooms.as_ref(), &room, &bytes, format.into()).await?;
             eprintln!("imported room {room} from {}", file.display());
         }
         RoomsCommand::Delete { room } => {
             let room = room_name(&room)?;
             let _lock = lock_for_write("delete")?;
-            Admin::open(data_dir)?.delete(&room)?;
+            rooms.delete(&room).await?;
             eprintln!("deleted room {room}");
         }
     }

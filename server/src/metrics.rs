@@ -140,11 +140,11 @@ pub struct StoreMetrics {
     pub updates_per_commit: CountHistogram,
     /// From BEGIN to the end of COMMIT (fsync included).
     pub commit_duration: Histogram,
-    /// Compactions handed to the compactor.
+    /// Snapshots stored (compactions the compare-and-swap let through).
     pub compactions: Counter,
     /// Failed commits (every update of the batch refused).
     pub commit_errors: Counter,
-    /// Failed compactions (the log is kept as it is).
+    /// Compactions whose transaction failed (the log is kept as it is).
     pub compaction_errors: Counter,
     /// Failed loads of a room.
     pub load_errors: Counter,
@@ -169,7 +169,7 @@ impl StoreMetrics {
         );
         let _ = writeln!(
             out,
-            "# HELP duet_store_compactions_total Room compactions started.\n# TYPE duet_store_compactions_total counter\nduet_store_compactions_total {}",
+            "# HELP duet_store_compactions_total Snapshots stored in place of a prefix of a room log.\n# TYPE duet_store_compactions_total counter\nduet_store_compactions_total {}",
             self.compactions.get()
         );
         let _ = writeln!(

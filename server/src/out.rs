@@ -1,60 +1,104 @@
-//! What a room sends its members ([`Out`]) and what travels inside: updates encoded once per
-//! wire format however many members receive them, awareness in both forms, the reason a
-//! member was closed. Its own module so that the room and the member queues (`outbox.rs`)
-//! both use it without depending on each other.
+//! What a room sends its members ([`Out`]) and the caches that travel inside: an update is
+//! encoded once per wire however many members receive it ([`SharedUpdate`]), an awareness
+//! state is translated once into the other protocol's form ([`AwarenessState`]). The encoders
+//! and translations themselves belong to the wires (`conn_duet.rs`, `conn_yjs.rs`); nothing
+//! here knows a wire format. Its own module so that the room and the member queues
+//! (`outbox.rs`) both use it without depending on each other.
 
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use duet_protocol::{AwarenessEntry, ErrorCode, PeerState, ServerMsg, close};
+use duet_protocol::{ErrorCode, PeerState, Role, close};
 
-/// An update shared by every member it is relayed to; each wire format is encoded once.
+/// How many wire formats share one [`SharedUpdate`] (each `Wire` has its own slot).
+pub const WIRE_SLOTS: usize = 2;
+
+/// An update shared by every member it is relayed to; each wire's frame is encoded once, on
+/// first use, by the first connection of that wire that writes it.
 pub struct SharedUpdate {
     raw: Vec<u8>,
-    duet_frame: OnceLock<Bytes>,
-    yjs_frame: OnceLock<Bytes>,
+    frames: [OnceLock<Bytes>; WIRE_SLOTS],
 }
 
 impl SharedUpdate {
     pub fn new(raw: Vec<u8>) -> Arc<Self> {
         Arc::new(Self {
             raw,
-            duet_frame: OnceLock::new(),
-            yjs_frame: OnceLock::new(),
+            frames: Default::default(),
         })
     }
 
+    /// The v1 update as its author sent it.
     pub fn raw(&self) -> &[u8] {
         &self.raw
     }
 
-    /// The `ServerMsg::Update` frame for duet clients, encoded on first use.
-    pub fn duet_frame(&self) -> Bytes {
-        self.duet_frame
-            .get_or_init(|| {
-                Bytes::from(duet_protocol::encode_server(&ServerMsg::Update {
-                    update: self.raw.clone().into(),
-                }))
-            })
-            .clone()
-    }
-
-    /// The y-websocket sync-update frame, encoded on first use.
-    pub fn yjs_frame(&self) -> Bytes {
-        self.yjs_frame
-            .get_or_init(|| {
-                Bytes::from(crate::yjs::encode_sync(crate::yjs::SYNC_UPDATE, &self.raw))
-            })
-            .clone()
+    /// The frame of wire `slot`, encoded by `encode` the first time it is asked for.
+    pub fn frame(&self, slot: usize, encode: impl FnOnce(&[u8]) -> Vec<u8>) -> Bytes {
+        match self.frames.get(slot) {
+            Some(cell) => cell.get_or_init(|| Bytes::from(encode(&self.raw))).clone(),
+            None => Bytes::from(encode(&self.raw)),
+        }
     }
 }
 
-/// One awareness entry as sent to members: duet's typed form, and the JSON Yjs clients read
-/// (the original JSON when a Yjs client set it, so custom fields pass through untouched).
-#[derive(Debug, Clone)]
+/// An awareness state in the form its author set it, and the other protocol's form made from
+/// it once, on first use.
+pub enum AwarenessState {
+    /// Set by a duet client.
+    Typed {
+        state: PeerState,
+        json: OnceLock<Arc<str>>,
+    },
+    /// Set by a Yjs client: its JSON, relayed to Yjs clients as it came (custom fields pass).
+    Json {
+        json: Arc<str>,
+        typed: OnceLock<PeerState>,
+    },
+}
+
+impl AwarenessState {
+    pub fn typed(state: PeerState) -> Arc<Self> {
+        Arc::new(Self::Typed {
+            state,
+            json: OnceLock::new(),
+        })
+    }
+
+    pub fn json(json: Arc<str>) -> Arc<Self> {
+        Arc::new(Self::Json {
+            json,
+            typed: OnceLock::new(),
+        })
+    }
+
+    /// The typed form, translated from JSON by `translate` the first time.
+    pub fn as_typed(&self, translate: impl FnOnce(&str) -> PeerState) -> &PeerState {
+        match self {
+            Self::Typed { state, .. } => state,
+            Self::Json { json, typed } => typed.get_or_init(|| translate(json)),
+        }
+    }
+
+    /// The JSON form, translated from the typed one by `translate` the first time.
+    pub fn as_json(&self, translate: impl FnOnce(&PeerState) -> String) -> &str {
+        match self {
+            Self::Json { json, .. } => json,
+            Self::Typed { state, json } => json.get_or_init(|| translate(state).into()),
+        }
+    }
+}
+
+/// One awareness entry as sent to members.
+#[derive(Clone)]
 pub struct AwarenessOut {
-    pub entry: AwarenessEntry,
-    pub json: Option<Arc<str>>,
+    pub client_id: u64,
+    /// The peer it belongs to (as duet clients see peers).
+    pub peer_id: u64,
+    pub clock: u32,
+    pub role: Role,
+    /// `None`: the entry is removed.
+    pub state: Option<Arc<AwarenessState>>,
 }
 
 /// Who sets an awareness entry, in which form.
@@ -67,6 +111,7 @@ pub enum AwarenessSource {
 
 /// What a room sends a member. Kept to 24 bytes (boxed slices, not vectors): every member's
 /// queue allocates its first block of 32 slots up front, idle or not.
+#[derive(Clone)]
 pub enum Out {
     SyncStep1(Box<[u8]>),
     /// Shared: a crowd of joiners gets the same encoding of the whole document.
@@ -82,7 +127,7 @@ const _: () = assert!(
 );
 
 /// Why a room closed a member.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kick {
     pub code: close::CloseCode,
     pub reason: String,

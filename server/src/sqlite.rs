@@ -1,28 +1,28 @@
 //! The durable store: every room in one SQLite database under the data directory, written by
-//! one dedicated thread with group commit, read through short-lived read connections, and
-//! compacted in the background.
+//! one dedicated thread with group commit, and read through short-lived read connections.
 //!
 //! ```text
-//!   room tasks ──append──> [queue] ──> writer thread: wait ≤ window after the first;
-//!                                          BEGIN; INSERT ×n; COMMIT ──> resolve n acks
-//!                                          │  ▲
-//!                      log too long ───────┘  └── Compacted{snapshot, covers} (one transaction:
-//!                              ▼                   upsert snapshot, delete merged log rows)
-//!                      compactor thread: read snapshot + log, merge in a Doc
+//!   room tasks ──append / compact──> [queue] ──> writer thread: wait ≤ window after the first;
+//!                                                    BEGIN; INSERT ×n (seq = head + 1 each);
+//!                                                    snapshot CAS; COMMIT ──> resolve them all
 //! ```
 //!
 //! Invariants:
-//! - Only the writer thread writes while a server runs; the compactor only reads and hands its
-//!   result back to the writer, so there is never write contention inside one process.
-//! - An append future resolves `Ok` only after the transaction holding its update has
+//! - Only the writer thread writes while a server runs, so there is never write contention
+//!   inside one process; it numbers each room's appends (its `Seq`) as it inserts them.
+//! - An append future resolves `Ok(seq)` only after the transaction holding its update has
 //!   committed with `synchronous=FULL` (the WAL is fsynced at every commit).
 //! - A room's stored document is `snapshot.state` followed by the log rows with
-//!   `seq > snapshot.covers`; compaction replaces a prefix of the log by a snapshot in one
+//!   `seq > snapshot.covers`; a compaction replaces a prefix of the log by a snapshot in one
 //!   transaction, so a crash at any moment leaves either the old or the new form, never a gap.
+//!   Its head (the last seq) is `max(max(log.seq), snapshot.covers)`: seqs are never reused.
+//! - What to compact and when is decided above the store (`crate::compaction`); the writer
+//!   only does the compare-and-swap.
 
-use crate::doc::{ROOT_TEXT, apply_update, new_doc};
 use crate::metrics::StoreMetrics;
-use crate::store::{Appending, BoxFuture, Store, StoreError};
+use crate::store::{
+    AdminError, Appending, BoxFuture, RoomAdmin, RoomInfo, Seq, Store, StoreError, Stored,
+};
 use duet_protocol::RoomName;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::collections::HashMap;
@@ -31,7 +31,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
-use yrs::{GetString, ReadTxn, StateVector, Transact};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "duet.sqlite3";
@@ -60,7 +59,7 @@ CREATE TABLE IF NOT EXISTS snapshot (
 );
 ";
 
-/// Errors of opening the database and of the admin operations.
+/// Errors of opening the database.
 #[derive(Debug, thiserror::Error)]
 pub enum SqliteStoreError {
     #[error("cannot create data directory {path}: {source}")]
@@ -85,14 +84,6 @@ pub enum SqliteStoreError {
         name: &'static str,
         source: std::io::Error,
     },
-    #[error("room {0} does not exist")]
-    NoSuchRoom(String),
-    #[error("room {0} already exists; delete it first")]
-    RoomExists(String),
-    #[error("stored document of room {room} is damaged: {reason}")]
-    Damaged { room: String, reason: String },
-    #[error("not a yjs update: {0}")]
-    BadUpdate(String),
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -107,12 +98,6 @@ pub struct SqliteOptions {
     /// people type, for at most this much more acknowledgement latency. Zero commits what
     /// queued during the previous commit at once (ADR 008).
     pub commit_window: Duration,
-    /// Compact a room once its log holds this many rows past its snapshot...
-    pub compact_after_rows: u64,
-    /// ...or this many bytes; in both cases only once the log is also at least half the
-    /// snapshot's size (or [`MAX_LOG_ROWS_FACTOR`] times the rows), so the cost of merging
-    /// stays proportional to what was appended however large the document grows.
-    pub compact_after_bytes: u64,
     /// `PRAGMA max_page_count` for the writer, to simulate a full disk in tests.
     pub max_page_count: Option<u64>,
 }
@@ -122,8 +107,6 @@ impl Default for SqliteOptions {
         Self {
             max_batch: 512,
             commit_window: DEFAULT_COMMIT_WINDOW,
-            compact_after_rows: 1000,
-            compact_after_bytes: 1 << 20,
             max_page_count: None,
         }
     }
@@ -153,25 +136,27 @@ pub struct SqliteStore {
     metrics: Arc<StoreMetrics>,
 }
 
-type Done = oneshot::Sender<Result<(), StoreError>>;
-
 enum Job {
     Append {
         room: String,
         update: Vec<u8>,
-        done: Done,
+        done: oneshot::Sender<Result<Seq, StoreError>>,
         /// When the room handed it over: a batch is committed one window after its first.
         arrived: Instant,
     },
-    /// The compactor's merge of `room_id`'s snapshot and log rows `..= covers`.
-    Compacted {
-        room_id: i64,
+    /// The compare-and-swap of a snapshot (`Store::compact`).
+    Compact {
+        room: String,
         state: Vec<u8>,
-        covers: i64,
+        covers: Seq,
+        done: oneshot::Sender<Result<bool, StoreError>>,
     },
-    CompactFailed {
-        room_id: i64,
-    },
+}
+
+/// What the writer did with one job, sent once its transaction committed.
+enum Outcome {
+    Appended(Seq),
+    Compacted(bool),
 }
 
 /// Appends sent to the writer and not yet taken, so that a full batch can wake the writer
@@ -181,6 +166,9 @@ struct Queued {
     /// Set once the writer thread runs.
     writer: std::sync::OnceLock<std::thread::Thread>,
     max_batch: usize,
+    /// Batches the writer has started gathering (tests wait on it instead of sleeping).
+    #[cfg(test)]
+    gathering: AtomicUsize,
 }
 
 impl Queued {
@@ -201,12 +189,6 @@ impl Queued {
     fn finished(&self, n: usize) {
         self.appends.fetch_sub(n, Ordering::Relaxed);
     }
-}
-
-struct CompactJob {
-    room: String,
-    room_id: i64,
-    covers: i64,
 }
 
 /// Opens a connection with the settings every duet connection uses.
@@ -271,29 +253,21 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl SqliteStore {
-    /// Opens the store in `dir` (created if missing) and starts its writer and compactor.
+    /// Opens the store in `dir` (created if missing) and starts its writer.
     pub fn open(dir: &Path, options: SqliteOptions) -> Result<Self, SqliteStoreError> {
         let writer_conn = open_db(dir)?;
         if let Some(pages) = options.max_page_count {
             writer_conn.pragma_update(None, "max_page_count", pages as i64)?;
         }
         let path = dir.join(DB_FILE);
-        let compactor_conn = connect(&path, read_flags())?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let (compact_tx, compact_rx) = std::sync::mpsc::channel();
-        let back = tx.downgrade();
-        std::thread::Builder::new()
-            .name("duet-compactor".into())
-            .spawn(move || compactor(compactor_conn, compact_rx, back))
-            .map_err(|source| SqliteStoreError::Thread {
-                name: "duet-compactor",
-                source,
-            })?;
         let metrics = Arc::new(StoreMetrics::default());
         let queued = Arc::new(Queued {
             appends: AtomicUsize::new(0),
             writer: std::sync::OnceLock::new(),
             max_batch: options.max_batch.max(1),
+            #[cfg(test)]
+            gathering: AtomicUsize::new(0),
         });
         let writer = Writer {
             queued: queued.clone(),
@@ -301,7 +275,6 @@ impl SqliteStore {
             conn: writer_conn,
             rooms: HashMap::new(),
             options,
-            compact: compact_tx,
         };
         let thread = std::thread::Builder::new()
             .name("duet-writer".into())
@@ -330,10 +303,54 @@ impl SqliteStore {
         self.metrics.commits.get()
     }
 
-    /// Compactions the writer has scheduled so far. The writer schedules them after acking a
-    /// batch, so once a later append is acknowledged, every earlier batch's are counted.
+    /// Snapshots the writer has stored so far.
     pub fn compactions(&self) -> u64 {
         self.metrics.compactions.get()
+    }
+
+    /// Runs `f` on a pooled read connection, off the async threads.
+    fn with_reader<T: Send + 'static>(
+        &self,
+        room: &RoomName,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, StoreError>> {
+        let room = room.to_string();
+        let path = self.path.clone();
+        let readers = self.readers.clone();
+        Box::pin(async move {
+            let task = tokio::task::spawn_blocking(move || -> Result<T, StoreError> {
+                let pooled = readers.lock().ok().and_then(|mut r| r.pop());
+                let mut conn = match pooled {
+                    Some(conn) => conn,
+                    None => connect(&path, read_flags()).map_err(unavailable)?,
+                };
+                let result = f(&mut conn).map_err(|e| store_error(&room, e));
+                if let Ok(mut pool) = readers.lock()
+                    && pool.len() < 8
+                {
+                    pool.push(conn);
+                }
+                result
+            });
+            task.await.map_err(unavailable).and_then(|r| r)
+        })
+    }
+
+    fn send<T>(
+        &self,
+        job: Job,
+        wait: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> BoxFuture<'static, Result<T, StoreError>>
+    where
+        T: Send + 'static,
+    {
+        if self.writer.send(job).is_err() {
+            return Box::pin(async { Err(unavailable("the storage writer has stopped")) });
+        }
+        Box::pin(async move {
+            wait.await
+                .unwrap_or_else(|_| Err(unavailable("the storage writer has stopped")))
+        })
     }
 }
 
@@ -341,44 +358,73 @@ fn read_flags() -> OpenFlags {
     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
 }
 
-/// Reads a room's stored updates (snapshot first, then the log after it) in one read
-/// transaction, so a compaction committing meanwhile cannot make us miss rows.
+fn store_error(room: &str, e: rusqlite::Error) -> StoreError {
+    if is_corrupt(&e) {
+        StoreError::Corrupt {
+            room: room.to_owned(),
+            reason: e.to_string(),
+        }
+    } else {
+        unavailable(e)
+    }
+}
+
+/// A room's id, if it was ever stored.
+fn room_id(txn: &Connection, room: &str) -> rusqlite::Result<Option<i64>> {
+    txn.prepare_cached("SELECT id FROM rooms WHERE name = ?1")?
+        .query_row([room], |r| r.get(0))
+        .optional()
+}
+
+/// The room's snapshot covers (0: none) and head.
+fn covers_and_head(txn: &Connection, id: i64) -> rusqlite::Result<(i64, i64)> {
+    let covers: i64 = txn
+        .prepare_cached("SELECT covers FROM snapshot WHERE room = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let last: i64 = txn
+        .prepare_cached("SELECT coalesce(max(seq), 0) FROM log WHERE room = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    Ok((covers, last.max(covers)))
+}
+
+/// Reads what is stored for a room after `after` in one read transaction, so a compaction
+/// committing meanwhile cannot make us miss rows. `None`: the room was never stored.
 pub(crate) fn read_room(
     conn: &mut Connection,
     room: &str,
-) -> rusqlite::Result<Option<Vec<Vec<u8>>>> {
+    after: Seq,
+) -> rusqlite::Result<Option<Stored>> {
     let txn = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-    let Some(id): Option<i64> = txn
-        .query_row("SELECT id FROM rooms WHERE name = ?1", [room], |r| r.get(0))
-        .optional()?
-    else {
+    let Some(id) = room_id(&txn, room)? else {
         return Ok(None);
     };
+    let (covers, head) = covers_and_head(&txn, id)?;
+    let after = i64::try_from(after.0).unwrap_or(i64::MAX);
     let mut updates = Vec::new();
-    let snapshot: Option<(Vec<u8>, i64)> = txn
-        .query_row(
-            "SELECT state, covers FROM snapshot WHERE room = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let covers = match snapshot {
-        Some((state, covers)) => {
-            updates.push(state);
-            covers
-        }
-        None => 0,
+    let from = if after < covers {
+        let state: Vec<u8> = txn
+            .prepare_cached("SELECT state FROM snapshot WHERE room = ?1")?
+            .query_row([id], |r| r.get(0))?;
+        updates.push(state);
+        covers
+    } else {
+        after
     };
     {
         let mut stmt =
             txn.prepare_cached("SELECT data FROM log WHERE room = ?1 AND seq > ?2 ORDER BY seq")?;
-        let rows = stmt.query_map(params![id, covers], |r| r.get::<_, Vec<u8>>(0))?;
+        let rows = stmt.query_map(params![id, from], |r| r.get::<_, Vec<u8>>(0))?;
         for row in rows {
             updates.push(row?);
         }
     }
     txn.commit()?;
-    Ok(Some(updates))
+    Ok(Some(Stored {
+        updates,
+        head: Seq(head as u64),
+    }))
 }
 
 impl Store for SqliteStore {
@@ -386,36 +432,14 @@ impl Store for SqliteStore {
         Some(self.metrics.clone())
     }
 
-    fn load(&self, room: &RoomName) -> BoxFuture<'_, Result<Vec<Vec<u8>>, StoreError>> {
-        let room = room.as_str().to_owned();
-        let path = self.path.clone();
-        let readers = self.readers.clone();
+    fn read(&self, room: &RoomName, after: Seq) -> BoxFuture<'_, Result<Stored, StoreError>> {
+        let name = room.to_string();
+        let read = self.with_reader(room, move |conn| {
+            Ok(read_room(conn, &name, after)?.unwrap_or_default())
+        });
         let metrics = self.metrics.clone();
         Box::pin(async move {
-            let task = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-                let pooled = readers.lock().ok().and_then(|mut r| r.pop());
-                let mut conn = match pooled {
-                    Some(conn) => conn,
-                    None => connect(&path, read_flags()).map_err(unavailable)?,
-                };
-                let result = read_room(&mut conn, &room).map_err(|e| {
-                    if is_corrupt(&e) {
-                        StoreError::Corrupt {
-                            room: room.clone(),
-                            reason: e.to_string(),
-                        }
-                    } else {
-                        unavailable(e)
-                    }
-                });
-                if let Ok(mut pool) = readers.lock()
-                    && pool.len() < 8
-                {
-                    pool.push(conn);
-                }
-                Ok(result?.unwrap_or_default())
-            });
-            let result = task.await.map_err(unavailable).and_then(|r| r);
+            let result = read.await;
             if result.is_err() {
                 metrics.load_errors.inc();
             }
@@ -444,6 +468,22 @@ impl Store for SqliteStore {
             wait.await
                 .unwrap_or_else(|_| Err(unavailable("the storage writer has stopped")))
         })
+    }
+
+    fn compact(
+        &self,
+        room: &RoomName,
+        state: Vec<u8>,
+        covers: Seq,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let (done, wait) = oneshot::channel();
+        let job = Job::Compact {
+            room: room.as_str().to_owned(),
+            state,
+            covers,
+            done,
+        };
+        self.send(job, wait)
     }
 }
 
@@ -485,26 +525,15 @@ mod hold {
     }
 }
 
-/// A log this many times `compact_after_rows` is compacted whatever the snapshot's size, which
-/// bounds the rows a load replays.
-pub const MAX_LOG_ROWS_FACTOR: u64 = 64;
-
 /// What the writer remembers about a room it wrote to.
 struct RoomLog {
     id: i64,
+    /// The seq the next append takes.
     next_seq: i64,
-    /// Log rows and bytes past the snapshot.
-    rows: u64,
-    bytes: u64,
-    /// Size of the room's snapshot.
-    snapshot_bytes: u64,
-    compacting: bool,
-    /// Compaction failed at this size; try again once the log has doubled.
-    retry_at_rows: u64,
 }
 
-/// The writer remembers at most this many rooms; past it, idle entries are forgotten (they
-/// are read again from the database on the next append).
+/// The writer remembers at most this many rooms; past it, they are forgotten (and read again
+/// from the database on their next append).
 const MAX_REMEMBERED_ROOMS: usize = 10_000;
 
 struct Writer {
@@ -513,7 +542,6 @@ struct Writer {
     conn: Connection,
     rooms: HashMap<String, RoomLog>,
     options: SqliteOptions,
-    compact: std::sync::mpsc::Sender<CompactJob>,
 }
 
 impl Writer {
@@ -521,11 +549,13 @@ impl Writer {
         let max = self.options.max_batch.max(1);
         let mut batch = Vec::with_capacity(max);
         while let Some(first) = rx.blocking_recv() {
+            #[cfg(test)]
+            self.queued.gathering.fetch_add(1, Ordering::Relaxed);
             // The window opens with the batch's first update; a batch holding only a
-            // compaction's result commits at once.
+            // compaction commits at once.
             let closes = match &first {
                 Job::Append { arrived, .. } => *arrived + self.options.commit_window,
-                _ => Instant::now(),
+                Job::Compact { .. } => Instant::now(),
             };
             batch.push(first);
             loop {
@@ -554,32 +584,47 @@ impl Writer {
             let committed = self.commit(&batch);
             self.queued.finished(appends);
             match committed {
-                Ok(()) => {
+                Ok(outcomes) => {
                     self.metrics.commit_duration.observe(began.elapsed());
                     self.metrics.commits.inc();
                     self.metrics.updates_per_commit.observe(appends as u64);
-                    for job in batch.drain(..) {
-                        if let Job::Append { done, .. } = job {
-                            let _ = done.send(Ok(()));
+                    for (job, outcome) in batch.drain(..).zip(outcomes) {
+                        match (job, outcome) {
+                            (Job::Append { done, .. }, Outcome::Appended(seq)) => {
+                                let _ = done.send(Ok(seq));
+                            }
+                            (Job::Compact { done, .. }, Outcome::Compacted(stored)) => {
+                                if stored {
+                                    self.metrics.compactions.inc();
+                                }
+                                let _ = done.send(Ok(stored));
+                            }
+                            // `write` answers each job with its own kind of outcome.
+                            _ => {}
                         }
                     }
-                    self.schedule_compactions();
                 }
                 Err(e) => {
                     self.metrics.commit_errors.inc();
-                    tracing::error!(path = ?self.conn.path(), error = %e, updates = batch.len(), "storing a batch of updates failed; the rooms concerned refuse writes");
+                    tracing::error!(path = ?self.conn.path(), error = %e, jobs = batch.len(), "storing a batch failed; the rooms concerned refuse writes");
                     // The transaction rolled back: what we remembered may be ahead of the file.
                     self.rooms.clear();
                     let err = unavailable(format!("database write failed: {e}"));
                     for job in batch.drain(..) {
-                        if let Job::Append { done, .. } = job {
-                            let _ = done.send(Err(err.clone()));
+                        match job {
+                            Job::Append { done, .. } => {
+                                let _ = done.send(Err(err.clone()));
+                            }
+                            Job::Compact { done, .. } => {
+                                self.metrics.compaction_errors.inc();
+                                let _ = done.send(Err(err.clone()));
+                            }
                         }
                     }
                 }
             }
             if self.rooms.len() > MAX_REMEMBERED_ROOMS {
-                self.rooms.retain(|_, r| r.compacting);
+                self.rooms.clear();
             }
         }
         tracing::debug!("storage writer stopped");
@@ -590,11 +635,12 @@ impl Writer {
     /// BEGIN and COMMIT are cached statements like the INSERT: `Connection::transaction`
     /// prepares both again for every commit (1.5% of the server's CPU samples at human
     /// cadence, ADR 008).
-    fn commit(&mut self, batch: &[Job]) -> rusqlite::Result<()> {
+    fn commit(&mut self, batch: &[Job]) -> rusqlite::Result<Vec<Outcome>> {
         self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        let written = self
-            .write(batch)
-            .and_then(|()| self.conn.prepare_cached("COMMIT")?.execute([]).map(drop));
+        let written = self.write(batch).and_then(|outcomes| {
+            self.conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(outcomes)
+        });
         if written.is_err() && !self.conn.is_autocommit() {
             // Nothing of the batch is kept (and nothing of it acknowledged).
             if let Err(e) = self.conn.execute_batch("ROLLBACK") {
@@ -605,232 +651,196 @@ impl Writer {
     }
 
     /// The statements of one batch, inside the transaction `commit` opened.
-    fn write(&mut self, batch: &[Job]) -> rusqlite::Result<()> {
-        let txn = &self.conn;
+    fn write(&mut self, batch: &[Job]) -> rusqlite::Result<Vec<Outcome>> {
+        let mut outcomes = Vec::with_capacity(batch.len());
         for job in batch {
-            match job {
+            let outcome = match job {
                 Job::Append { room, update, .. } => {
-                    if !self.rooms.contains_key(room) {
-                        let log = remember(txn, room)?;
-                        self.rooms.insert(room.clone(), log);
-                    }
-                    let Some(log) = self.rooms.get_mut(room) else {
-                        continue;
-                    };
-                    txn.prepare_cached("INSERT INTO log (room, seq, data) VALUES (?1, ?2, ?3)")?
-                        .execute(params![log.id, log.next_seq, update])?;
+                    let log = self.room(room)?;
+                    let (id, seq) = (log.id, log.next_seq);
                     log.next_seq += 1;
-                    log.rows += 1;
-                    log.bytes += update.len() as u64;
+                    self.conn
+                        .prepare_cached("INSERT INTO log (room, seq, data) VALUES (?1, ?2, ?3)")?
+                        .execute(params![id, seq, update])?;
+                    Outcome::Appended(Seq(seq as u64))
                 }
-                Job::Compacted {
-                    room_id,
+                Job::Compact {
+                    room,
                     state,
                     covers,
-                } => {
-                    let exists: Option<i64> = txn
-                        .query_row("SELECT id FROM rooms WHERE id = ?1", [room_id], |r| {
-                            r.get(0)
-                        })
-                        .optional()?;
-                    if exists.is_some() {
-                        txn.execute(
-                            "INSERT INTO snapshot (room, state, covers) VALUES (?1, ?2, ?3)
-                             ON CONFLICT (room) DO UPDATE SET state = excluded.state, covers = excluded.covers
-                             WHERE excluded.covers > snapshot.covers",
-                            params![room_id, state, covers],
-                        )?;
-                        txn.execute(
-                            "DELETE FROM log WHERE room = ?1 AND seq <= ?2",
-                            params![room_id, covers],
-                        )?;
-                    }
-                    let (rows, bytes) = log_size(txn, *room_id)?;
-                    let snapshot_bytes = snapshot_size(txn, *room_id)?;
-                    if let Some(log) = self.rooms.values_mut().find(|l| l.id == *room_id) {
-                        log.rows = rows;
-                        log.bytes = bytes;
-                        log.snapshot_bytes = snapshot_bytes;
-                        log.compacting = false;
-                    }
-                }
-                Job::CompactFailed { room_id } => {
-                    self.metrics.compaction_errors.inc();
-                    if let Some(log) = self.rooms.values_mut().find(|l| l.id == *room_id) {
-                        log.compacting = false;
-                        log.retry_at_rows = log.rows.saturating_mul(2);
-                    }
-                }
-            }
+                    ..
+                } => Outcome::Compacted(self.swap_snapshot(room, state, *covers)?),
+            };
+            outcomes.push(outcome);
         }
-        Ok(())
+        Ok(outcomes)
     }
 
-    fn schedule_compactions(&mut self) {
-        let (rows, bytes) = (
-            self.options.compact_after_rows,
-            self.options.compact_after_bytes,
-        );
-        for (name, log) in &mut self.rooms {
-            let big_enough = log.bytes.saturating_mul(2) >= log.snapshot_bytes
-                || log.rows >= rows.saturating_mul(MAX_LOG_ROWS_FACTOR);
-            let due = (log.rows >= rows || log.bytes >= bytes)
-                && big_enough
-                && log.rows >= log.retry_at_rows;
-            if due && !log.compacting && log.rows > 1 {
-                log.compacting = true;
-                let job = CompactJob {
-                    room: name.clone(),
-                    room_id: log.id,
-                    covers: log.next_seq - 1,
-                };
-                if self.compact.send(job).is_err() {
-                    log.compacting = false;
-                } else {
-                    self.metrics.compactions.inc();
-                }
-            }
+    /// The room's row, created on its first append.
+    fn room(&mut self, room: &str) -> rusqlite::Result<&mut RoomLog> {
+        if !self.rooms.contains_key(room) {
+            let txn = &self.conn;
+            txn.prepare_cached("INSERT OR IGNORE INTO rooms (name) VALUES (?1)")?
+                .execute([room])?;
+            let id = room_id(txn, room)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            let (_, head) = covers_and_head(txn, id)?;
+            self.rooms.insert(
+                room.to_owned(),
+                RoomLog {
+                    id,
+                    next_seq: head + 1,
+                },
+            );
         }
+        self.rooms
+            .get_mut(room)
+            .ok_or(rusqlite::Error::QueryReturnedNoRows)
     }
-}
 
-/// Finds or creates `room`'s row and measures its log.
-fn remember(txn: &Connection, room: &str) -> rusqlite::Result<RoomLog> {
-    txn.execute("INSERT OR IGNORE INTO rooms (name) VALUES (?1)", [room])?;
-    let id: i64 = txn.query_row("SELECT id FROM rooms WHERE name = ?1", [room], |r| r.get(0))?;
-    let last: i64 = txn.query_row(
-        "SELECT coalesce(max(seq), 0) FROM log WHERE room = ?1",
-        [id],
-        |r| r.get(0),
-    )?;
-    let covers: i64 = txn
-        .query_row("SELECT covers FROM snapshot WHERE room = ?1", [id], |r| {
-            r.get(0)
-        })
-        .optional()?
-        .unwrap_or(0);
-    let (rows, bytes) = log_size(txn, id)?;
-    Ok(RoomLog {
-        id,
-        next_seq: last.max(covers) + 1,
-        rows,
-        bytes,
-        snapshot_bytes: snapshot_size(txn, id)?,
-        compacting: false,
-        retry_at_rows: 0,
-    })
-}
-
-fn snapshot_size(txn: &Connection, id: i64) -> rusqlite::Result<u64> {
-    Ok(txn
-        .query_row(
-            "SELECT length(state) FROM snapshot WHERE room = ?1",
-            [id],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()?
-        .unwrap_or(0) as u64)
-}
-
-fn log_size(txn: &Connection, id: i64) -> rusqlite::Result<(u64, u64)> {
-    txn.query_row(
-        "SELECT count(*), coalesce(sum(length(data)), 0) FROM log WHERE room = ?1",
-        [id],
-        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-    )
-}
-
-/// The compactor thread: merges a room's snapshot and log into a new snapshot and hands it
-/// to the writer, which stores it and trims the log in one transaction.
-fn compactor(
-    mut conn: Connection,
-    jobs: std::sync::mpsc::Receiver<CompactJob>,
-    writer: mpsc::WeakUnboundedSender<Job>,
-) {
-    while let Ok(job) = jobs.recv() {
-        let result = merge_room(&mut conn, &job);
-        let Some(writer) = writer.upgrade() else {
-            break;
+    /// Keeps `state` as the snapshot covering `covers` if that is past the stored snapshot and
+    /// not past the head, and drops the log rows it covers.
+    fn swap_snapshot(&mut self, room: &str, state: &[u8], covers: Seq) -> rusqlite::Result<bool> {
+        let txn = &self.conn;
+        let Some(id) = room_id(txn, room)? else {
+            return Ok(false);
         };
-        let reply = match result {
-            Ok(state) => {
-                tracing::debug!(room = %job.room, covers = job.covers, bytes = state.len(), "compacted");
-                Job::Compacted {
-                    room_id: job.room_id,
-                    state,
-                    covers: job.covers,
-                }
-            }
-            Err(e) => {
-                tracing::warn!(room = %job.room, error = %e, "compaction failed; the log is kept as it is");
-                Job::CompactFailed {
-                    room_id: job.room_id,
-                }
-            }
-        };
-        if writer.send(reply).is_err() {
-            break;
+        let (stored_covers, head) = covers_and_head(txn, id)?;
+        let covers = i64::try_from(covers.0).unwrap_or(i64::MAX);
+        if covers <= stored_covers || covers > head {
+            return Ok(false);
         }
-    }
-}
-
-fn merge_room(conn: &mut Connection, job: &CompactJob) -> Result<Vec<u8>, SqliteStoreError> {
-    let txn = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-    let mut updates: Vec<Vec<u8>> = Vec::new();
-    let snapshot: Option<(Vec<u8>, i64)> = txn
-        .query_row(
-            "SELECT state, covers FROM snapshot WHERE room = ?1",
-            [job.room_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let after = match snapshot {
-        Some((state, covers)) => {
-            updates.push(state);
-            covers
-        }
-        None => 0,
-    };
-    {
-        let mut stmt = txn.prepare(
-            "SELECT data FROM log WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
+        txn.execute(
+            "INSERT INTO snapshot (room, state, covers) VALUES (?1, ?2, ?3)
+             ON CONFLICT (room) DO UPDATE SET state = excluded.state, covers = excluded.covers",
+            params![id, state, covers],
         )?;
-        let rows = stmt.query_map(params![job.room_id, after, job.covers], |r| {
-            r.get::<_, Vec<u8>>(0)
-        })?;
-        for row in rows {
-            updates.push(row?);
-        }
+        txn.execute(
+            "DELETE FROM log WHERE room = ?1 AND seq <= ?2",
+            params![id, covers],
+        )?;
+        Ok(true)
     }
-    txn.commit()?;
-    let doc = merge_to_doc(&job.room, &updates)?;
-    // Contained: a panic here would end the compactor thread for every room.
-    crate::contain::contained(|| {
-        doc.transact()
-            .encode_state_as_update_v1(&StateVector::default())
-    })
-    .map_err(|_| SqliteStoreError::Damaged {
-        room: job.room.clone(),
-        reason: "yrs panicked while encoding the merged document".into(),
-    })
 }
 
-/// Applies stored updates to a fresh document.
-pub(crate) fn merge_to_doc(room: &str, updates: &[Vec<u8>]) -> Result<yrs::Doc, SqliteStoreError> {
-    let doc = new_doc();
-    for update in updates {
-        apply_update(&doc, update, false).map_err(|reason| SqliteStoreError::Damaged {
-            room: room.to_owned(),
-            reason: reason.to_string(),
-        })?;
-    }
-    Ok(doc)
+/// The administration of a data directory's rooms, on its own connection (no writer thread):
+/// reads are safe beside a running server (WAL gives them a consistent snapshot); the binary
+/// takes the data directory's lock ([`crate::data_dir`]) before writes.
+pub struct SqliteAdmin {
+    // A std Mutex: each command runs on a blocking thread and holds it to the end; nothing
+    // awaits while holding it.
+    conn: Arc<Mutex<Connection>>,
 }
 
-/// The text of a document's root text.
-pub(crate) fn text_of(doc: &yrs::Doc) -> String {
-    let text = doc.get_or_insert_text(ROOT_TEXT);
-    text.get_string(&doc.transact())
+impl SqliteAdmin {
+    /// Opens the database in `dir` (creating an empty one if there is none).
+    pub fn open(dir: &Path) -> Result<Self, SqliteStoreError> {
+        Ok(Self {
+            conn: Arc::new(Mutex::new(open_db(dir)?)),
+        })
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        room: &str,
+        f: impl FnOnce(&mut Connection) -> Result<T, AdminError> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, AdminError>> {
+        let conn = self.conn.clone();
+        let room = room.to_owned();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+                f(&mut conn)
+            })
+            .await
+            .map_err(|e| AdminError::Store(unavailable(format!("room {room}: {e}"))))?
+        })
+    }
+}
+
+fn admin_error(room: &str) -> impl Fn(rusqlite::Error) -> AdminError + '_ {
+    move |e| AdminError::Store(store_error(room, e))
+}
+
+impl RoomAdmin for SqliteAdmin {
+    fn list(&self) -> BoxFuture<'_, Result<Vec<RoomInfo>, AdminError>> {
+        self.run("*", |conn| {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT r.name,
+                    (SELECT count(*) FROM log l WHERE l.room = r.id),
+                    (SELECT coalesce(sum(length(l.data)), 0) FROM log l WHERE l.room = r.id),
+                    (SELECT coalesce(length(s.state), 0) FROM snapshot s WHERE s.room = r.id),
+                    max((SELECT coalesce(max(l.seq), 0) FROM log l WHERE l.room = r.id),
+                        (SELECT coalesce(max(s.covers), 0) FROM snapshot s WHERE s.room = r.id))
+                 FROM rooms r ORDER BY r.name",
+                )
+                .map_err(admin_error("*"))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(RoomInfo {
+                        name: r.get(0)?,
+                        log_updates: r.get::<_, i64>(1)? as u64,
+                        log_bytes: r.get::<_, i64>(2)? as u64,
+                        snapshot_bytes: r.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64,
+                        head: Seq(r.get::<_, i64>(4)? as u64),
+                    })
+                })
+                .map_err(admin_error("*"))?;
+            rows.collect::<Result<_, _>>().map_err(admin_error("*"))
+        })
+    }
+
+    fn export(&self, room: &RoomName) -> BoxFuture<'_, Result<Stored, AdminError>> {
+        let name = room.to_string();
+        self.run(room.as_str(), move |conn| {
+            read_room(conn, &name, Seq(0))
+                .map_err(admin_error(&name))?
+                .ok_or_else(|| AdminError::NoSuchRoom(name.clone()))
+        })
+    }
+
+    fn import(&self, room: &RoomName, state: Vec<u8>) -> BoxFuture<'_, Result<(), AdminError>> {
+        let name = room.to_string();
+        self.run(room.as_str(), move |conn| {
+            let e = admin_error(&name);
+            let txn = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(&e)?;
+            let inserted = txn
+                .execute("INSERT OR IGNORE INTO rooms (name) VALUES (?1)", [&name])
+                .map_err(&e)?;
+            if inserted == 0 {
+                return Err(AdminError::RoomExists(name.clone()));
+            }
+            let id = txn.last_insert_rowid();
+            txn.execute(
+                "INSERT INTO log (room, seq, data) VALUES (?1, 1, ?2)",
+                params![id, state],
+            )
+            .map_err(&e)?;
+            txn.commit().map_err(&e)
+        })
+    }
+
+    fn delete(&self, room: &RoomName) -> BoxFuture<'_, Result<(), AdminError>> {
+        let name = room.to_string();
+        self.run(room.as_str(), move |conn| {
+            let e = admin_error(&name);
+            let txn = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(&e)?;
+            let id = room_id(&txn, &name)
+                .map_err(&e)?
+                .ok_or_else(|| AdminError::NoSuchRoom(name.clone()))?;
+            txn.execute("DELETE FROM log WHERE room = ?1", [id])
+                .map_err(&e)?;
+            txn.execute("DELETE FROM snapshot WHERE room = ?1", [id])
+                .map_err(&e)?;
+            txn.execute("DELETE FROM rooms WHERE id = ?1", [id])
+                .map_err(&e)?;
+            txn.commit().map_err(&e)
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,44 +1,80 @@
-//! Where rooms keep their documents: the storage interface and the in-memory store.
+//! Where rooms keep their documents: the storage interface on log positions, and the
+//! administration interface every backend also implements.
 //!
-//! A room loads its document from the store before it answers anyone, and hands every
-//! integrated update to [`Store::append`]; the author is acknowledged only once that future
-//! resolves, so "acknowledged" means exactly what the store promises. The in-memory store
-//! promises survival until the process exits; the durable store is
-//! [`crate::sqlite::SqliteStore`].
+//! A room's stored document is a log of v1 updates numbered per room ([`Seq`]), of which a
+//! prefix may have been replaced by a snapshot (compaction). A room reads its document before
+//! it answers anyone, hands every integrated update to [`Store::append`] and acknowledges its
+//! author only once that append resolved: "acknowledged" means exactly what the store
+//! promises. The in-memory store ([`crate::memory::MemoryStore`]) promises survival until the
+//! process exits; the durable one is [`crate::sqlite::SqliteStore`].
+//!
+//! Nothing here assumes one writer per room: appends return their position, a read says up
+//! to where it covers, and compaction is a compare-and-swap, so several servers can share one
+//! store (the cluster work) without changing this interface.
 
 use crate::metrics::StoreMetrics;
 use duet_protocol::RoomName;
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-/// A boxed, sendable future, so the trait stays object safe.
+/// A boxed, sendable future, so the traits stay object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// An append on its way to storage: a future that resolves once the update is stored. A store
-/// that stores at once (the memory store) says so without a future, which lets a room
-/// acknowledge without allocating or scheduling anything ([`Appending::take_ready`]).
+/// A position in one room's update log. `Seq(0)`: nothing appended yet. Each committed append
+/// takes the next number: dense per room (1, 2, 3, ...), never reused, even across
+/// compactions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seq(pub u64);
+
+impl Seq {
+    /// The position after this one.
+    pub fn next(self) -> Seq {
+        Seq(self.0 + 1)
+    }
+}
+
+impl std::fmt::Display for Seq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What a read returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// v1 updates to apply in order: the snapshot first when the read had to start from it
+    /// (the rows after `after` were compacted away), then the log rows after it.
+    pub updates: Vec<Vec<u8>>,
+    /// Every update at or below `head` is covered by `updates` together with what the caller
+    /// already held at `after`; `head` is the room's last committed Seq at the time of the read.
+    pub head: Seq,
+}
+
+/// An append on its way to storage: a future that resolves with the update's [`Seq`] once it
+/// is stored. A store that stores at once (the memory store) says so without a future, which
+/// lets a room acknowledge without allocating or scheduling anything
+/// ([`Appending::take_ready`]).
 pub struct Appending(AppendingInner);
 
 enum AppendingInner {
-    Done(Option<Result<(), StoreError>>),
-    Later(BoxFuture<'static, Result<(), StoreError>>),
+    Done(Option<Result<Seq, StoreError>>),
+    Later(BoxFuture<'static, Result<Seq, StoreError>>),
 }
 
 impl Appending {
     /// Already stored (or already failed).
-    pub fn done(result: Result<(), StoreError>) -> Self {
+    pub fn done(result: Result<Seq, StoreError>) -> Self {
         Self(AppendingInner::Done(Some(result)))
     }
 
     /// Stored once `future` resolves.
-    pub fn later(future: impl Future<Output = Result<(), StoreError>> + Send + 'static) -> Self {
+    pub fn later(future: impl Future<Output = Result<Seq, StoreError>> + Send + 'static) -> Self {
         Self(AppendingInner::Later(Box::pin(future)))
     }
 
     /// The result, if the store already has it.
-    pub fn take_ready(&mut self) -> Option<Result<(), StoreError>> {
+    pub fn take_ready(&mut self) -> Option<Result<Seq, StoreError>> {
         match &mut self.0 {
             AppendingInner::Done(result) => result.take(),
             AppendingInner::Later(_) => None,
@@ -47,7 +83,7 @@ impl Appending {
 }
 
 impl Future for Appending {
-    type Output = Result<(), StoreError>;
+    type Output = Result<Seq, StoreError>;
 
     fn poll(
         self: Pin<&mut Self>,
@@ -65,7 +101,7 @@ impl Future for Appending {
 }
 
 /// A storage operation failed; the room refuses writes rather than acknowledge them.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -73,25 +109,28 @@ pub enum StoreError {
     Corrupt { room: String, reason: String },
 }
 
-/// Storage for rooms' documents.
+/// Storage for rooms' documents, on log positions.
 pub trait Store: Send + Sync + 'static {
-    /// Every stored update of `room`, in order (v1 encoding). Empty for a new room.
-    fn load(&self, room: &RoomName) -> BoxFuture<'_, Result<Vec<Vec<u8>>, StoreError>>;
+    /// Everything stored for `room` after `after` (`Seq(0)`: the whole room, empty for a new
+    /// room).
+    fn read(&self, room: &RoomName, after: Seq) -> BoxFuture<'_, Result<Stored, StoreError>>;
 
-    /// Appends one update; resolves once it is stored as durably as this store can. Appends
-    /// reach the store in the order of the calls, whenever their futures are polled.
+    /// Appends one update; the returned future resolves with its Seq once the transaction that
+    /// holds it has committed as durably as the store can (SQLite: COMMIT + fsync). Appends of
+    /// one room reach the log in call order, whenever their futures are polled.
     fn append(&self, room: &RoomName, update: Vec<u8>) -> Appending;
 
-    /// Whether the store would like the room's whole state now, to replace what it holds
-    /// (checked after each append). Stores that compact on their own say no.
-    fn wants_snapshot(&self, _room: &RoomName) -> bool {
-        false
-    }
-
-    /// The room's whole state (v1), covering every update appended to `room` so far: the
-    /// store may replace them with it. Only called when [`Store::wants_snapshot`] said yes and
-    /// the room's document holds nothing waiting for missing dependencies.
-    fn snapshot(&self, _room: &RoomName, _state: Vec<u8>) {}
+    /// Compare-and-swap compaction: keep `state` as the room's snapshot covering every update
+    /// with seq <= `covers`, and drop those log rows, only if `covers` is past the stored
+    /// snapshot's covers (and not past the head). `Ok(false)`: someone else's snapshot already
+    /// covers as much (or `covers` is past the head, or the room is gone). When and what to
+    /// compact is decided once, above the stores ([`crate::compaction`]).
+    fn compact(
+        &self,
+        room: &RoomName,
+        state: Vec<u8>,
+        covers: Seq,
+    ) -> BoxFuture<'_, Result<bool, StoreError>>;
 
     /// The store's own figures for `/metrics` (commits, batch sizes, errors), if it keeps any.
     fn metrics(&self) -> Option<Arc<StoreMetrics>> {
@@ -99,129 +138,49 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
-/// Keeps rooms in process memory: nothing survives a restart.
-#[derive(Default)]
-pub struct MemoryStore {
-    // A std Mutex: it is held only to copy or push bytes, never across an `.await`.
-    rooms: Mutex<HashMap<RoomName, MemoryLog>>,
+/// One stored room, as `rooms list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    pub name: String,
+    /// The room's last committed Seq.
+    pub head: Seq,
+    /// Updates in the log past the snapshot, and their bytes.
+    pub log_updates: u64,
+    pub log_bytes: u64,
+    /// Size of the snapshot (0: none yet).
+    pub snapshot_bytes: u64,
 }
 
-#[derive(Default)]
-struct MemoryLog {
-    updates: Vec<Vec<u8>>,
-    /// Bytes in `updates` past the first (the merged one after a compaction).
-    appended: usize,
+/// Why an administration command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("room {0} does not exist")]
+    NoSuchRoom(String),
+    #[error("room {0} already exists; delete it first")]
+    RoomExists(String),
+    #[error("not a document: {0}")]
+    BadInput(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-/// How many updates the memory store keeps per room before asking the room for a snapshot
-/// (and only once they hold twice the bytes of the last snapshot, so encoding a large
-/// document costs in proportion to what was appended, and a room's log stays within three
-/// times its snapshot).
-const MEMORY_COMPACT_AFTER: usize = 1024;
+/// The administration of stored rooms, which every backend implements so that
+/// `duet-server rooms list|export|import|delete` works on any of them. Reads (list, export)
+/// are safe beside a running server; writes (import, delete) must not race a server that may
+/// have the room loaded (the binary holds the backend's lock for them, where it has one).
+/// Document formats (text, Yjs update) are converted above this, in [`crate::admin`].
+pub trait RoomAdmin: Send + Sync {
+    /// Every stored room, by name.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<RoomInfo>, AdminError>>;
 
-impl Store for MemoryStore {
-    fn load(&self, room: &RoomName) -> BoxFuture<'_, Result<Vec<Vec<u8>>, StoreError>> {
-        let updates = self
-            .rooms()
-            .get(room)
-            .map(|log| log.updates.clone())
-            .unwrap_or_default();
-        Box::pin(async move { Ok(updates) })
-    }
+    /// Everything stored for `room` (as [`Store::read`] from `Seq(0)`); `NoSuchRoom` if it
+    /// was never stored.
+    fn export(&self, room: &RoomName) -> BoxFuture<'_, Result<Stored, AdminError>>;
 
-    fn append(&self, room: &RoomName, update: Vec<u8>) -> Appending {
-        let mut rooms = self.rooms();
-        let log = match rooms.get_mut(room) {
-            Some(log) => log,
-            None => rooms.entry(room.clone()).or_default(),
-        };
-        if !log.updates.is_empty() {
-            log.appended += update.len();
-        }
-        log.updates.push(update);
-        Appending::done(Ok(()))
-    }
+    /// Creates `room` holding `state` (one v1 update) as its log row 1. `RoomExists` if the
+    /// room exists.
+    fn import(&self, room: &RoomName, state: Vec<u8>) -> BoxFuture<'_, Result<(), AdminError>>;
 
-    fn wants_snapshot(&self, room: &RoomName) -> bool {
-        self.rooms().get(room).is_some_and(|log| {
-            log.updates.len() >= MEMORY_COMPACT_AFTER && log.appended >= 2 * log.updates[0].len()
-        })
-    }
-
-    /// The room's live document already integrated every appended update, so its encoding
-    /// replaces the log without integrating anything again (merging through a fresh
-    /// document cost a second apply of every update: a quarter of the server's CPU when
-    /// relaying flat out).
-    fn snapshot(&self, room: &RoomName, state: Vec<u8>) {
-        if let Some(log) = self.rooms().get_mut(room) {
-            log.updates = vec![state];
-            log.appended = 0;
-        }
-    }
-}
-
-impl MemoryStore {
-    /// The rooms map. A panic while it was held cannot have left it half-written (every
-    /// change is a push or a whole replacement), so a poisoned lock is simply taken over:
-    /// one bad room must never stop the others from storing.
-    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<RoomName, MemoryLog>> {
-        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use yrs::{Doc, GetString, ReadTxn, StateVector, Text, Transact};
-
-    #[tokio::test]
-    async fn snapshots_are_asked_for_in_proportion_to_what_was_appended() {
-        let store = MemoryStore::default();
-        let room = RoomName::new("m").expect("valid");
-        let doc = crate::doc::new_doc();
-        let text = doc.get_or_insert_text(crate::doc::ROOT_TEXT);
-        text.insert(&mut doc.transact_mut(), 0, &"lorem ipsum ".repeat(10_000));
-        let state = || {
-            doc.transact()
-                .encode_state_as_update_v1(&StateVector::default())
-        };
-        let big = state();
-        store.append(&room, big.clone()).await.expect("stored");
-        let edit = || {
-            let before = doc.transact().state_vector();
-            text.insert(&mut doc.transact_mut(), 0, "x");
-            doc.transact().encode_diff_v1(&before)
-        };
-        let mut appended = 0;
-        // 1,000 small updates are far less than twice the 120 KB base: no snapshot yet.
-        for _ in 0..1_000 {
-            let u = edit();
-            appended += u.len();
-            store.append(&room, u).await.expect("stored");
-            assert!(!store.wants_snapshot(&room));
-        }
-        assert_eq!(store.load(&room).await.expect("loads").len(), 1_001);
-        while appended < 2 * big.len() {
-            assert!(!store.wants_snapshot(&room));
-            let u = edit();
-            appended += u.len();
-            store.append(&room, u).await.expect("stored");
-        }
-        assert!(store.wants_snapshot(&room), "twice the base appended");
-        store.snapshot(&room, state());
-        assert!(!store.wants_snapshot(&room));
-        let after = edit();
-        store.append(&room, after).await.expect("stored");
-        let loaded = store.load(&room).await.expect("loads");
-        assert_eq!(loaded.len(), 2, "the snapshot and one later edit");
-        let check = Doc::new();
-        let t = check.get_or_insert_text(crate::doc::ROOT_TEXT);
-        for u in &loaded {
-            crate::doc::apply_update(&check, u, false).expect("applies");
-        }
-        assert_eq!(
-            t.get_string(&check.transact()),
-            text.get_string(&doc.transact())
-        );
-    }
+    /// Deletes `room` and everything stored for it. `NoSuchRoom` if it does not exist.
+    fn delete(&self, room: &RoomName) -> BoxFuture<'_, Result<(), AdminError>>;
 }

@@ -6,28 +6,17 @@ use duet_protocol::{ClientMsg, ServerMsg};
 use std::time::Duration;
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
-use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Transact, Update};
+use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 
 const T: Duration = Duration::from_secs(10);
 
-/// A document with UTF-16 offsets.
-pub fn doc() -> Doc {
-    Doc::with_options(Options {
-        offset_kind: OffsetKind::Utf16,
-        ..Options::default()
-    })
-}
+/// A document as every room holds it (UTF-16 offsets, the root text).
+pub use duet_yjs::doc::{new_doc as doc, text_of};
 
 /// Applies an update the server sent; panics (failing the test) if it is not valid.
 pub fn apply(doc: &Doc, update: &[u8]) {
     let u = Update::decode_v1(update).expect("server sent a valid update");
     doc.transact_mut().apply_update(u).expect("applies");
-}
-
-/// The root text `content`.
-pub fn text_of(doc: &Doc) -> String {
-    let text = doc.get_or_insert_text("content");
-    text.get_string(&doc.transact())
 }
 
 /// Joins `room` and completes the initial sync both ways into `doc`. The client's step 2

@@ -44,36 +44,28 @@ pub async fn until_end(ws: &mut YjsWs, timeout: Duration) -> anyhow::Result<End>
     }
 }
 
-/// lib0's varUint (the protocol crate's writer).
-pub use duet_protocol::yws::write_var_uint as var_uint;
+/// lib0's varUint (the one writer, in `duet_yjs::lib0`).
+pub use duet_yjs::lib0::write_var_uint as var_uint;
 
-/// A y-protocols message: `kind`, for sync messages `subtype`, then `payload` with its length.
+/// A y-protocols message: `kind`, for sync messages `subtype`, then `payload` with its length,
+/// whatever the kind (hand-made: tests send what no honest client would).
 pub fn message(kind: u64, subtype: Option<u64>, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     var_uint(&mut out, kind);
     if let Some(subtype) = subtype {
         var_uint(&mut out, subtype);
     }
-    var_uint(&mut out, payload.len() as u64);
-    out.extend_from_slice(payload);
+    duet_yjs::lib0::write_var_bytes(&mut out, payload);
     out
 }
 
 /// A sync update (type 0, subtype 2) carrying `update`.
 pub fn sync_update(update: &[u8]) -> Vec<u8> {
-    message(0, Some(2), update)
+    duet_yjs::wire::encode_sync(duet_yjs::wire::SYNC_UPDATE, update)
 }
 
 /// An awareness message (type 1) with these (client id, clock, state string) entries; the
 /// state is written as it is, JSON or not.
 pub fn awareness(entries: &[(u64, u64, &[u8])]) -> Vec<u8> {
-    let mut body = Vec::new();
-    var_uint(&mut body, entries.len() as u64);
-    for (client, clock, state) in entries {
-        var_uint(&mut body, *client);
-        var_uint(&mut body, *clock);
-        var_uint(&mut body, state.len() as u64);
-        body.extend_from_slice(state);
-    }
-    message(1, None, &body)
+    duet_yjs::wire::encode_awareness_raw(entries.iter().copied())
 }

@@ -12,12 +12,13 @@ use duet_e2e::balancer::Balancer;
 use duet_e2e::services::{Postgres, Redis};
 use duet_protocol::bus::{AwarenessState, Body, BusAwareness, NodeId};
 use duet_protocol::{Payload, Role, RoomName};
-use duet_server::admin::Format;
+use duet_server::admin::{self, Format};
 use duet_server::cluster::bus::{Bus, BusEvent};
 use duet_server::cluster::gaps::Seen;
-use duet_server::cluster::pg::{PgError, PgOptions, PgStore};
+use duet_server::cluster::pg::{PgOptions, PgStore};
 use duet_server::cluster::redis::{RedisBus, RedisOptions};
 use duet_server::cluster::{Seq, Stored};
+use duet_server::store::{AdminError, RoomAdmin};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -268,30 +269,34 @@ async fn racing_compactors_exactly_one_wins_and_the_room_reads_the_same() -> any
     ensure!(text_of(&past.updates)? == expected);
 
     // Admin: the same text exported, a room imported, listed and deleted.
-    ensure!(String::from_utf8(a.export(&r, Format::Text).await?)? == expected);
-    let yjs = b.export(&r, Format::Yjs).await?;
+    let (ad, bd): (&dyn RoomAdmin, &dyn RoomAdmin) = (&a, &b);
+    ensure!(String::from_utf8(admin::export(ad, &r, Format::Text).await?)? == expected);
+    let yjs = admin::export(bd, &r, Format::Yjs).await?;
     ensure!(text_of(std::slice::from_ref(&yjs))? == expected);
     let copy = room("copy");
-    a.import(&copy, &yjs, Format::Yjs).await?;
-    a.import(&room("plain"), "plain text".as_bytes(), Format::Text)
-        .await?;
+    admin::import(ad, &copy, &yjs, Format::Yjs).await?;
+    admin::import(ad, &room("plain"), "plain text".as_bytes(), Format::Text).await?;
     ensure!(matches!(
-        a.import(&copy, &yjs, Format::Yjs).await,
-        Err(PgError::RoomExists(_))
+        admin::import(ad, &copy, &yjs, Format::Yjs).await,
+        Err(AdminError::RoomExists(_))
     ));
     ensure!(matches!(
-        a.import(&room("bad"), b"\xff\xff not yjs", Format::Yjs)
-            .await,
-        Err(PgError::BadUpdate(_))
+        admin::import(ad, &room("bad"), b"\xff\xff not yjs", Format::Yjs).await,
+        Err(AdminError::BadInput(_))
     ));
-    ensure!(String::from_utf8(b.export(&room("plain"), Format::Text).await?)? == "plain text");
-    let listed: Vec<String> = a.list().await?.into_iter().map(|info| info.name).collect();
+    ensure!(
+        String::from_utf8(admin::export(bd, &room("plain"), Format::Text).await?)? == "plain text"
+    );
+    let listed: Vec<String> = ad.list().await?.into_iter().map(|info| info.name).collect();
     ensure!(listed == ["copy", "notes", "plain"], "listed {listed:?}");
-    a.delete(&copy).await?;
-    ensure!(matches!(a.delete(&copy).await, Err(PgError::NoSuchRoom(_))));
+    ad.delete(&copy).await?;
     ensure!(matches!(
-        a.export(&copy, Format::Text).await,
-        Err(PgError::NoSuchRoom(_))
+        ad.delete(&copy).await,
+        Err(AdminError::NoSuchRoom(_))
+    ));
+    ensure!(matches!(
+        admin::export(ad, &copy, Format::Text).await,
+        Err(AdminError::NoSuchRoom(_))
     ));
     // An imported room continues its log after the imported row.
     ensure!(

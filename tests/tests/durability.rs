@@ -30,7 +30,7 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// Appends `s` to the document's text and returns the update that did it.
 fn append(doc: &Doc, s: &str) -> Vec<u8> {
-    let text = doc.get_or_insert_text("content");
+    let text = doc.get_or_insert_text(duet_yjs::doc::ROOT_TEXT);
     let before = doc.transact().state_vector();
     let len = text.len(&doc.transact());
     text.insert(&mut doc.transact_mut(), len, s);

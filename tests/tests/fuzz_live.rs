@@ -16,17 +16,14 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use yrs::updates::encoder::Encode;
-use yrs::{Doc, OffsetKind, Options, ReadTxn, Text, Transact};
+use yrs::{ReadTxn, Text, Transact};
 
 const TARGET_FRAMES: i64 = 100_000;
 
 /// Real updates to mutate: a few edits with multi-byte text.
 fn corpus() -> Vec<Vec<u8>> {
-    let doc = Doc::with_options(Options {
-        offset_kind: OffsetKind::Utf16,
-        ..Options::default()
-    });
-    let text = doc.get_or_insert_text("content");
+    let doc = duet_yjs::doc::new_doc();
+    let text = doc.get_or_insert_text(duet_yjs::doc::ROOT_TEXT);
     let mut out = Vec::new();
     for (i, s) in ["hello", " wörld", " 👋🏽", "\nline", " 家族"]
         .iter()

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
-use yrs::{Doc, OffsetKind, Options, ReadTxn, Text, Transact};
+use yrs::{Doc, ReadTxn, Text, Transact};
 
 const T: Duration = Duration::from_secs(10);
 const SECRET: &str = "k1:0123456789abcdef0123456789abcdef-test-only";
@@ -117,11 +117,8 @@ async fn metric(addr: std::net::SocketAddr, name: &str) -> i64 {
 }
 
 fn update_inserting(s: &str) -> Vec<u8> {
-    let doc = Doc::with_options(Options {
-        offset_kind: OffsetKind::Utf16,
-        ..Options::default()
-    });
-    let text = doc.get_or_insert_text("content");
+    let doc = duet_yjs::doc::new_doc();
+    let text = doc.get_or_insert_text(duet_yjs::doc::ROOT_TEXT);
     text.insert(&mut doc.transact_mut(), 0, s);
     doc.transact()
         .encode_state_as_update_v1(&yrs::StateVector::default())
@@ -273,16 +270,13 @@ async fn viewers_receive_everything_and_change_nothing() -> anyhow::Result<()> {
             _ => None,
         })
         .await?;
-    let doc = Doc::with_options(Options {
-        offset_kind: OffsetKind::Utf16,
-        ..Options::default()
-    });
+    let doc = duet_yjs::doc::new_doc();
     {
         use yrs::updates::decoder::Decode;
         doc.transact_mut()
             .apply_update(yrs::Update::decode_v1(&state)?)?;
     }
-    let text = doc.get_or_insert_text("content");
+    let text = doc.get_or_insert_text(duet_yjs::doc::ROOT_TEXT);
     assert_eq!(yrs::GetString::get_string(&text, &doc.transact()), "hello");
     Ok(())
 }
@@ -646,10 +640,10 @@ async fn orphaned_updates_are_bounded_per_room() -> anyhow::Result<()> {
     // see `a_hostile_member_cannot_crash_or_split_the_honest_clients` in relay_safety.rs.)
     let unseen = doc_with_id(4241);
     unseen
-        .get_or_insert_text("content")
+        .get_or_insert_text(duet_yjs::doc::ROOT_TEXT)
         .insert(&mut unseen.transact_mut(), 0, "x");
     let doc = doc_with_id(4242);
-    let text = doc.get_or_insert_text("content");
+    let text = doc.get_or_insert_text(duet_yjs::doc::ROOT_TEXT);
     let x = unseen
         .transact()
         .encode_state_as_update_v1(&yrs::StateVector::default());
@@ -725,17 +719,13 @@ async fn orphaned_updates_are_bounded_per_room() -> anyhow::Result<()> {
 
 /// A document with a fixed client id, so tests can tell authors apart in state vectors.
 fn doc_with_id(id: u64) -> Doc {
-    Doc::with_options(Options {
-        offset_kind: OffsetKind::Utf16,
-        client_id: yrs::block::ClientID::new(id),
-        ..Options::default()
-    })
+    duet_yjs::doc::doc_with_client(id)
 }
 
 /// The update that appends `s` to `doc`'s text.
 fn append(doc: &Doc, s: &str) -> Vec<u8> {
     let before = doc.transact().state_vector();
-    let text = doc.get_or_insert_text("content");
+    let text = doc.get_or_insert_text(duet_yjs::doc::ROOT_TEXT);
     {
         let mut txn = doc.transact_mut();
         let len = text.len(&txn);

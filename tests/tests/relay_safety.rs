@@ -196,7 +196,7 @@ fn string_update(client: u64, s: &str) -> Vec<u8> {
     let mut u = vec![1, 1];
     var(&mut u, client);
     u.extend([0, 4, 1, 7]);
-    u.extend(b"content");
+    u.extend(duet_yjs::doc::ROOT_TEXT.as_bytes());
     var(&mut u, s.len() as u64);
     u.extend(s.as_bytes());
     u.push(0);
@@ -206,10 +206,10 @@ fn string_update(client: u64, s: &str) -> Vec<u8> {
 /// Updates yrs accepts (or did) that a stock Yjs client cannot read.
 fn yjs_unreadable_updates() -> Vec<(&'static str, Vec<u8>)> {
     let mut json = vec![1, 1, 0x85, 0x07, 0, 2, 1, 7];
-    json.extend(b"content");
+    json.extend(duet_yjs::doc::ROOT_TEXT.as_bytes());
     json.extend([1, 1, b'S', 1, b'1', 0]);
     let mut undefined_type = vec![1, 1, 0x86, 0x07, 0, 7, 1, 7];
-    undefined_type.extend(b"content");
+    undefined_type.extend(duet_yjs::doc::ROOT_TEXT.as_bytes());
     undefined_type.extend([15, 0]);
     let mut wide_delete = vec![0, 1];
     var(&mut wide_delete, u64::MAX >> 4);
@@ -234,7 +234,7 @@ fn hostile_corpus(
     const YJS: &str = "";
     const DUET: &str = duet_protocol::PROTOCOL;
     let mut out: Vec<(&str, Vec<u8>)> = Vec::new();
-    let text = own_doc.get_or_insert_text("content");
+    let text = own_doc.get_or_insert_text(duet_yjs::doc::ROOT_TEXT);
     // Real updates of the attacker's own document: valid, so some are applied and relayed.
     let mut valid = Vec::new();
     for i in 0..8 {
@@ -466,11 +466,7 @@ async fn a_hostile_member_cannot_crash_or_split_the_honest_clients() -> anyhow::
     assert_eq!(honest_ids.len(), 4, "{honest_ids:?}");
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(15);
-    let attacker_doc = yrs::Doc::with_options(yrs::Options {
-        client_id: yrs::block::ClientID::new(4_000_000_007),
-        offset_kind: yrs::OffsetKind::Utf16,
-        ..yrs::Options::default()
-    });
+    let attacker_doc = duet_yjs::doc::doc_with_client(4_000_000_007);
     let corpus = hostile_corpus(&mut rng, &honest_ids, &attacker_doc);
     let frames = corpus.len();
     let addr = server.addr;

@@ -13,7 +13,7 @@ const T: Duration = Duration::from_secs(10);
 
 /// Inserts `s` at `at` and returns the update that did it.
 fn edit(doc: &Doc, at: u32, s: &str) -> Vec<u8> {
-    let text = doc.get_or_insert_text("content");
+    let text = doc.get_or_insert_text(duet_yjs::doc::ROOT_TEXT);
     let before = doc.transact().state_vector();
     let mut txn = doc.transact_mut();
     text.insert(&mut txn, at, s);
@@ -92,8 +92,12 @@ fn cursor_state(name: &str) -> PeerState {
         color: "#ff0000".into(),
         // Sticky indices on the root text `content` (the server refuses bytes that are none).
         cursor: Some(CursorState {
-            anchor: [&[1, 7][..], b"content", &[0]].concat().into(),
-            head: [&[1, 7][..], b"content", &[0]].concat().into(),
+            anchor: [&[1, 7][..], duet_yjs::doc::ROOT_TEXT.as_bytes(), &[0]]
+                .concat()
+                .into(),
+            head: [&[1, 7][..], duet_yjs::doc::ROOT_TEXT.as_bytes(), &[0]]
+                .concat()
+                .into(),
         }),
         location: None,
     }

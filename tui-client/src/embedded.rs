@@ -8,12 +8,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use duet_server::data_dir::DataDirLock;
-use duet_server::sqlite::{SqliteOptions, SqliteStore};
-use duet_server::store::{MemoryStore, Store};
+use duet_server::storage::{OpenError, OpenStore, StoreChoice};
 
 /// True if something accepts TCP connections at `addr`.
 pub async fn probe(addr: SocketAddr) -> bool {
@@ -86,25 +84,24 @@ impl std::fmt::Debug for Hosted {
     }
 }
 
-/// Opens the store in `dir`, or falls back to memory saying why.
-fn open_store(dir: Option<PathBuf>) -> (Arc<dyn Store>, Storage, Option<DataDirLock>) {
+/// Opens the store in `dir` as `duet-server --data-dir` would (the same `StoreChoice`), or
+/// falls back to memory saying why.
+fn open_store(dir: Option<PathBuf>) -> (OpenStore, Storage) {
     let Some(dir) = dir else {
-        return (
-            Arc::new(MemoryStore::default()),
-            Storage::Memory("neither XDG_DATA_HOME nor HOME is set".into()),
-            None,
-        );
+        let why = "neither XDG_DATA_HOME nor HOME is set".into();
+        return (OpenStore::memory(), Storage::Memory(why));
     };
-    let opened = DataDirLock::acquire(&dir)
-        .map_err(|e| e.to_string())
-        .and_then(|lock| {
-            SqliteStore::open(&dir, SqliteOptions::default())
-                .map(|store| (store, lock))
-                .map_err(|e| format!("cannot open the rooms in {}: {e}", dir.display()))
-        });
-    match opened {
-        Ok((store, lock)) => (Arc::new(store), Storage::Dir(dir), Some(lock)),
-        Err(why) => (Arc::new(MemoryStore::default()), Storage::Memory(why), None),
+    let choice = StoreChoice::Sqlite {
+        dir: dir.clone(),
+        options: Default::default(),
+    };
+    match choice.open() {
+        Ok(opened) => (opened, Storage::Dir(dir)),
+        Err(OpenError::Lock(e)) => (OpenStore::memory(), Storage::Memory(e.to_string())),
+        Err(e) => {
+            let why = format!("cannot open the rooms in {}: {e}", dir.display());
+            (OpenStore::memory(), Storage::Memory(why))
+        }
     }
 }
 
@@ -120,12 +117,12 @@ pub async fn host_in(addr: SocketAddr, dir: Option<PathBuf>) -> std::io::Result<
         listen: addr,
         ..Default::default()
     };
-    let (store, storage, lock) = open_store(dir);
-    let server = duet_server::Server::bind_with_store(config, store).await?;
+    let (opened, storage) = open_store(dir);
+    let server = duet_server::Server::bind_with_store(config, opened.store).await?;
     Ok(Hosted {
         handle: server.spawn(),
         storage,
-        _lock: lock,
+        _lock: opened.lock,
     })
 }
 

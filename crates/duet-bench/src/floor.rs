@@ -3,8 +3,8 @@
 //! applying updates. Results are reported as ratios to these.
 
 use crate::stats::{Summary, nanos, summarize};
-use crate::trace::new_doc;
 use anyhow::Context;
+use duet_yjs::doc::doc_with_client;
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use std::time::Instant;
@@ -166,7 +166,7 @@ pub async fn transfer_and_load(bytes: &[u8]) -> anyhow::Result<f64> {
                 _ => anyhow::bail!("echo closed"),
             }
         };
-        let doc = new_doc(3);
+        let doc = doc_with_client(3);
         doc.transact_mut()
             .apply_update(Update::decode_v1(&echoed)?)?;
         best = best.min(t.elapsed().as_secs_f64() * 1e6);
@@ -176,7 +176,7 @@ pub async fn transfer_and_load(bytes: &[u8]) -> anyhow::Result<f64> {
 
 /// Mean decode + apply time per update of `updates`, into one fresh document.
 pub fn yrs_apply(updates: &[Vec<u8>]) -> anyhow::Result<f64> {
-    let doc = new_doc(2);
+    let doc = doc_with_client(2);
     let t = Instant::now();
     for u in updates {
         doc.transact_mut().apply_update(Update::decode_v1(u)?)?;

@@ -5,15 +5,13 @@
 //! after commit (encoding inside the transaction slows later edits, see FIELD-NOTES).
 
 use anyhow::{Context, bail};
+use duet_yjs::doc::{ROOT_TEXT, doc_with_client, text_of};
 use serde::Deserialize;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use yrs::updates::decoder::Decode;
-use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, Transact, Update};
-
-/// The root text every duet document holds.
-pub const ROOT_TEXT: &str = "content";
+use yrs::{ReadTxn, StateVector, Text, Transact, Update};
 
 #[derive(Debug, Deserialize)]
 pub struct Trace {
@@ -90,20 +88,6 @@ impl Trace {
     }
 }
 
-/// A fresh document configured as duet configures its rooms.
-pub fn new_doc(client_id: u64) -> Doc {
-    Doc::with_options(Options {
-        client_id: yrs::ClientID::new(client_id),
-        offset_kind: OffsetKind::Utf16,
-        ..Options::default()
-    })
-}
-
-pub fn text_of(doc: &Doc) -> String {
-    let text = doc.get_or_insert_text(ROOT_TEXT);
-    text.get_string(&doc.transact())
-}
-
 /// One writer's updates, ready to send.
 #[derive(Debug, Clone)]
 pub struct Encoded {
@@ -116,7 +100,7 @@ pub struct Encoded {
 /// Replays the first `limit` transactions of `trace` (all if `None`) into a document with
 /// `client_id` and captures each transaction's update.
 pub fn encode(trace: &Trace, client_id: u64, limit: Option<usize>) -> anyhow::Result<Encoded> {
-    let doc = new_doc(client_id);
+    let doc = doc_with_client(client_id);
     let text = doc.get_or_insert_text(ROOT_TEXT);
     let captured: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
     let sink = captured.clone();
@@ -165,7 +149,7 @@ pub fn load_snapshot_v1(path: &Path) -> anyhow::Result<Snapshot> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let update =
         Update::decode_v2(&bytes).with_context(|| format!("decoding {}", path.display()))?;
-    let doc = new_doc(1);
+    let doc = doc_with_client(1);
     doc.transact_mut()
         .apply_update(update)
         .with_context(|| format!("applying {}", path.display()))?;
@@ -193,7 +177,7 @@ mod tests {
         let enc = encode(&trace, 7, None).expect("encodes");
         assert_eq!(enc.end_text, trace.end_content);
         // A receiver that only ever sees the bytes ends with the same text.
-        let doc = new_doc(99);
+        let doc = doc_with_client(99);
         for u in &enc.updates {
             let u = Update::decode_v1(u).expect("decodes");
             doc.transact_mut().apply_update(u).expect("applies");

@@ -1,12 +1,14 @@
 //! The two wire protocols the bench speaks, reduced to what it needs: frame an update, a state
 //! vector or a sync answer, and classify an incoming frame.
 //!
-//! duet frames go through `duet_protocol`'s codec. y-websocket frames are written by hand in
-//! lib0 encoding (type 0 = sync; subtype 0 step 1, 1 step 2, 2 update; then a varUint length
-//! and the bytes), so the reader side never copies an update through yrs to classify it.
+//! duet frames go through `duet_protocol`'s codec, y-websocket frames through `duet_yjs::wire`
+//! (one place knows each encoding); the reader side only classifies a frame and borrows its
+//! payload, never copying an update through yrs.
 
-use anyhow::{Context, bail};
-use duet_protocol::{ClientMsg, Payload, ServerMsg, yws};
+use anyhow::Context;
+use duet_protocol::{ClientMsg, Payload, ServerMsg};
+use duet_yjs::lib0::{self, Reader};
+use duet_yjs::wire as yws;
 
 /// A v1 state vector of an empty document.
 pub const EMPTY_SV: &[u8] = &[0];
@@ -126,8 +128,7 @@ impl Protocol {
             return frame;
         }
         let mut out = Vec::with_capacity(doc.len() + frame.len() + 4);
-        yws::write_var_uint(&mut out, doc.len() as u64);
-        out.extend_from_slice(doc.as_bytes());
+        lib0::write_var_string(&mut out, doc);
         out.extend_from_slice(&frame);
         out
     }
@@ -142,13 +143,10 @@ impl Protocol {
 /// Hocuspocus message types (`MessageType` in @hocuspocus/server 4.7): sync and sync reply
 /// carry y-websocket sync messages; the rest (awareness, auth, sync status) the bench ignores.
 fn classify_hocuspocus(frame: &[u8]) -> anyhow::Result<Incoming<'_>> {
-    let (len, rest) = read_var(frame)?;
-    let Some(rest) = usize::try_from(len).ok().and_then(|n| rest.get(n..)) else {
-        bail!("document name length {len} exceeds the frame")
-    };
-    let (kind, rest) = read_var(rest)?;
-    match kind {
-        0 | 4 => classify_sync(rest),
+    let mut r = Reader::new(frame);
+    r.var_bytes().context("reading the document name")?;
+    match r.var_uint()? {
+        0 | 4 => classify_sync(r),
         _ => Ok(Incoming::Other),
     }
 }
@@ -157,33 +155,22 @@ fn yjs_sync(subtype: u8, payload: &[u8]) -> Vec<u8> {
     yws::encode_sync(u64::from(subtype), payload)
 }
 
-/// Reads an unsigned LEB128 number; returns it and the bytes after it.
-fn read_var(bytes: &[u8]) -> anyhow::Result<(u64, &[u8])> {
-    Ok(yws::read_var_uint(bytes)?)
-}
-
 fn classify_yjs(frame: &[u8]) -> anyhow::Result<Incoming<'_>> {
-    let (kind, rest) = read_var(frame)?;
-    if kind != 0 {
+    let mut r = Reader::new(frame);
+    if r.var_uint()? != yws::MSG_SYNC {
         return Ok(Incoming::Other);
     }
-    classify_sync(rest)
+    classify_sync(r)
 }
 
 /// A y-protocols sync message after its message type: subtype, then the payload.
-fn classify_sync(rest: &[u8]) -> anyhow::Result<Incoming<'_>> {
-    let (sub, rest) = read_var(rest)?;
-    let (len, rest) = read_var(rest)?;
-    let Some(payload) = usize::try_from(len).ok().and_then(|n| rest.get(..n)) else {
-        bail!(
-            "sync message length {len} exceeds the frame ({} bytes left)",
-            rest.len()
-        )
-    };
+fn classify_sync(mut r: Reader<'_>) -> anyhow::Result<Incoming<'_>> {
+    let sub = r.var_uint()?;
+    let payload = r.var_bytes().context("reading a sync message")?;
     Ok(match sub {
-        0 => Incoming::SyncStep1(payload),
-        1 => Incoming::SyncStep2(payload),
-        2 => Incoming::Update(payload),
+        yws::SYNC_STEP1 => Incoming::SyncStep1(payload),
+        yws::SYNC_STEP2 => Incoming::SyncStep2(payload),
+        yws::SYNC_UPDATE => Incoming::Update(payload),
         _ => Incoming::Other,
     })
 }

@@ -61,7 +61,7 @@ pub(crate) fn request(config: &ClientConfig) -> Result<Request, ClientError> {
     Ok(request)
 }
 
-/// Checks that the server agreed to speak `duet.v1`. (tungstenite already refuses a
+/// Checks that the server agreed to speak `duet.v2`. (tungstenite already refuses a
 /// subprotocol we did not offer; this also refuses an answer without one.)
 pub(crate) fn check_response(config: &ClientConfig, response: &Response) -> Result<(), Failure> {
     let agreed = response

@@ -18,6 +18,8 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod lib0;
+
 /// Deepest `Any` nesting accepted (Yjs documents in practice nest a handful of levels).
 pub const MAX_ANY_DEPTH: usize = 64;
 
@@ -51,16 +53,10 @@ const MAX_TYPE_REF: u8 = 6;
 /// Why an update was refused before decoding.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GuardError {
-    #[error("truncated at byte {0}")]
-    Truncated(usize),
-    #[error("varint too long at byte {0}")]
-    BadVarint(usize),
-    #[error("count {count} at byte {at} exceeds the {remaining} bytes that follow")]
-    CountTooLarge {
-        count: u64,
-        at: usize,
-        remaining: usize,
-    },
+    /// Not lib0 as Yjs writes it: truncated, a varint too long, a count or length past the
+    /// bytes that follow.
+    #[error(transparent)]
+    Lib0(#[from] lib0::Lib0Error),
     #[error("value nested deeper than {MAX_ANY_DEPTH} levels")]
     TooDeep,
     #[error("client id {0} beyond 2^53 - 1 (Yjs clients cannot read it)")]
@@ -102,8 +98,7 @@ pub enum GuardError {
 }
 
 struct Skim<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    r: lib0::Reader<'a>,
     /// The (client, clock) ids read by [`Skim::id`] (origins and parents), when collected.
     refs: Option<Vec<(u64, u64)>>,
 }
@@ -115,55 +110,28 @@ const HAS_RIGHT_ORIGIN: u8 = 0b0100_0000;
 const HAS_PARENT_SUB: u8 = 0b0010_0000;
 
 impl<'a> Skim<'a> {
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
+    fn new(buf: &'a [u8], refs: Option<Vec<(u64, u64)>>) -> Self {
+        Self {
+            r: lib0::Reader::new(buf),
+            refs,
+        }
     }
 
     fn u8(&mut self) -> Result<u8, GuardError> {
-        let b = *self
-            .buf
-            .get(self.pos)
-            .ok_or(GuardError::Truncated(self.pos))?;
-        self.pos += 1;
-        Ok(b)
+        Ok(self.r.u8()?)
     }
 
     fn skip(&mut self, n: usize) -> Result<(), GuardError> {
-        if n > self.remaining() {
-            return Err(GuardError::Truncated(self.pos));
-        }
-        self.pos += n;
-        Ok(())
+        Ok(self.r.skip(n)?)
     }
 
     fn var(&mut self) -> Result<u64, GuardError> {
-        let start = self.pos;
-        let mut value = 0u64;
-        for shift in (0..70).step_by(7) {
-            let b = self.u8()?;
-            if shift < 64 {
-                value |= u64::from(b & 0x7f) << shift;
-            }
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(GuardError::BadVarint(start))
+        Ok(self.r.var_uint()?)
     }
 
     /// A count of elements that each take at least `min_bytes`.
     fn count(&mut self, min_bytes: usize) -> Result<u64, GuardError> {
-        let at = self.pos;
-        let count = self.var()?;
-        let remaining = self.remaining();
-        if count.saturating_mul(min_bytes as u64) > remaining as u64 {
-            return Err(GuardError::CountTooLarge {
-                count,
-                at,
-                remaining,
-            });
-        }
-        Ok(count)
+        Ok(self.r.count(min_bytes)?)
     }
 
     fn bytes(&mut self) -> Result<(), GuardError> {
@@ -172,18 +140,7 @@ impl<'a> Skim<'a> {
 
     /// A length-prefixed byte string.
     fn slice(&mut self) -> Result<&'a [u8], GuardError> {
-        let at = self.pos;
-        let len = self.var()?;
-        if len > self.remaining() as u64 {
-            return Err(GuardError::CountTooLarge {
-                count: len,
-                at,
-                remaining: self.remaining(),
-            });
-        }
-        let start = self.pos;
-        self.skip(len as usize)?;
-        Ok(&self.buf[start..self.pos])
+        Ok(self.r.var_bytes()?)
     }
 
     /// A (client, clock) pair, such as an origin or a parent.
@@ -200,7 +157,7 @@ impl<'a> Skim<'a> {
         if depth > MAX_ANY_DEPTH {
             return Err(GuardError::TooDeep);
         }
-        let at = self.pos;
+        let at = self.r.pos();
         match self.u8()? {
             127 | 126 | 121 | 120 => Ok(()),
             125 => self.var().map(drop),
@@ -232,7 +189,7 @@ impl<'a> Skim<'a> {
     /// Skims an item's content and returns its length in clocks (yrs' `ItemContent::len`:
     /// UTF-16 code units for strings, elements for `Any` and JSON, 1 for the rest).
     fn content(&mut self, info: u8) -> Result<u64, GuardError> {
-        let at = self.pos;
+        let at = self.r.pos();
         match info & 0b1111 {
             1 => self.var(), // deleted: length
             2 => Err(GuardError::JsonContent(at)),
@@ -328,11 +285,7 @@ fn utf16_len(s: &[u8]) -> u64 {
 /// Checks a v1 update. `Ok` means every count fits the bytes, nesting is bounded and no clock
 /// passes [`MAX_CLOCK`]; yrs may still refuse it for other reasons.
 pub fn check_update_v1(update: &[u8]) -> Result<(), GuardError> {
-    let mut s = Skim {
-        buf: update,
-        pos: 0,
-        refs: None,
-    };
+    let mut s = Skim::new(update, None);
     // Each client section: block count, client, clock (3 bytes at least). Encoders write one
     // section per client; yrs merges repeated ones into a single block list, and such input
     // made yrs 0.28.1 read freed memory (fuzz/regressions/yrs_update-use-after-free-1.bin).
@@ -383,11 +336,7 @@ pub fn check_dependencies_v1(
     update: &[u8],
     have: impl Fn(u64) -> u64,
 ) -> Result<Vec<Section>, GuardError> {
-    let mut s = Skim {
-        buf: update,
-        pos: 0,
-        refs: Some(Vec::new()),
-    };
+    let mut s = Skim::new(update, Some(Vec::new()));
     let mut sections = Vec::new();
     for _ in 0..s.count(3)? {
         let blocks = s.count(1)?;
@@ -437,11 +386,7 @@ pub fn check_dependencies_v1(
 /// cannot apply; one rule for every clock on the wire is simpler to reason about than two, and
 /// such a peer is better told at once (1007) than after its first update.
 pub fn check_state_vector_v1(sv: &[u8]) -> Result<(), GuardError> {
-    let mut s = Skim {
-        buf: sv,
-        pos: 0,
-        refs: None,
-    };
+    let mut s = Skim::new(sv, None);
     for _ in 0..s.count(2)? {
         let client = s.var()?;
         clock_ok(client, s.var()?)?;
@@ -531,16 +476,16 @@ mod tests {
         // 2^28 clients in 5 bytes.
         assert!(matches!(
             check_update_v1(&[0x80, 0x80, 0x80, 0x80, 0x01]),
-            Err(GuardError::CountTooLarge { .. })
+            Err(GuardError::Lib0(lib0::Lib0Error::CountTooLarge { .. }))
         ));
         assert!(matches!(
             check_state_vector_v1(&[0x80, 0x80, 0x80, 0x80, 0x01]),
-            Err(GuardError::CountTooLarge { .. })
+            Err(GuardError::Lib0(lib0::Lib0Error::CountTooLarge { .. }))
         ));
         // One client whose block count claims 2^28.
         assert!(matches!(
             check_update_v1(&[1, 0x80, 0x80, 0x80, 0x80, 0x01, 5, 0]),
-            Err(GuardError::CountTooLarge { .. })
+            Err(GuardError::Lib0(lib0::Lib0Error::CountTooLarge { .. }))
         ));
     }
 
@@ -564,13 +509,7 @@ mod tests {
         assert_eq!(check_update_v1(&u), Err(GuardError::TooDeep));
     }
 
-    fn var(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
+    use lib0::write_var_uint as var;
 
     /// One client section holding one string block of `client` at `clock` (no origins, parent
     /// the root text `content`), then a delete set of `deletes` (clock, len) for that client.
@@ -738,15 +677,11 @@ mod tests {
         let (client, end) = (client.get(), u64::from(*end));
         assert!(end > 10, "{end}");
         // Header: client count 1, block count, client, start clock 0.
-        let mut s = Skim {
-            buf: &u,
-            pos: 0,
-            refs: None,
-        };
+        let mut s = Skim::new(&u, None);
         assert_eq!(s.var(), Ok(1));
         s.var().expect("block count");
         assert_eq!(s.var(), Ok(client));
-        let at = s.pos;
+        let at = s.r.pos();
         assert_eq!(s.var(), Ok(0));
         let starting_at = |start: u64| {
             let mut v = u[..at].to_vec();

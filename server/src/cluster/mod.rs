@@ -9,16 +9,15 @@
 //!                   (at most once)    room copy        reconnect or a head check says so
 //! ```
 //!
-//! The engines are built and tested on their own here; wiring them into the room core and
-//! the server's flags comes after the room-core rework.
+//! The engines are built and tested on their own here; [`pg::PgStore`] implements
+//! [`crate::store::Store`] and [`crate::store::RoomAdmin`].
 
 pub mod bus;
-mod contract;
 pub mod gaps;
 #[cfg(feature = "cluster")]
 pub mod pg;
 #[cfg(feature = "cluster")]
 pub mod redis;
 
-pub use contract::{Seq, Stored};
+pub use crate::store::{Seq, Stored};
 pub use duet_protocol::bus::NodeId;

@@ -26,8 +26,8 @@ mod writer;
 pub use nodes::NodeBeat;
 pub use schema::SCHEMA_VERSION;
 
-use crate::cluster::{Seq, Stored};
 use crate::metrics::StoreMetrics;
+use crate::store::{Appending, Seq, Store, Stored};
 use crate::store::{BoxFuture, StoreError};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use duet_protocol::RoomName;
@@ -87,14 +87,6 @@ pub enum PgError {
         "the postgresql schema is at version {found}, newer than this server's {known}; upgrade the server"
     )]
     SchemaTooNew { found: i32, known: i32 },
-    #[error("room {0} does not exist")]
-    NoSuchRoom(String),
-    #[error("room {0} already exists; delete it first")]
-    RoomExists(String),
-    #[error("not a yjs update: {0}")]
-    BadUpdate(String),
-    #[error("stored document of room {room} is damaged: {reason}")]
-    Damaged { room: String, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -109,6 +101,30 @@ pub struct PgStore {
     writer: mpsc::UnboundedSender<writer::Job>,
     options: PgOptions,
     metrics: Arc<StoreMetrics>,
+}
+
+/// The contract's methods are [`PgStore`]'s own, under the same names.
+impl Store for PgStore {
+    fn read(&self, room: &RoomName, after: Seq) -> BoxFuture<'_, Result<Stored, StoreError>> {
+        PgStore::read(self, room, after)
+    }
+
+    fn append(&self, room: &RoomName, update: Vec<u8>) -> Appending {
+        Appending::later(PgStore::append(self, room, update))
+    }
+
+    fn compact(
+        &self,
+        room: &RoomName,
+        state: Vec<u8>,
+        covers: Seq,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        PgStore::compact(self, room, state, covers)
+    }
+
+    fn metrics(&self) -> Option<Arc<StoreMetrics>> {
+        PgStore::metrics(self)
+    }
 }
 
 impl PgStore {

@@ -1,289 +1,575 @@
-//! A room handling bursts: the updates waiting in its inbox are applied in one transaction,
-//! and every author still gets exactly what it would get for its updates one at a time.
+//! The room core as tables: each step is a command and the effects it must produce, written
+//! in a small notation (`2 <- "two"`: member 2 is sent the update that inserted "two";
+//! `all but 1 <- ...`: a broadcast; `append "two"`; `1 <- ack 3`; `close 2 1007`). No task,
+//! no channel, no sleep: time is a value passed in.
+//!
+//! The task around the core is checked the same way at the end, synchronously, where what
+//! matters is how it carries effects out (members' queues that refuse, appends answered at
+//! once).
 
-use super::*;
-use crate::doc::ROOT_TEXT;
+use super::core::{Cmd, Compaction, Effect, Incoming, RoomCore};
+use super::members::Fanout;
+use super::task::{RoomCmd, Shell};
+use crate::compaction::{Compacted, CompactionPolicy};
+use crate::doc::{ROOT_TEXT, apply_update, doc_with_client, new_doc, text_of};
+use crate::memory::MemoryStore;
+use crate::out::{AwarenessSource, Kick, Out};
 use crate::outbox::{self, OutboxRx};
-use crate::store::MemoryStore;
-use tokio_util::task::TaskTracker;
-use yrs::{GetString, Text};
+use crate::store::{Seq, StoreError, Stored};
+use duet_protocol::{PeerState, Role, RoomName};
+use duet_yjs::awareness::peer_state_from_json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use yrs::updates::encoder::Encode;
+use yrs::{ReadTxn, StateVector, Text, Transact};
 
-struct Member {
-    out: OutboxRx,
-    kicked: oneshot::Receiver<Kick>,
+/// A room core and the names of the updates the test made.
+struct Table {
+    core: RoomCore,
+    names: HashMap<Vec<u8>, String>,
+    now: Instant,
 }
 
-async fn room_with(members: &[(u64, Role)]) -> (RoomHandle, Vec<Member>) {
-    let handle = spawn(
-        1,
-        RoomName::new("burst").expect("valid"),
-        Arc::new(MemoryStore::default()),
-        RoomConfig::default(),
-        CancellationToken::new(),
-        &TaskTracker::new(),
-        Arc::default(),
-        || {},
-    );
-    let mut joined = Vec::new();
-    for &(peer_id, role) in members {
-        let mut member = join(&handle, peer_id, role).await;
-        assert!(matches!(member.out.recv().await, Some(Out::SyncStep1(_))));
-        joined.push(member);
+impl Table {
+    fn new() -> Self {
+        Self::with_policy(CompactionPolicy::default())
     }
-    (handle, joined)
+
+    /// A room loaded empty.
+    fn with_policy(policy: CompactionPolicy) -> Self {
+        let mut t = Self {
+            core: RoomCore::new(RoomName::new("t").expect("valid"), policy, Arc::default()),
+            names: HashMap::new(),
+            now: Instant::now(),
+        };
+        t.step(Cmd::Loaded(Ok(Stored::default())), &[]);
+        t
+    }
+
+    /// Handles `cmd` and checks its effects, in order.
+    #[track_caller]
+    fn step(&mut self, cmd: Cmd, expected: &[&str]) -> Vec<Effect> {
+        let fx = self.core.handle(cmd, self.now);
+        let got: Vec<String> = fx.iter().map(|e| self.describe(e)).collect();
+        assert_eq!(got, expected);
+        fx
+    }
+
+    /// Successive inserts by yrs client `client`, each its own update, named by its text.
+    fn edits<const N: usize>(&mut self, client: u64, texts: [&str; N]) -> [Vec<u8>; N] {
+        let doc = doc_with_client(client);
+        let text = doc.get_or_insert_text(ROOT_TEXT);
+        texts.map(|t| {
+            let before = doc.transact().state_vector();
+            let len = text.len(&doc.transact());
+            text.insert(&mut doc.transact_mut(), len, t);
+            let update = doc.transact().encode_diff_v1(&before);
+            self.names.insert(update.clone(), format!("{t:?}"));
+            update
+        })
+    }
+
+    fn name(&self, update: &[u8]) -> String {
+        self.names
+            .get(update)
+            .cloned()
+            .unwrap_or_else(|| format!("{} bytes", update.len()))
+    }
+
+    fn describe(&self, effect: &Effect) -> String {
+        match effect {
+            Effect::Send { to, out } => format!("{to} <- {}", self.out(out)),
+            Effect::Broadcast { except: None, out } => format!("all <- {}", self.out(out)),
+            Effect::Broadcast {
+                except: Some(a),
+                out,
+            } => format!("all but {a} <- {}", self.out(out)),
+            Effect::Ack { to, seq } => format!("{to} <- ack {seq}"),
+            Effect::Kick { peer_id, kick } => format!("close {peer_id} {}", kick.code),
+            Effect::Append(u) => format!("append {}", self.name(u.raw())),
+            Effect::Compact(Compaction::Live { covers, .. }) => format!("compact live to {covers}"),
+            Effect::Compact(Compaction::FromStore) => "compact from the store".into(),
+            Effect::Reload { retry } => {
+                let names: Vec<String> = retry.iter().map(|i| self.name(&i.update)).collect();
+                format!("reload, then {}", names.join(" "))
+                    .trim_end()
+                    .to_owned()
+            }
+        }
+    }
+
+    fn out(&self, out: &Out) -> String {
+        match out {
+            Out::SyncStep1(_) => "step1".into(),
+            Out::SyncStep2(state) => {
+                let doc = new_doc();
+                apply_update(&doc, state, false).expect("a sync step 2 applies");
+                format!("step2 {:?}", text_of(&doc))
+            }
+            Out::Update(u) => self.name(u.raw()),
+            Out::Awareness(entries) => {
+                let mut named: Vec<String> = entries
+                    .iter()
+                    .map(|e| match &e.state {
+                        Some(s) => {
+                            format!("{}={}", e.client_id, s.as_typed(peer_state_from_json).name)
+                        }
+                        None => format!("{}=gone", e.client_id),
+                    })
+                    .collect();
+                named.sort();
+                format!("awareness {}", named.join(" "))
+            }
+            Out::Ack(seq) => format!("ack {seq}"),
+            Out::Error(code, _) => format!("error {}", code.0),
+        }
+    }
+
+    fn join(&mut self, peer_id: u64, role: Role) {
+        self.step(
+            Cmd::Join {
+                peer_id,
+                role,
+                echo_awareness: false,
+            },
+            &[&format!("{peer_id} <- step1")],
+        );
+    }
 }
 
-/// Joins the room; returns once the room has handled the join, and so every command sent
-/// before it (the inbox is handled in order, reloads included).
-async fn join(handle: &RoomHandle, peer_id: u64, role: Role) -> Member {
-    let (tx, out) = outbox::channel(RoomConfig::default().send_queue, Arc::default());
-    let (kick, kicked) = oneshot::channel();
-    let (reply, done) = oneshot::channel();
-    let join = RoomCmd::Join {
+fn join(peer_id: u64, role: Role, echo_awareness: bool) -> Cmd {
+    Cmd::Join {
         peer_id,
         role,
-        echo_awareness: false,
-        tx,
-        kick,
-        reply,
-    };
-    assert!(handle.send(join).await.is_ok(), "the room takes joins");
-    done.await.expect("joined");
-    Member { out, kicked }
-}
-
-/// `edits` successive inserts by one client, each as its own v1 update.
-fn edits(client_id: u64, texts: &[&str]) -> (Vec<Vec<u8>>, String) {
-    let doc = crate::doc::doc_with_client(client_id);
-    let text = doc.get_or_insert_text(ROOT_TEXT);
-    let mut updates = Vec::new();
-    for t in texts {
-        let before = doc.transact().state_vector();
-        let len = text.len(&doc.transact());
-        text.insert(&mut doc.transact_mut(), len, t);
-        updates.push(doc.transact().encode_diff_v1(&before));
+        echo_awareness,
     }
-    let s = text.get_string(&doc.transact());
-    (updates, s)
 }
 
-fn update(peer_id: u64, seq: u64, update: Vec<u8>) -> RoomCmd {
-    RoomCmd::Update {
+fn inc(peer_id: u64, seq: u64, update: &[u8]) -> Incoming {
+    Incoming {
         peer_id,
         seq: Some(seq),
-        update,
+        update: update.to_vec(),
         arrived: Instant::now(),
     }
 }
 
-/// Everything queued for a member right now.
-fn queued(member: &mut Member) -> Vec<Out> {
-    std::iter::from_fn(|| member.out.try_recv()).collect()
+fn updates(items: &[(u64, u64, &[u8])]) -> Cmd {
+    Cmd::Updates(items.iter().map(|(p, s, u)| inc(*p, *s, u)).collect())
 }
 
-/// What a reader holds after applying the updates relayed to it.
-fn text_of(relayed: &[Out]) -> String {
-    let doc = new_doc();
-    for out in relayed {
-        if let Out::Update(u) = out {
-            apply_update(&doc, u.raw(), false).expect("relayed updates apply");
-        }
-    }
-    doc.get_or_insert_text(ROOT_TEXT)
-        .get_string(&doc.transact())
+fn stored(seq: u64) -> Cmd {
+    Cmd::Stored(Ok(Seq(seq)))
 }
 
-fn acks(outs: &[Out]) -> Vec<u64> {
-    outs.iter()
-        .filter_map(|o| match o {
-            Out::Ack(seq) => Some(*seq),
-            _ => None,
-        })
-        .collect()
+fn named(name: &str) -> AwarenessSource {
+    AwarenessSource::Duet(Some(PeerState {
+        name: name.into(),
+        color: "#30bced".into(),
+        cursor: None,
+        location: None,
+    }))
 }
 
-fn errors(outs: &[Out]) -> Vec<ErrorCode> {
-    outs.iter()
-        .filter_map(|o| match o {
-            Out::Error(code, _) => Some(*code),
-            _ => None,
-        })
-        .collect()
+#[test]
+fn a_joiner_gets_the_state_vector_then_syncs_the_document() {
+    let mut t = Table::new();
+    t.join(1, Role::Editor);
+    let [one] = t.edits(11, ["one"]);
+    t.step(
+        updates(&[(1, 1, &one)]),
+        &["all but 1 <- \"one\"", "append \"one\""],
+    );
+    t.step(join(2, Role::Viewer, false), &["2 <- step1"]);
+    let empty = StateVector::default().encode_v1();
+    t.step(
+        Cmd::SyncStep1 {
+            peer_id: 2,
+            state_vector: empty,
+        },
+        &["2 <- step2 \"one\""],
+    );
+    t.step(
+        Cmd::SyncStep1 {
+            peer_id: 2,
+            state_vector: vec![0xff, 0xff, 0xff],
+        },
+        &["2 <- error 2", "close 2 1007"],
+    );
 }
 
-#[tokio::test]
-async fn a_burst_is_answered_per_update_in_order() {
-    let (handle, mut m) = room_with(&[
+/// The updates waiting in a room's inbox are applied in one transaction, and every author
+/// still gets exactly what it would get for its updates one at a time.
+#[test]
+fn a_burst_is_answered_per_update_in_order() {
+    let mut t = Table::new();
+    for (peer, role) in [
         (1, Role::Editor),
         (2, Role::Editor),
         (3, Role::Viewer),
         (4, Role::Editor),
-    ])
-    .await;
-    let (a, a_text) = edits(11, &["one ", "two ", "three"]);
-    let (b, _) = edits(22, &["bee"]);
-    let (v, _) = edits(33, &["viewer"]);
-    // All of it waits in the inbox before the room runs: one turn, one transaction.
-    for cmd in [
-        update(1, 1, a[0].clone()),
-        update(2, 1, vec![0xff, 0xff, 0xff]),
-        update(1, 2, a[1].clone()),
-        update(3, 1, v[0].clone()),
-        update(2, 2, b[0].clone()),
-        update(1, 3, a[2].clone()),
     ] {
-        assert!(handle.send(cmd).await.is_ok());
+        t.join(peer, role);
     }
-    // A newcomer's join is handled after everything sent before it.
-    join(&handle, 99, Role::Viewer).await;
-
-    let reader = queued(&mut m[3]);
-    let relayed = reader
-        .iter()
-        .filter(|o| matches!(o, Out::Update(_)))
-        .count();
-    assert_eq!(
-        relayed, 3,
-        "the reader gets the writer's three updates, nothing else"
+    let [a1, a2, a3] = t.edits(11, ["one ", "two ", "three"]);
+    let [b] = t.edits(22, ["bee"]);
+    let [v] = t.edits(33, ["viewer"]);
+    t.step(
+        updates(&[
+            (1, 1, &a1),
+            (2, 1, &[0xff, 0xff, 0xff]),
+            (1, 2, &a2),
+            (3, 1, &v),
+            (2, 2, &b), // its author was closed earlier in the burst: ignored
+            (1, 3, &a3),
+        ]),
+        &[
+            "all but 1 <- \"one \"",
+            "append \"one \"",
+            "2 <- error 2",
+            "close 2 1007",
+            "all but 1 <- \"two \"",
+            "append \"two \"",
+            "3 <- error 3", // a viewer is told, not closed
+            "all but 1 <- \"three\"",
+            "append \"three\"",
+        ],
     );
-    assert_eq!(text_of(&reader), a_text);
-    let writer = queued(&mut m[0]);
-    assert_eq!(
-        acks(&writer).last(),
-        Some(&3),
-        "the writer is acknowledged up to seq 3"
-    );
-    assert!(errors(&writer).is_empty());
+    // Acknowledged once stored, each in turn.
+    t.step(stored(1), &["1 <- ack 1"]);
+    t.step(stored(2), &["1 <- ack 2"]);
+    t.step(stored(3), &["1 <- ack 3"]);
+}
 
-    let bad = queued(&mut m[1]);
-    assert_eq!(errors(&bad), vec![ErrorCode::BAD_UPDATE]);
-    assert!(
-        acks(&bad).is_empty(),
-        "nothing of the refused member is acknowledged"
-    );
-    let kick = m[1]
-        .kicked
-        .try_recv()
-        .expect("the malformed update's author is closed");
-    assert_eq!(kick.code, close::INVALID_PAYLOAD);
-
-    let viewer = queued(&mut m[2]);
-    assert_eq!(errors(&viewer), vec![ErrorCode::READ_ONLY]);
-    assert!(
-        m[2].kicked.try_recv().is_err(),
-        "a viewer is told, not closed"
+/// Within a burst, each update's dependencies are judged against the document as the
+/// updates before it leave it: an author's consecutive updates pass, an update that skips
+/// clocks of its client is refused (1008) before any of it is relayed or stored.
+#[test]
+fn a_burst_refuses_an_update_that_skips_clocks_and_nothing_else() {
+    let mut t = Table::new();
+    t.join(1, Role::Editor);
+    t.join(2, Role::Editor);
+    let [a1, a2] = t.edits(11, ["one ", "two"]);
+    let [_, b2] = t.edits(22, ["bee ", "gap"]);
+    t.step(
+        updates(&[(1, 1, &a1), (2, 1, &b2), (1, 2, &a2)]),
+        &[
+            "all but 1 <- \"one \"",
+            "append \"one \"",
+            "2 <- error 2",
+            "close 2 1008",
+            "all but 1 <- \"two\"",
+            "append \"two\"",
+        ],
     );
 }
 
-/// When yrs panics inside a batch, the room reloads and applies the batch one update at a
-/// time: only the update that panics is refused (1011), the others are relayed, stored and
-/// acknowledged as if nothing happened.
-#[tokio::test]
-async fn a_panic_inside_a_burst_refuses_only_its_update() {
+/// When yrs panics inside a batch, the room asks for a reload and the batch back one update
+/// at a time: only the update that panics is refused (1011); the others are relayed, stored
+/// and acknowledged as if nothing happened.
+#[test]
+fn a_panic_inside_a_burst_refuses_only_its_update() {
     crate::contain::failpoint::arm_for_tests();
-    let (handle, mut m) =
-        room_with(&[(1, Role::Editor), (2, Role::Editor), (3, Role::Editor)]).await;
-    let (a, a_text) = edits(11, &["safe ", "and sound"]);
+    let mut t = Table::new();
+    t.join(1, Role::Editor);
+    t.join(2, Role::Editor);
+    t.join(3, Role::Editor);
+    let [a1, a2] = t.edits(11, ["safe ", "and sound"]);
     let marker = std::str::from_utf8(crate::contain::failpoint::MARKER).expect("ascii");
-    let (b, _) = edits(22, &[marker]);
-    for cmd in [
-        update(1, 1, a[0].clone()),
-        update(2, 1, b[0].clone()),
-        update(1, 2, a[1].clone()),
-    ] {
-        assert!(handle.send(cmd).await.is_ok());
-    }
-    join(&handle, 99, Role::Viewer).await;
-
-    let reader = queued(&mut m[2]);
-    assert_eq!(
-        text_of(&reader),
-        a_text,
-        "both safe updates relayed, in order"
+    let [b] = t.edits(22, [marker]);
+    let burst = updates(&[(1, 1, &a1), (2, 1, &b), (1, 2, &a2)]);
+    let reload = format!("reload, then \"safe \" {marker:?} \"and sound\"");
+    t.step(burst, &[&reload]);
+    assert!(t.core.needs_reload());
+    // What the task does: reload from the store (which holds nothing of the burst)...
+    t.step(Cmd::Loaded(Ok(Stored::default())), &[]);
+    // ...then hands the burst back one update at a time.
+    t.step(
+        updates(&[(1, 1, &a1)]),
+        &["all but 1 <- \"safe \"", "append \"safe \""],
     );
-    assert_eq!(acks(&queued(&mut m[0])).last(), Some(&2));
-    assert_eq!(errors(&queued(&mut m[1])), vec![ErrorCode::INTERNAL]);
-    let kick = m[1]
-        .kicked
-        .try_recv()
-        .expect("the panicking update's author is closed");
-    assert_eq!(kick.code, close::INTERNAL);
-
+    t.step(
+        updates(&[(2, 1, &b)]),
+        &["2 <- error 7", "close 2 1011", "reload, then"],
+    );
+    t.step(stored(1), &["1 <- ack 1"]);
+    t.step(
+        Cmd::Loaded(Ok(Stored {
+            updates: vec![a1.clone()],
+            head: Seq(1),
+        })),
+        &[],
+    );
+    t.step(
+        updates(&[(1, 2, &a2)]),
+        &["all but 1 <- \"and sound\"", "append \"and sound\""],
+    );
+    t.step(stored(2), &["1 <- ack 2"]);
     // A newcomer syncs exactly the safe text: the panicking update left nothing behind.
-    let mut newcomer = join(&handle, 9, Role::Editor).await;
-    let step1 = RoomCmd::SyncStep1 {
-        peer_id: 9,
-        state_vector: StateVector::default().encode_v1(),
-    };
-    assert!(handle.send(step1).await.is_ok());
-    join(&handle, 100, Role::Viewer).await;
-    let doc = new_doc();
-    while let Some(o) = newcomer.out.try_recv() {
-        if let Out::SyncStep2(state) = o {
-            apply_update(&doc, &state, false).expect("applies");
-        }
-    }
-    let text = doc
-        .get_or_insert_text(ROOT_TEXT)
-        .get_string(&doc.transact());
-    assert_eq!(text, a_text);
-}
-
-/// Within a burst, each update's dependencies are judged against the document as the updates
-/// before it in the batch leave it: an author's consecutive updates pass, an update that skips
-/// clocks of its client is refused (1008) before any of it is relayed or stored, and the rest
-/// of the batch goes on.
-#[tokio::test]
-async fn a_burst_refuses_an_update_that_skips_clocks_and_nothing_else() {
-    let (handle, mut m) =
-        room_with(&[(1, Role::Editor), (2, Role::Editor), (3, Role::Editor)]).await;
-    let (a, a_text) = edits(11, &["one ", "two ", "three"]);
-    let (b, _) = edits(22, &["bee ", "gap"]);
-    for cmd in [
-        update(1, 1, a[0].clone()),
-        update(2, 1, b[1].clone()), // client 22 from clock 4: clocks 0..4 never came
-        update(1, 2, a[1].clone()),
-        update(1, 3, a[2].clone()),
-    ] {
-        assert!(handle.send(cmd).await.is_ok());
-    }
-    join(&handle, 99, Role::Viewer).await;
-
-    let reader = queued(&mut m[2]);
-    assert_eq!(
-        text_of(&reader),
-        a_text,
-        "only the consecutive updates are relayed"
+    t.join(9, Role::Viewer);
+    t.step(
+        Cmd::SyncStep1 {
+            peer_id: 9,
+            state_vector: StateVector::default().encode_v1(),
+        },
+        &["9 <- step2 \"safe and sound\""],
     );
-    assert_eq!(acks(&queued(&mut m[0])).last(), Some(&3));
-    let gap = queued(&mut m[1]);
-    assert_eq!(errors(&gap), vec![ErrorCode::BAD_UPDATE]);
-    let kick = m[1].kicked.try_recv().expect("the gap's author is closed");
-    assert_eq!(kick.code, close::POLICY);
-    assert!(kick.reason.contains("never received"), "{}", kick.reason);
 }
 
-#[tokio::test]
-async fn a_member_whose_connection_ended_is_forgotten_not_closed_as_slow() {
-    let (handle, mut m) = room_with(&[(1, Role::Editor), (2, Role::Editor)]).await;
-    let Member { out, mut kicked } = m.remove(1);
-    // The connection ended and dropped its queue; its `Leave` has not reached the room yet.
-    drop(out);
-    let (updates, _) = edits(1, &["a"]);
-    let sent = handle.send(update(1, 0, updates[0].clone())).await.is_ok();
-    assert!(sent, "the room takes updates");
-    // A join is handled after the update: the relay to member 2 has been attempted by now.
-    let _later = join(&handle, 3, Role::Viewer).await;
+/// An acknowledgement covers every earlier seq, so it waits for the appends before it, even
+/// for an update that needed no append; once an append fails, nothing more is acknowledged
+/// and every member is told and closed (1013) to rejoin a room loaded from storage.
+#[test]
+fn acknowledgements_wait_for_storage_and_stop_when_it_fails() {
+    let mut t = Table::new();
+    t.join(1, Role::Editor);
+    t.join(2, Role::Editor);
+    let [a1, a2] = t.edits(11, ["one", "two"]);
+    t.step(
+        updates(&[(1, 1, &a1)]),
+        &["all but 1 <- \"one\"", "append \"one\""],
+    );
+    // Nothing to store (the empty update every client sends when it syncs): acknowledged
+    // behind the append still in flight.
+    t.step(updates(&[(2, 5, &[0, 0])]), &[]);
+    t.step(stored(1), &["1 <- ack 1", "2 <- ack 5"]);
+    t.step(
+        updates(&[(1, 2, &a2)]),
+        &["all but 1 <- \"two\"", "append \"two\""],
+    );
+    t.step(
+        Cmd::Stored(Err(StoreError::Unavailable("disk full".into()))),
+        &[
+            "1 <- error 4",
+            "close 1 1013",
+            "2 <- error 4",
+            "close 2 1013",
+        ],
+    );
+    assert!(t.core.refuses_writes().is_some());
+}
+
+/// Updates from elsewhere (another node, the log) are applied and relayed to every member,
+/// never stored; one that arrives before an update it depends on waits, and both go out, in
+/// order, once the missing one arrives.
+#[test]
+fn remote_updates_are_relayed_not_stored_and_wait_for_their_dependencies() {
+    let mut t = Table::new();
+    t.join(1, Role::Editor);
+    t.join(2, Role::Editor);
+    let [r1, r2, r3] = t.edits(44, ["far ", "away ", "node"]);
+    t.step(Cmd::Remote { update: r1 }, &["all <- \"far \""]);
+    t.step(Cmd::Remote { update: r3 }, &[]);
+    t.step(
+        Cmd::Remote { update: r2 },
+        &["all <- \"away \"", "all <- \"node\""],
+    );
+    t.step(
+        Cmd::Remote {
+            update: vec![0xff, 0xff, 0xff],
+        },
+        &[],
+    );
+    // A member's edit on top of them is relayed and stored as usual.
+    t.join(3, Role::Viewer);
+    t.step(
+        Cmd::SyncStep1 {
+            peer_id: 3,
+            state_vector: StateVector::default().encode_v1(),
+        },
+        &["3 <- step2 \"far away node\""],
+    );
+}
+
+#[test]
+fn awareness_belongs_to_its_connection_and_leaves_with_it() {
+    let mut t = Table::new();
+    t.join(1, Role::Editor);
+    t.step(join(2, Role::Editor, true), &["2 <- step1"]);
+    let set = |peer_id, client_id, name: &str| Cmd::Awareness {
+        peer_id,
+        client_id,
+        source: named(name),
+    };
+    t.step(set(1, 100, "ada"), &["all but 1 <- awareness 100=ada"]);
+    // A Yjs client (echo) gets its own entry back too.
+    t.step(set(2, 200, "bob"), &["all <- awareness 200=bob"]);
+    t.step(set(2, 100, "eve"), &["2 <- error 5"]);
+    t.step(
+        join(3, Role::Viewer, false),
+        &["3 <- step1", "3 <- awareness 100=ada 200=bob"],
+    );
+    t.step(Cmd::Leave { peer_id: 1 }, &["all <- awareness 100=gone"]);
+    t.step(
+        Cmd::QueryAwareness { peer_id: 3 },
+        &["3 <- awareness 200=bob"],
+    );
+    // Renewed entries stay; the others expire after 30 s.
+    t.now += Duration::from_secs(20);
+    t.step(set(2, 200, "bob"), &["all <- awareness 200=bob"]);
+    t.step(set(3, 300, "cy"), &["all but 3 <- awareness 300=cy"]);
+    t.now += Duration::from_secs(20);
+    t.step(Cmd::Tick, &[]);
+    t.now += Duration::from_secs(15);
+    t.step(Cmd::Tick, &["all <- awareness 200=gone 300=gone"]);
+    // A Yjs client's older clock is stale, unless it clears the state.
+    let yjs = |clock, json: Option<&str>| Cmd::Awareness {
+        peer_id: 2,
+        client_id: 201,
+        source: AwarenessSource::Yjs {
+            json: json.map(Arc::from),
+            clock,
+        },
+    };
+    t.step(
+        yjs(5, Some(r#"{"user":{"name":"yan"}}"#)),
+        &["all <- awareness 201=yan"],
+    );
+    t.step(yjs(4, Some(r#"{"user":{"name":"old"}}"#)), &[]);
+    t.step(yjs(4, None), &["all <- awareness 201=gone"]);
+}
+
+/// The room offers its live document as a snapshot once the log has grown enough, covering
+/// the last stored seq; when its appends' seqs show someone else appended in between, it can
+/// prove nothing and asks for a merge from the store instead.
+#[test]
+fn compaction_is_offered_from_the_live_document_while_the_room_can_prove_it() {
+    let policy = CompactionPolicy {
+        after_rows: 3,
+        after_bytes: 1 << 20,
+    };
+    let mut t = Table::with_policy(policy);
+    t.join(1, Role::Editor);
+    let [a, b, c, d, e, f] = t.edits(11, ["a", "b", "c", "d", "e", "f"]);
+    for (i, u) in [&a, &b, &c].into_iter().enumerate() {
+        let seq = i as u64 + 1;
+        let name = t.name(u);
+        let relayed = format!("all but 1 <- {name}");
+        t.step(
+            updates(&[(1, seq, u)]),
+            &[&relayed, &format!("append {name}")],
+        );
+    }
+    t.step(stored(1), &["1 <- ack 1"]);
+    t.step(stored(2), &["1 <- ack 2"]);
+    t.step(stored(3), &["1 <- ack 3", "compact live to 3"]);
+    t.step(
+        Cmd::Compacted(Ok(Compacted {
+            stored: true,
+            state_bytes: 1,
+        })),
+        &[],
+    );
+    // Another writer took seq 7 and 8: the room's appends come back as 9, 10, 11.
+    for (i, u) in [&d, &e, &f].into_iter().enumerate() {
+        let name = t.name(u);
+        let relayed = format!("all but 1 <- {name}");
+        t.step(
+            updates(&[(1, i as u64 + 4, u)]),
+            &[&relayed, &format!("append {name}")],
+        );
+    }
+    t.step(stored(9), &["1 <- ack 4"]);
+    t.step(stored(10), &["1 <- ack 5"]);
+    t.step(stored(11), &["1 <- ack 6", "compact from the store"]);
+}
+
+#[test]
+fn a_room_that_did_not_load_refuses_everyone() {
+    let mut t = Table::new();
+    t.step(
+        Cmd::Loaded(Err(StoreError::Unavailable("disk gone".into()))),
+        &[],
+    );
+    t.step(
+        join(1, Role::Editor, false),
+        &["1 <- error 6", "close 1 1011"],
+    );
+}
+
+/// The task carries the core's effects out on members' queues: a member whose connection
+/// ended (its queue dropped, its `Leave` still on the way) is forgotten quietly, while one
+/// whose queue is full is closed with 1013; the memory store's appends are acknowledged at
+/// once.
+#[test]
+fn the_task_forgets_ended_members_and_closes_slow_ones() {
+    let mut shell = Shell::new(
+        RoomCore::new(
+            RoomName::new("t").expect("valid"),
+            CompactionPolicy::default(),
+            Arc::default(),
+        ),
+        Arc::new(MemoryStore::default()),
+    );
+    shell.feed(Cmd::Loaded(Ok(Stored::default())));
+    let mut member = |peer_id: u64, messages: usize| {
+        let limits = crate::outbox::OutboxLimits {
+            messages,
+            bytes: 1 << 20,
+        };
+        let join = RoomCmd::join(peer_id, Role::Editor, false, limits, Arc::default());
+        shell.command(join.cmd, &mut Default::default());
+        (join.rx, join.kicked)
+    };
+    let (mut writer, _) = member(1, 64);
+    let (gone, mut gone_kicked) = member(2, 64);
+    let (_slow, mut slow_kicked) = member(3, 1); // its step1 fills it
+    drop(gone);
+    let doc = doc_with_client(5);
+    doc.get_or_insert_text(ROOT_TEXT)
+        .insert(&mut doc.transact_mut(), 0, "a");
+    let update = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    let update = RoomCmd::Update(inc(1, 7, &update));
+    shell.command(update, &mut Default::default());
     assert!(
         matches!(
-            kicked.try_recv(),
-            Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+            gone_kicked.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
         ),
-        "forgotten without a 1013 close"
+        "forgotten without a close"
+    );
+    let kick: Kick = slow_kicked.try_recv().expect("the slow member is closed");
+    assert_eq!(kick.code, duet_protocol::close::TRY_AGAIN_LATER);
+    let got: Vec<String> = std::iter::from_fn(|| writer.try_recv())
+        .map(|o| match o {
+            Out::SyncStep1(_) => "step1".to_owned(),
+            Out::Ack(seq) => format!("ack {seq}"),
+            _ => "other".to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        ["step1", "ack 7"],
+        "acknowledged at once by the memory store"
+    );
+    assert!(shell.fanout_is(&[1]));
+}
+
+/// Checks the fan-out on its own: a dropped queue is gone, not full.
+#[test]
+fn a_dropped_queue_is_reported_gone() {
+    let mut fanout = Fanout::default();
+    let (tx, rx): (_, OutboxRx) = outbox::channel(
+        crate::outbox::OutboxLimits {
+            messages: 4,
+            bytes: 1 << 20,
+        },
+        Arc::default(),
+    );
+    let (kick, _) = oneshot::channel();
+    fanout.add(1, tx, kick);
+    assert!(fanout.send(1, Out::Ack(1)).is_ok());
+    drop(rx);
+    assert_eq!(
+        fanout.send(1, Out::Ack(2)),
+        Err(crate::outbox::Refused::Gone)
     );
     assert_eq!(
-        acks(&queued(&mut m[0])),
-        vec![0],
-        "the author is still acknowledged"
+        fanout.broadcast(None, &Out::Ack(3)),
+        [(1, crate::outbox::Refused::Gone)]
     );
 }

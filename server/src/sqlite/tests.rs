@@ -1,9 +1,10 @@
 //! Unit tests of the SQLite store: round trips, group commit, compaction, reopening.
 
 use super::*;
-use crate::admin::{Admin, Format};
-use std::sync::atomic::{AtomicU64, Ordering};
-use yrs::{Doc, Text};
+use crate::compaction::merge;
+use crate::doc::{ROOT_TEXT, new_doc, text_of};
+use std::sync::atomic::AtomicU64;
+use yrs::{ReadTxn, StateVector, Text, Transact};
 
 fn temp_dir(name: &str) -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -22,7 +23,7 @@ fn room(name: &str) -> RoomName {
 
 /// `n` updates, each appending `word{i} ` to the text of one document.
 fn edits(n: usize) -> (Vec<Vec<u8>>, String) {
-    let doc = Doc::new();
+    let doc = new_doc();
     let text = doc.get_or_insert_text(ROOT_TEXT);
     let mut updates = Vec::new();
     let mut expected = String::new();
@@ -38,54 +39,59 @@ fn edits(n: usize) -> (Vec<Vec<u8>>, String) {
 }
 
 fn text_from(updates: &[Vec<u8>]) -> String {
-    text_of(&merge_to_doc("test", updates).expect("stored updates apply"))
+    text_of(&merge(&room("test"), updates).expect("stored updates apply"))
+}
+
+async fn read_all(store: &SqliteStore, name: &str) -> Stored {
+    store.read(&room(name), Seq(0)).await.expect("reads")
 }
 
 #[tokio::test]
-async fn append_then_load_round_trips_and_survives_reopen() {
+async fn appends_take_dense_seqs_and_survive_reopen() {
     let dir = temp_dir("roundtrip");
     let (updates, expected) = edits(50);
     {
         let store = SqliteStore::open(&dir, SqliteOptions::default()).expect("opens");
-        for u in &updates {
-            store.append(&room("a"), u.clone()).await.expect("stored");
+        for (i, u) in updates.iter().enumerate() {
+            let seq = store.append(&room("a"), u.clone()).await.expect("stored");
+            assert_eq!(seq, Seq(i as u64 + 1));
         }
-        assert_eq!(store.load(&room("a")).await.expect("loads"), updates);
-        assert!(store.load(&room("b")).await.expect("loads").is_empty());
+        assert_eq!(
+            read_all(&store, "a").await,
+            Stored {
+                updates: updates.clone(),
+                head: Seq(50)
+            }
+        );
+        let after = store.read(&room("a"), Seq(48)).await.expect("reads");
+        assert_eq!(after.updates, updates[48..]);
+        assert_eq!(read_all(&store, "b").await, Stored::default());
     }
     let store = SqliteStore::open(&dir, SqliteOptions::default()).expect("reopens");
-    assert_eq!(
-        text_from(&store.load(&room("a")).await.expect("loads")),
-        expected
-    );
+    assert_eq!(text_from(&read_all(&store, "a").await.updates), expected);
     // Appending after a reopen continues the log instead of clashing with stored seqs.
     let (more, _) = edits(1);
-    store
+    let seq = store
         .append(&room("a"), more[0].clone())
         .await
         .expect("stored");
-    assert_eq!(store.load(&room("a")).await.expect("loads").len(), 51);
+    assert_eq!(seq, Seq(51));
 }
 
 #[tokio::test]
 async fn concurrent_appends_are_committed_in_batches_and_all_acknowledged() {
     let dir = temp_dir("group");
-    let options = SqliteOptions {
-        compact_after_rows: u64::MAX,
-        compact_after_bytes: u64::MAX,
-        ..SqliteOptions::default()
-    };
-    let store = SqliteStore::open(&dir, options).expect("opens");
+    let store = SqliteStore::open(&dir, SqliteOptions::default()).expect("opens");
     let (updates, expected) = edits(2000);
     // All appends are queued before any is awaited, as a busy room does.
     let pending: Vec<_> = updates
         .iter()
         .map(|u| store.append(&room("g"), u.clone()))
         .collect();
-    for p in pending {
-        p.await.expect("acknowledged");
+    for (i, p) in pending.into_iter().enumerate() {
+        assert_eq!(p.await, Ok(Seq(i as u64 + 1)), "acknowledged in order");
     }
-    let loaded = store.load(&room("g")).await.expect("loads");
+    let loaded = read_all(&store, "g").await.updates;
     assert_eq!(text_from(&loaded), expected);
     // The log keeps the append order, and the updates went in far fewer transactions.
     assert_eq!(loaded, updates);
@@ -119,10 +125,7 @@ async fn appends_inside_one_commit_window_share_one_commit() {
         1,
         "one commit (and one fsync) for the window"
     );
-    assert_eq!(
-        text_from(&store.load(&room("w")).await.expect("loads")),
-        expected
-    );
+    assert_eq!(text_from(&read_all(&store, "w").await.updates), expected);
 }
 
 #[tokio::test]
@@ -153,9 +156,17 @@ async fn a_full_batch_commits_without_waiting_for_its_window() {
     // Half gathered, half queued: the writer has taken the first append (and parked for its
     // window) before the others arrive; the one that completes the batch must wake it.
     let (more, _) = edits(8);
+    let gathering = store.queued.gathering.load(Ordering::Relaxed);
     let first = store.append(&room("g"), more[0].clone());
-    // Gives the writer thread time to take it; the assertion does not depend on how long.
-    std::thread::sleep(Duration::from_millis(50));
+    // Waits until the writer has taken it and started gathering its batch.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.queued.gathering.load(Ordering::Relaxed) == gathering {
+        assert!(
+            Instant::now() < deadline,
+            "the writer never took the append"
+        );
+        std::thread::yield_now();
+    }
     let rest: Vec<_> = more[1..]
         .iter()
         .map(|u| store.append(&room("g"), u.clone()))
@@ -173,31 +184,47 @@ async fn a_full_batch_commits_without_waiting_for_its_window() {
 }
 
 #[tokio::test]
-async fn compaction_keeps_the_content_and_trims_the_log() {
+async fn compaction_is_a_compare_and_swap_that_keeps_the_numbering() {
     let dir = temp_dir("compact");
-    let options = SqliteOptions {
-        compact_after_rows: 10,
-        ..SqliteOptions::default()
-    };
-    let (updates, expected) = edits(200);
-    {
-        let store = SqliteStore::open(&dir, options.clone()).expect("opens");
-        for u in &updates {
-            store.append(&room("c"), u.clone()).await.expect("stored");
-        }
-        let loaded = store.load(&room("c")).await.expect("loads");
-        assert_eq!(text_from(&loaded), expected);
+    let (updates, expected) = edits(20);
+    let store = SqliteStore::open(&dir, SqliteOptions::default()).expect("opens");
+    for u in &updates {
+        store.append(&room("c"), u.clone()).await.expect("stored");
     }
-    let admin = Admin::open(&dir).expect("admin opens");
-    let info = admin.list().expect("lists");
-    assert_eq!(info.len(), 1);
-    assert!(info[0].snapshot_bytes > 0, "{info:?}");
-    assert!(info[0].log_updates < 200, "{info:?}");
-    let store = SqliteStore::open(&dir, options).expect("reopens");
+    let state_at = |n: usize| {
+        let doc = merge(&room("c"), &updates[..n]).expect("merges");
+        doc.transact()
+            .encode_state_as_update_v1(&StateVector::default())
+    };
+    let compact = |covers: u64| {
+        let state = state_at((covers as usize).min(updates.len()));
+        store.compact(&room("c"), state, Seq(covers))
+    };
+    assert_eq!(compact(21).await, Ok(false), "past the head");
     assert_eq!(
-        text_from(&store.load(&room("c")).await.expect("loads")),
-        expected
+        store.compact(&room("none"), vec![0, 0], Seq(1)).await,
+        Ok(false),
+        "no such room"
     );
+    assert_eq!(compact(12).await, Ok(true));
+    assert_eq!(compact(12).await, Ok(false), "already covered");
+    assert_eq!(compact(8).await, Ok(false), "behind the stored snapshot");
+    assert_eq!(store.compactions(), 1);
+    // A read from before the snapshot starts from it; one after it does not need it.
+    let all = read_all(&store, "c").await;
+    assert_eq!(all.head, Seq(20));
+    assert_eq!(all.updates.len(), 1 + 8);
+    assert_eq!(text_from(&all.updates), expected);
+    let tail = store.read(&room("c"), Seq(15)).await.expect("reads");
+    assert_eq!(tail.updates, updates[15..]);
+    // Everything compacted away: the numbering goes on, across a reopen too.
+    assert_eq!(compact(20).await, Ok(true));
+    drop(store);
+    let store = SqliteStore::open(&dir, SqliteOptions::default()).expect("reopens");
+    let all = read_all(&store, "c").await;
+    assert_eq!((all.updates.len(), all.head), (1, Seq(20)));
+    let (more, _) = edits(1);
+    assert_eq!(store.append(&room("c"), more[0].clone()).await, Ok(Seq(21)));
 }
 
 #[tokio::test]
@@ -219,49 +246,15 @@ async fn a_full_database_fails_appends_instead_of_acknowledging_them() {
     let (i, e) = failed.expect("a 16-page database fills up");
     assert!(e.to_string().contains("full"), "{e}");
     // What was acknowledged is there; the writer keeps working for what fits.
-    assert_eq!(store.load(&room("f")).await.expect("loads").len(), i);
+    assert_eq!(read_all(&store, "f").await.updates.len(), i);
     store.append(&room("f"), vec![0u8; 4]).await.ok();
 }
 
 #[tokio::test]
 async fn admin_imports_exports_and_deletes() {
     let dir = temp_dir("admin");
-    let mut admin = Admin::open(&dir).expect("opens");
-    admin
-        .import("notes", "hello wörld".as_bytes(), Format::Text)
-        .expect("imports");
-    assert!(matches!(
-        admin.import("notes", b"x", Format::Text),
-        Err(SqliteStoreError::RoomExists(_))
-    ));
-    assert_eq!(
-        admin.export("notes", Format::Text).expect("exports"),
-        "hello wörld".as_bytes()
-    );
-    let yjs = admin.export("notes", Format::Yjs).expect("exports");
-    admin
-        .import("copy", &yjs, Format::Yjs)
-        .expect("imports yjs");
-    assert_eq!(
-        admin.export("copy", Format::Text).expect("exports"),
-        "hello wörld".as_bytes()
-    );
-    assert!(matches!(
-        admin.import("bad", b"\xff\xff\xff", Format::Yjs),
-        Err(SqliteStoreError::BadUpdate(_))
-    ));
-    admin.delete("notes").expect("deletes");
-    assert!(matches!(
-        admin.export("notes", Format::Text),
-        Err(SqliteStoreError::NoSuchRoom(_))
-    ));
-    let names: Vec<String> = admin
-        .list()
-        .expect("lists")
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
-    assert_eq!(names, ["copy"]);
+    let admin = SqliteAdmin::open(&dir).expect("opens");
+    crate::admin::tests::imports_exports_and_deletes(&admin).await;
 }
 
 #[test]
@@ -274,76 +267,4 @@ fn a_garbage_database_file_is_reported_as_corrupt() {
         Err(e) => panic!("expected Corrupt, got {e}"),
         Ok(_) => panic!("a garbage file opened as a database"),
     }
-}
-
-/// Appends `n` one-character edits after `base`'s document, as updates.
-fn small_edits_after(base: &[u8], n: usize) -> Vec<Vec<u8>> {
-    use yrs::updates::decoder::Decode;
-    let doc = Doc::new();
-    let text = doc.get_or_insert_text(ROOT_TEXT);
-    doc.transact_mut()
-        .apply_update(yrs::Update::decode_v1(base).expect("decodes"))
-        .expect("applies");
-    (0..n)
-        .map(|_| {
-            let before = doc.transact().state_vector();
-            text.insert(&mut doc.transact_mut(), 0, "x");
-            doc.transact().encode_diff_v1(&before)
-        })
-        .collect()
-}
-
-#[tokio::test]
-async fn a_large_snapshot_is_not_merged_again_for_every_few_rows() {
-    let dir = temp_dir("proportional");
-    // Hundreds of appends one after the other: no window, or each would wait for it.
-    let options = SqliteOptions {
-        compact_after_rows: 10,
-        commit_window: Duration::ZERO,
-        ..SqliteOptions::default()
-    };
-    let store = SqliteStore::open(&dir, options).expect("opens");
-    let doc = Doc::new();
-    let text = doc.get_or_insert_text(ROOT_TEXT);
-    text.insert(&mut doc.transact_mut(), 0, &"lorem ipsum ".repeat(20_000));
-    let big = doc
-        .transact()
-        .encode_state_as_update_v1(&yrs::StateVector::default());
-    let admin = Admin::open(&dir).expect("admin opens");
-    let wait_for_snapshot = |log_at_most: u64| {
-        for _ in 0..200 {
-            let info = admin.list().expect("lists");
-            if info[0].snapshot_bytes > 0 && info[0].log_updates <= log_at_most {
-                return info[0].clone();
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        panic!("no compaction: {:?}", admin.list());
-    };
-    store.append(&room("p"), big.clone()).await.expect("stored");
-    let small = small_edits_after(&big, 1_000);
-    for u in &small[..10] {
-        store.append(&room("p"), u.clone()).await.expect("stored");
-    }
-    // The first ten rows (big one included) are merged: the snapshot is large now.
-    let first = wait_for_snapshot(1);
-    assert!(first.snapshot_bytes > 100_000, "{first:?}");
-    // 300 rows of a few bytes each are far less than half the snapshot: no merge yet. (The
-    // writer schedules a batch's compactions before it commits the next batch, so once an
-    // append is acknowledged every earlier one has been considered.)
-    let scheduled = store.compactions();
-    for u in &small[10..310] {
-        store.append(&room("p"), u.clone()).await.expect("stored");
-    }
-    assert_eq!(store.compactions(), scheduled, "merged again too early");
-    assert_eq!(admin.list().expect("lists")[0].log_updates, 301);
-    // Past MAX_LOG_ROWS_FACTOR x compact_after_rows the log is merged whatever its size.
-    for u in &small[310..] {
-        store.append(&room("p"), u.clone()).await.expect("stored");
-    }
-    wait_for_snapshot(64 * 10 - 1);
-    let loaded = store.load(&room("p")).await.expect("loads");
-    let mut expected = "x".repeat(1_000);
-    expected.push_str(&"lorem ipsum ".repeat(20_000));
-    assert_eq!(text_from(&loaded), expected);
 }

@@ -7,8 +7,9 @@ use super::rooms::seed;
 use crate::conn::{self, ConnOpts};
 use crate::report::{Report, ratio};
 use crate::stats::{nanos, summarize};
-use crate::trace::{self, new_doc};
+use crate::trace;
 use crate::{floor, progress};
+use duet_yjs::doc::doc_with_client;
 use tokio::task::JoinSet;
 use yrs::updates::decoder::Decode;
 use yrs::{ReadTxn, Transact, Update};
@@ -61,7 +62,7 @@ pub async fn run(ctx: &Ctx, o: &JoinOpts) -> anyhow::Result<Report> {
         // Outside the timing: one client's copy really is the document.
         if !checked && let Some(j) = joined.first() {
             got_bytes = j.doc.len();
-            let d = new_doc(4_242);
+            let d = doc_with_client(4_242);
             d.transact_mut().apply_update(Update::decode_v1(&j.doc)?)?;
             let have = d.transact().state_vector();
             anyhow::ensure!(

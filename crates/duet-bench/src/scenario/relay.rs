@@ -10,10 +10,11 @@ use super::{Ctx, KeyMap, key_map, keys_of};
 use crate::conn::{self, ConnOpts, Sink, Stream, close_code};
 use crate::report::{Report, ratio};
 use crate::stats::{nanos, summarize};
-use crate::trace::{self, Encoded, Trace, new_doc, text_of};
+use crate::trace::{self, Encoded, Trace};
 use crate::wire::{Incoming, Protocol};
 use crate::{floor, progress};
 use anyhow::Context;
+use duet_yjs::doc::{doc_with_client, text_of};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,7 +85,7 @@ impl Workload {
                 .map(|s| s.end_text.clone())
                 .unwrap_or_default()
         } else {
-            let doc = new_doc(999);
+            let doc = doc_with_client(999);
             for s in &streams {
                 for u in &s.updates {
                     doc.transact_mut().apply_update(Update::decode_v1(u)?)?;
@@ -354,7 +355,7 @@ pub async fn run(ctx: &Ctx, o: &RelayOpts) -> anyhow::Result<Report> {
         );
         let mut s = conn::join(&url, ctx.protocol, ConnOpts::default()).await?;
         super::rooms::seed(&mut s.ws, ctx.protocol, &snap.update).await?;
-        let doc = new_doc(998);
+        let doc = doc_with_client(998);
         doc.transact_mut()
             .apply_update(Update::decode_v1(&snap.update)?)?;
         for stream in &work.streams {
@@ -384,7 +385,7 @@ pub async fn run(ctx: &Ctx, o: &RelayOpts) -> anyhow::Result<Report> {
         let last = last.clone();
         // Reader 0 checks the text: it starts from what it was sent on joining.
         let verify = if r == 0 {
-            let doc = new_doc(5_000);
+            let doc = doc_with_client(5_000);
             doc.transact_mut()
                 .apply_update(Update::decode_v1(&j.doc)?)?;
             Some(doc)

@@ -5,10 +5,11 @@
 use super::Ctx;
 use crate::conn::{self, ConnOpts};
 use crate::report::{Report, ratio};
-use crate::trace::{self, Trace, new_doc};
+use crate::trace::{self, Trace};
 use crate::wire::{Incoming, Protocol};
 use crate::{progress, target};
 use anyhow::bail;
+use duet_yjs::doc::doc_with_client;
 use futures_util::{SinkExt, StreamExt};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
@@ -34,7 +35,7 @@ fn document(name: &str) -> anyhow::Result<Vec<u8>> {
     }
     let t = Trace::load(&trace::resolve_trace(name)?)?;
     let enc = trace::encode(&t, 77, None)?;
-    let doc = new_doc(78);
+    let doc = doc_with_client(78);
     for u in &enc.updates {
         doc.transact_mut().apply_update(Update::decode_v1(u)?)?;
     }
@@ -84,7 +85,7 @@ pub async fn run(ctx: &Ctx, o: &RoomsOpts) -> anyhow::Result<Report> {
     let self0 = target::self_rss();
     let mut docs = Vec::with_capacity(o.rooms);
     for i in 0..o.rooms {
-        let d = new_doc(10_000 + i as u64);
+        let d = doc_with_client(10_000 + i as u64);
         if !doc.is_empty() {
             d.transact_mut().apply_update(Update::decode_v1(&doc)?)?;
         }

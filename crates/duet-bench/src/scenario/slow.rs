@@ -10,8 +10,8 @@ use crate::conn::{self, ConnOpts, close_code};
 use crate::progress;
 use crate::report::{Report, ratio};
 use crate::stats::{Summary, summarize};
-use crate::trace::{new_doc, text_of};
 use crate::wire::Protocol;
+use duet_yjs::doc::{doc_with_client, text_of};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -158,7 +158,7 @@ async fn phase(ctx: &Ctx, o: &SlowOpts, work: &Workload, with_slow: bool) -> any
         }
         // Reconnect and resync: the document must equal what the others converged to.
         let again = conn::join(&url, ctx.protocol, ConnOpts::default()).await?;
-        let doc = new_doc(31_337);
+        let doc = doc_with_client(31_337);
         doc.transact_mut()
             .apply_update(Update::decode_v1(&again.doc)?)?;
         resynced = Some(text_of(&doc) == work.expected);

@@ -20,8 +20,8 @@ use crate::conn::{self, ConnOpts};
 use crate::progress;
 use crate::report::Report;
 use crate::stats::{Summary, summarize};
-use crate::trace::{new_doc, text_of};
 use crate::wire::{Incoming, Protocol};
+use duet_yjs::doc::{doc_with_client, text_of};
 use futures_util::{SinkExt, StreamExt};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -111,8 +111,8 @@ async fn member(
     t_end: Instant,
     deadline: Instant,
 ) -> MemberOut {
-    let doc = new_doc(m.client_id);
-    let text = doc.get_or_insert_text(crate::trace::ROOT_TEXT);
+    let doc = doc_with_client(m.client_id);
+    let text = doc.get_or_insert_text(duet_yjs::doc::ROOT_TEXT);
     let mut out = MemberOut {
         remote: Vec::new(),
         ack: Vec::new(),
@@ -355,7 +355,7 @@ pub async fn run(ctx: &Ctx, o: &TeamOpts) -> anyhow::Result<Report> {
     let (mut typed, mut delivered) = (0u64, 0u64);
     for (r, members) in results.iter_mut().enumerate() {
         let joiner = conn::join(&urls[r], ctx.protocol, opts).await?;
-        let doc = new_doc(999_999);
+        let doc = doc_with_client(999_999);
         doc.transact_mut()
             .apply_update(Update::decode_v1(&joiner.doc)?)?;
         let server_text = text_of(&doc);

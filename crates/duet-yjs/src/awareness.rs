@@ -1,20 +1,26 @@
-//! The y-websocket protocol on the server: the framing is `duet_protocol::yws` (re-exported
-//! here); what is the server's own is the translation between Yjs awareness JSON and duet's
-//! typed [`PeerState`].
+//! Awareness between the two protocols: the JSON state Yjs editor bindings write
+//! (`user: {name, color}`, `cursor: {anchor, head}` with Yjs relative positions as JSON) and
+//! duet's typed [`PeerState`] (cursors as encoded sticky indices), both ways.
+//!
+//! Cursors are decoded by yrs, so every conversion runs contained: yrs asserts (in debug
+//! builds) that client ids fit in 53 bits, and peer input must never take a room down.
 
-pub use duet_protocol::yws::*;
-
+use crate::contain::contained;
+use duet_guard::MAX_CLIENT_ID;
 use duet_protocol::{CursorState, Location, PeerState, RoomName};
 use serde_json::{Map, Value, json};
-use yrs::StickyIndex;
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
+use yrs::{IndexScope, StickyIndex};
 
-/// Turns a Yjs awareness state (as editor bindings write it) into duet's typed form.
-/// `user.name` and `user.color` become name and colour; `cursor.anchor` / `cursor.head`
-/// (Yjs relative positions as JSON) become encoded sticky indices; `location.room` and
-/// `location.line` (a duet workspace's "who is where") are kept when they are a room name
-/// and a u32.
+/// Longest encoded sticky index accepted as a cursor.
+pub const MAX_STICKY_BYTES: usize = 1024;
+
+/// Turns a Yjs awareness state into duet's typed form. `user.name` and `user.color` become
+/// name and colour; `cursor.anchor` / `cursor.head` become encoded sticky indices (dropped,
+/// with the rest kept, when either is not one a duet client can read); `location.room` and
+/// `location.line` (a duet workspace's "who is where") are kept when they are a room name and
+/// a u32.
 pub fn peer_state_from_json(json: &str) -> PeerState {
     let value: Value = serde_json::from_str(json).unwrap_or(Value::Null);
     let user = value.get("user");
@@ -58,46 +64,8 @@ pub fn peer_state_from_json(json: &str) -> PeerState {
     }
 }
 
-/// yrs asserts (in debug builds) that client ids fit in 53 bits while decoding; input from the
-/// wire must never be able to take a room task down with it, so conversions run contained.
-fn contained<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
-    crate::contain::contained(f).ok().flatten()
-}
-
-fn sticky_from_json(v: &Value) -> Option<Vec<u8>> {
-    // What duet clients receive must pass the same check as their own cursors.
-    contained(|| sticky_from_json_inner(v)).filter(|b| crate::awareness::is_readable_sticky(b))
-}
-
-fn sticky_from_json_inner(v: &Value) -> Option<Vec<u8>> {
-    // Yjs writes `assoc` as any integer: >= 0 sticks after, < 0 before. yrs wants 0 or -1.
-    let mut v = v.clone();
-    if let Some(obj) = v.as_object_mut() {
-        let assoc = obj.get("assoc").and_then(Value::as_i64).unwrap_or(0);
-        obj.insert("assoc".into(), json!(if assoc < 0 { -1 } else { 0 }));
-        obj.retain(|_, value| !value.is_null());
-    }
-    let index: StickyIndex = serde_json::from_value(v).ok()?;
-    Some(index.encode_v1())
-}
-
-fn sticky_to_json(bytes: &[u8]) -> Option<Value> {
-    contained(|| sticky_to_json_inner(bytes))
-}
-
-fn sticky_to_json_inner(bytes: &[u8]) -> Option<Value> {
-    let index = StickyIndex::decode_v1(bytes).ok()?;
-    let mut v = serde_json::to_value(&index).ok()?;
-    // Yjs' JSON form names all four fields.
-    if let Some(obj) = v.as_object_mut() {
-        for key in ["type", "tname", "item"] {
-            obj.entry(key).or_insert(Value::Null);
-        }
-    }
-    Some(v)
-}
-
-/// Turns duet's typed state into the JSON shape Yjs editor bindings read.
+/// Turns duet's typed state into the JSON shape Yjs editor bindings read (`cursor: null` when
+/// there is none, or when it does not decode).
 pub fn peer_state_to_json(state: &PeerState) -> String {
     let mut obj = Map::new();
     obj.insert(
@@ -117,65 +85,65 @@ pub fn peer_state_to_json(state: &PeerState) -> String {
     Value::Object(obj).to_string()
 }
 
+/// Whether `bytes` are one v1 sticky index, exactly as yrs encodes it, naming a client id that
+/// fits 53 bits: what a duet client can read as a cursor.
+pub fn is_readable_sticky(bytes: &[u8]) -> bool {
+    if bytes.len() > MAX_STICKY_BYTES {
+        return false;
+    }
+    contained(|| {
+        let Ok(index) = StickyIndex::decode_v1(bytes) else {
+            return false;
+        };
+        let client_ok = match index.scope() {
+            IndexScope::Relative(id) | IndexScope::Nested(id) => id.client.get() <= MAX_CLIENT_ID,
+            IndexScope::Root(_) => true,
+        };
+        // Trailing bytes or a non-canonical form would be read differently by someone.
+        client_ok && index.encode_v1() == bytes
+    })
+    .unwrap_or(false)
+}
+
+fn sticky_from_json(v: &Value) -> Option<Vec<u8>> {
+    // What duet clients receive must pass the same check as their own cursors.
+    contained(|| sticky_from_json_inner(v))
+        .ok()
+        .flatten()
+        .filter(|b| is_readable_sticky(b))
+}
+
+fn sticky_from_json_inner(v: &Value) -> Option<Vec<u8>> {
+    // Yjs writes `assoc` as any integer: >= 0 sticks after, < 0 before. yrs wants 0 or -1.
+    let mut v = v.clone();
+    if let Some(obj) = v.as_object_mut() {
+        let assoc = obj.get("assoc").and_then(Value::as_i64).unwrap_or(0);
+        obj.insert("assoc".into(), json!(if assoc < 0 { -1 } else { 0 }));
+        obj.retain(|_, value| !value.is_null());
+    }
+    let index: StickyIndex = serde_json::from_value(v).ok()?;
+    Some(index.encode_v1())
+}
+
+fn sticky_to_json(bytes: &[u8]) -> Option<Value> {
+    contained(|| sticky_to_json_inner(bytes)).ok().flatten()
+}
+
+fn sticky_to_json_inner(bytes: &[u8]) -> Option<Value> {
+    let index = StickyIndex::decode_v1(bytes).ok()?;
+    let mut v = serde_json::to_value(&index).ok()?;
+    // Yjs' JSON form names all four fields.
+    if let Some(obj) = v.as_object_mut() {
+        for key in ["type", "tname", "item"] {
+            obj.entry(key).or_insert(Value::Null);
+        }
+    }
+    Some(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_captured_messages() {
-        // Captured from Yjs (FIELD-NOTES): step 1 of an empty doc, and an update inserting "hi".
-        assert_eq!(parse_frame(&[0, 0, 1, 0]), Ok(vec![YMsg::SyncStep1(&[0])]));
-        let hi = [0, 2, 0x0c, 1, 1, 0x2a, 0, 4, 1, 1, 0x74, 2, 0x68, 0x69, 0];
-        assert_eq!(parse_frame(&hi), Ok(vec![YMsg::Update(&hi[3..])]));
-    }
-
-    #[test]
-    fn several_messages_in_one_frame() {
-        let mut frame = encode_sync(SYNC_STEP1, &[0]);
-        frame.extend(encode_awareness([(7, 1, Some("{}"))]));
-        frame.push(MSG_QUERY_AWARENESS as u8);
-        let msgs = parse_frame(&frame).expect("parses");
-        assert_eq!(msgs.len(), 3);
-        assert!(matches!(msgs[2], YMsg::QueryAwareness));
-    }
-
-    #[test]
-    fn truncated_and_oversized_lengths_are_errors() {
-        assert!(parse_frame(&[0, 2, 0xff, 0xff, 0xff, 0x7f]).is_err());
-        assert!(parse_frame(&[0, 2]).is_err());
-        assert!(parse_frame(&[9]).is_err());
-        // Awareness claiming 2^28 entries in 5 bytes.
-        assert!(matches!(
-            decode_awareness(&[0x80, 0x80, 0x80, 0x80, 0x01]),
-            Err(YjsError::CountTooLarge { .. })
-        ));
-    }
-
-    #[test]
-    fn awareness_round_trips() {
-        let frame = encode_awareness([(1, 3, Some("{\"a\":1}")), (2, 4, None)]);
-        let Ok(msgs) = parse_frame(&frame) else {
-            panic!("parses")
-        };
-        let YMsg::Awareness(body) = msgs[0] else {
-            panic!("awareness")
-        };
-        assert_eq!(
-            decode_awareness(body),
-            Ok(vec![
-                YAwareness {
-                    client_id: 1,
-                    clock: 3,
-                    json: Some("{\"a\":1}".into())
-                },
-                YAwareness {
-                    client_id: 2,
-                    clock: 4,
-                    json: None
-                },
-            ])
-        );
-    }
 
     #[test]
     fn cursors_translate_both_ways() {
@@ -191,7 +159,7 @@ mod tests {
         );
         let back: Value = serde_json::from_str(&peer_state_to_json(&state)).expect("json");
         assert_eq!(back["cursor"]["anchor"]["item"]["client"], 12);
-        assert_eq!(back["cursor"]["head"]["tname"], "content");
+        assert_eq!(back["cursor"]["head"]["tname"], crate::doc::ROOT_TEXT);
         assert_eq!(back["cursor"]["head"]["assoc"], -1);
         assert_eq!(back["user"]["name"], "ada");
     }
@@ -200,7 +168,9 @@ mod tests {
     fn hostile_cursors_are_dropped_not_fatal() {
         // A client id wider than 53 bits trips a yrs debug assertion while decoding.
         let wide = r#"{"user":{"name":"x"},"cursor":{"anchor":{"item":{"client":18446744073709551615,"clock":1},"assoc":0},"head":{"tname":"content","assoc":0}}}"#;
-        assert_eq!(peer_state_from_json(wide).cursor, None);
+        let state = peer_state_from_json(wide);
+        assert_eq!(state.cursor, None);
+        assert_eq!(state.name, "x", "the rest of the state is kept");
         let state = PeerState {
             name: "x".into(),
             color: "#000000".into(),
@@ -254,5 +224,29 @@ mod tests {
         assert_eq!(s.cursor, None);
         let s = peer_state_from_json("not json");
         assert_eq!(s.cursor, None);
+    }
+
+    fn sticky(client: u64) -> Vec<u8> {
+        let id = yrs::ID::new(yrs::block::ClientID::new(client), 3);
+        StickyIndex::new(IndexScope::Relative(id), yrs::Assoc::After).encode_v1()
+    }
+
+    #[test]
+    fn readable_stickies_are_canonical_with_53_bit_clients() {
+        assert!(is_readable_sticky(&sticky(12)));
+        assert!(is_readable_sticky(&sticky(MAX_CLIENT_ID)));
+        let root = StickyIndex::new(
+            IndexScope::Root(crate::doc::ROOT_TEXT.into()),
+            yrs::Assoc::Before,
+        );
+        assert!(is_readable_sticky(&root.encode_v1()));
+        let mut trailing = sticky(12);
+        trailing.push(0);
+        let wide = [
+            0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 1, 0,
+        ];
+        for bad in [vec![9, 9, 9], trailing, wide.to_vec(), vec![]] {
+            assert!(!is_readable_sticky(&bad), "{bad:?}");
+        }
     }
 }

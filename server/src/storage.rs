@@ -1,0 +1,93 @@
+//! Which store a server keeps its rooms in, chosen in one place: `duet-server` (serving and
+//! `rooms ...`) and the editor's embedded server both open their backend here, so a new
+//! backend is one more [`StoreChoice`].
+
+use crate::data_dir::{DataDirLock, LockError};
+use crate::memory::MemoryStore;
+use crate::sqlite::{SqliteAdmin, SqliteOptions, SqliteStore, SqliteStoreError};
+use crate::store::{RoomAdmin, Store};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A backend and its settings.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    /// Process memory: nothing survives a restart.
+    Memory,
+    /// One SQLite database in a data directory (durable; acknowledges after fsync).
+    Sqlite {
+        dir: PathBuf,
+        options: SqliteOptions,
+    },
+}
+
+/// A store opened for serving.
+pub struct OpenStore {
+    pub store: Arc<dyn Store>,
+    /// Held while serving, where the backend has one: one server per data directory, and
+    /// admin writes refuse meanwhile.
+    pub lock: Option<DataDirLock>,
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Sqlite(#[from] SqliteStoreError),
+}
+
+impl OpenStore {
+    /// A fresh in-memory store (opening one cannot fail).
+    pub fn memory() -> Self {
+        Self {
+            store: Arc::new(MemoryStore::default()),
+            lock: None,
+        }
+    }
+}
+
+impl StoreChoice {
+    /// Opens the store for a server, taking the backend's lock first.
+    pub fn open(&self) -> Result<OpenStore, OpenError> {
+        match self {
+            StoreChoice::Memory => Ok(OpenStore::memory()),
+            StoreChoice::Sqlite { dir, options } => {
+                let lock = DataDirLock::acquire(dir)?;
+                let store = SqliteStore::open(dir, options.clone())?;
+                tracing::info!(database = %store.path().display(), "rooms are stored durably");
+                Ok(OpenStore {
+                    store: Arc::new(store),
+                    lock: Some(lock),
+                })
+            }
+        }
+    }
+
+    /// Opens the backend's administration (no lock: reads are safe beside a server; take
+    /// [`StoreChoice::lock_for_writes`] before writing).
+    pub fn admin(&self) -> Result<Box<dyn RoomAdmin>, OpenError> {
+        Ok(match self {
+            StoreChoice::Memory => Box::new(MemoryStore::default()),
+            StoreChoice::Sqlite { dir, .. } => Box::new(SqliteAdmin::open(dir)?),
+        })
+    }
+
+    /// The lock an admin write holds so no server serves (and stores) the room meanwhile;
+    /// `None` for a backend without one.
+    pub fn lock_for_writes(&self) -> Result<Option<DataDirLock>, LockError> {
+        match self {
+            StoreChoice::Memory => Ok(None),
+            StoreChoice::Sqlite { dir, .. } => DataDirLock::acquire(dir).map(Some),
+        }
+    }
+
+    /// Where rooms are kept, for people.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreChoice::Memory => "in memory only".into(),
+            StoreChoice::Sqlite { dir, .. } => format!("in {}", dir.display()),
+        }
+    }
+}
