@@ -654,7 +654,10 @@ impl App {
         let n = self.view.files.rows.len();
         match k.code {
             KeyCode::Esc => self.view.panel = None,
-            KeyCode::Char('o' | 'q') if ctrl => self.view.panel = None,
+            // The list opens by itself when a workspace is joined: Ctrl-O there (what one
+            // presses to find a file) starts the filter afresh rather than closing it.
+            KeyCode::Char('o') if ctrl => self.open_files_panel(),
+            KeyCode::Char('q') if ctrl => self.view.panel = None,
             KeyCode::Enter => match selected_id {
                 Some(id) => {
                     self.view.panel = None;

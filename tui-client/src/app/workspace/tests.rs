@@ -85,6 +85,11 @@ async fn the_file_list_filters_opens_switches_back_and_creates() {
     // The list is open from the start, every file by path.
     assert_eq!(app.view.panel, Some(Panel::Files));
     assert_eq!(rows(&app).len(), 5);
+    // Ctrl-O there (what one presses to find a file) keeps it open and starts afresh.
+    typed(&mut app, "zz");
+    app.handle_term(ctrl('o'));
+    assert_eq!(app.view.panel, Some(Panel::Files));
+    assert_eq!(rows(&app).len(), 5);
     typed(&mut app, "b.t");
     assert_eq!(rows(&app), ["b.txt"]);
     app.handle_term(key(KeyCode::Enter));
