@@ -310,30 +310,11 @@ async fn start_workspace(
         shut_down(h).await;
     }
     result?;
-    let exit = app.exit.clone().unwrap_or(duet::app::Exit {
-        code: 0,
-        message: None,
-    });
-    let (code, message) = match exit.message {
-        Some(m) => (exit.code, Some(m)),
-        None if exit.code == 0 && !app.ever_live() => (
-            NEVER_CONNECTED,
-            Some(never_reached(
-                &server,
-                app.last_problem(),
-                args.server.is_some(),
-            )),
-        ),
-        None if exit.code == 0 => (
-            0,
-            Some(format!(
-                "workspace {} on {server}; to join it again: {join}",
-                app.workspace_name().unwrap_or_default()
-            )),
-        ),
-        None => (exit.code, None),
-    };
-    Ok((u8::try_from(code).unwrap_or(1), message))
+    let again = format!(
+        "workspace {} on {server}; to join it again: {join}",
+        app.workspace_name().unwrap_or_default()
+    );
+    Ok(exit_status(&app, &server, args.server.is_some(), again))
 }
 
 /// `duet [FILE]`.
@@ -393,28 +374,25 @@ async fn start_file(args: Args) -> anyhow::Result<(u8, Option<String>)> {
         shut_down(h).await;
     }
     result?;
+    let again = format!("room {room} on {server}; to join it again: {join_command}");
+    Ok(exit_status(&app, &server, args.server.is_some(), again))
+}
+
+/// The exit code and last words of a session: what the app decided, else "never reached the
+/// server" (not a success, and no "join it again"), else `again`.
+fn exit_status(app: &App, server: &str, server_given: bool, again: String) -> (u8, Option<String>) {
     let exit = app.exit.clone().unwrap_or(duet::app::Exit {
         code: 0,
         message: None,
     });
     let (code, message) = match exit.message {
         Some(m) => (exit.code, Some(m)),
-        // Never reached: no "join it again", and not a success.
         None if exit.code == 0 && !app.ever_live() => (
             NEVER_CONNECTED,
-            Some(never_reached(
-                &server,
-                app.last_problem(),
-                args.server.is_some(),
-            )),
+            Some(never_reached(server, app.last_problem(), server_given)),
         ),
-        None if exit.code == 0 => (
-            0,
-            Some(format!(
-                "room {room} on {server}; to join it again: {join_command}"
-            )),
-        ),
+        None if exit.code == 0 => (0, Some(again)),
         None => (exit.code, None),
     };
-    Ok((u8::try_from(code).unwrap_or(1), message))
+    (u8::try_from(code).unwrap_or(1), message)
 }
