@@ -370,6 +370,9 @@ pub struct Metrics {
     pub rooms_refusing_writes: Gauge,
     /// Times a room began refusing writes.
     pub write_refusals: Counter,
+    /// Compactions the store's compare-and-swap refused (a snapshot covering as much was
+    /// already there: on a cluster, another node's).
+    pub compactions_refused: Counter,
     /// The durable store's figures, if the store keeps any.
     pub store: Option<Arc<StoreMetrics>>,
     /// A cluster node's figures.
@@ -482,6 +485,12 @@ impl Metrics {
             "counter",
             "Times a room began refusing writes because the store failed.",
             self.write_refusals.get().to_string(),
+        );
+        metric(
+            "duet_compactions_refused_total",
+            "counter",
+            "Compactions the store refused: a snapshot covering as much was already stored (another node's).",
+            self.compactions_refused.get().to_string(),
         );
         self.relay_latency.render(
             &mut out,

@@ -286,7 +286,11 @@ async fn listen(
                 room,
                 envelope,
                 seen,
-            } => state.message(room, envelope, seen.missed()),
+            } => {
+                #[cfg(debug_assertions)]
+                failpoint::slow_listener().await;
+                state.message(room, envelope, seen.missed());
+            }
             BusEvent::Disconnected => {
                 tracing::warn!("cut off from the bus: rooms work from the log until it is back");
             }
@@ -499,6 +503,29 @@ fn remote_entry(entry: BusAwareness) -> Option<RemoteEntry> {
         role: entry.role,
         state,
     })
+}
+
+/// Debug builds only: `DUET_FAILPOINT_BUS_SLOW_MS=N` makes the node take N ms over each bus
+/// message, so that it falls behind the bus (its queue fills, messages are dropped, its rooms
+/// read their logs instead): the test of a node that cannot keep up.
+#[cfg(debug_assertions)]
+mod failpoint {
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    pub const ENV: &str = "DUET_FAILPOINT_BUS_SLOW_MS";
+
+    pub async fn slow_listener() {
+        static SLOW: OnceLock<Option<Duration>> = OnceLock::new();
+        let slow = SLOW.get_or_init(|| {
+            let ms: u64 = std::env::var(ENV).ok()?.parse().ok()?;
+            tracing::warn!("failpoint {ENV}: {ms} ms per bus message");
+            Some(Duration::from_millis(ms))
+        });
+        if let Some(slow) = slow {
+            tokio::time::sleep(*slow).await;
+        }
+    }
 }
 
 #[cfg(test)]

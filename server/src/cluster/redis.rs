@@ -437,6 +437,9 @@ struct Listener {
     backoff: Backoff,
 }
 
+/// How often rooms whose messages were dropped are reported while the node is behind.
+const LAG_REPORT_EVERY: Duration = Duration::from_millis(100);
+
 /// Channels per SUBSCRIBE command when subscribing again after a reconnect.
 const SUBSCRIBE_CHUNK: usize = 512;
 
@@ -531,8 +534,13 @@ impl Listener {
         let mut ping = tokio::time::interval(self.options.ping_every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
+        // Rooms whose messages were dropped are reported as soon as the node has room for the
+        // report, not only with the next message (which may never come).
+        let mut report = tokio::time::interval(LAG_REPORT_EVERY);
+        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = report.tick(), if !self.lagged.is_empty() => self.report_lagged(),
                 _ = cancel.cancelled() => return Ended::Cancelled,
                 msg = stream.next() => match msg {
                     Some(msg) => self.heard(msg.get_channel_name(), msg.get_payload_bytes()),
@@ -667,14 +675,20 @@ impl Listener {
         });
     }
 
+    /// Tells the node which rooms' messages it dropped, if it has room for that now.
+    fn report_lagged(&mut self) {
+        if self.lagged.is_empty() {
+            return;
+        }
+        let rooms: Vec<RoomName> = self.lagged.iter().cloned().collect();
+        if self.events.try_send(BusEvent::Lagged { rooms }).is_ok() {
+            self.lagged.clear();
+        }
+    }
+
     /// Hands the node a message, or drops it and remembers its room if the node is behind.
     fn emit_message(&mut self, event: BusEvent) {
-        if !self.lagged.is_empty() {
-            let rooms: Vec<RoomName> = self.lagged.iter().cloned().collect();
-            if self.events.try_send(BusEvent::Lagged { rooms }).is_ok() {
-                self.lagged.clear();
-            }
-        }
+        self.report_lagged();
         if let Err(mpsc::error::TrySendError::Full(BusEvent::Message { room, .. })) =
             self.events.try_send(event)
         {

@@ -26,11 +26,12 @@
 
 use super::acks::{Acks, Settled};
 use super::awareness::{Awareness, Owner, RemoteEntry, Set};
-use super::crdt::{Crdt, RemoteApplied, Verdict, clients_of};
+use super::crdt::{Crdt, RemoteApplied, Verdict, clients_of, sections_of};
 use super::cursor::{CatchUp, Cursor};
 use super::members::{Member, Members};
 use crate::compaction::{CompactError, Compacted, CompactionPolicy, Schedule};
 use crate::doc::ApplyError;
+use crate::guard::Section;
 use crate::metrics::Metrics;
 use crate::out::{AwarenessOut, AwarenessSource, Kick, Out, SharedUpdate};
 use crate::store::{Seq, StoreError, Stored};
@@ -221,6 +222,15 @@ pub struct RoomCore {
     relayed_by: HashMap<u64, u64>,
     /// Digests in a row in which another node held something this room lacked.
     digest_behind: u32,
+    /// What the log is known to hold, per client (cluster): the document as loaded, then the
+    /// rows read past the cursor and this room's own appends once stored. Members are told
+    /// this state vector, not the document's, when they join: the document also holds what
+    /// other nodes relayed and may not have stored yet, and a client that syncs against it
+    /// would leave out (yet be acknowledged for) its own edits that only a dead node's relay
+    /// carried. Against this one, it sends them again, and they are stored here.
+    confirmed: StateVector,
+    /// Each append in flight: the client ranges it will confirm once stored (cluster).
+    confirming: VecDeque<Vec<Section>>,
     metrics: Arc<Metrics>,
 }
 
@@ -250,6 +260,8 @@ impl RoomCore {
             cursor: Cursor::default(),
             relayed_by: HashMap::new(),
             digest_behind: 0,
+            confirmed: StateVector::default(),
+            confirming: VecDeque::new(),
             metrics,
         }
     }
@@ -302,12 +314,23 @@ impl RoomCore {
             }),
             Cmd::Leave { peer_id } => self.leave(peer_id, fx),
             Cmd::Stored(result) => {
+                if self.shared {
+                    let sections = self.confirming.pop_front();
+                    if let (Ok(_), Some(sections)) = (&result, sections) {
+                        self.confirm(&sections);
+                    }
+                }
                 self.acks.stored(result);
                 self.settled(now, fx);
             }
             Cmd::Compacted(result) => {
                 if let Err(e) = &result {
                     tracing::warn!(room = %self.name, error = %e, "compaction failed; the log is kept as it is");
+                }
+                if let Ok(Compacted { stored: false, .. }) = &result {
+                    // Another compactor's snapshot already covers as much (the compare-and-swap
+                    // refused this one): with several nodes, the one that got there first.
+                    self.metrics.compactions_refused.inc();
                 }
                 self.compaction.finished(result.as_ref().copied());
             }
@@ -411,6 +434,10 @@ impl RoomCore {
         self.log_head = stored.head;
         self.provable = true;
         self.cursor.loaded(stored.head);
+        if self.shared {
+            self.confirmed = self.crdt.state_vector();
+            self.confirming.clear();
+        }
         self.compaction.loaded(&stored);
     }
 
@@ -450,7 +477,11 @@ impl RoomCore {
                 echo_awareness,
             },
         );
-        let sv = self.crdt.state_vector().encode_v1();
+        let sv = if self.shared {
+            self.confirmed.encode_v1()
+        } else {
+            self.crdt.state_vector().encode_v1()
+        };
         fx.push_back(Effect::Send {
             to: peer_id,
             out: Out::SyncStep1(sv.into()),
@@ -593,6 +624,7 @@ impl RoomCore {
         self.metrics
             .relay_latency
             .observe(now.saturating_duration_since(arrived));
+        self.appending(&shared);
         fx.push_back(Effect::Append(shared));
         self.acks.appended(peer_id, seq, arrived, bytes);
     }
@@ -764,6 +796,26 @@ impl RoomCore {
         }
     }
 
+    /// An append is on its way to the store: what it confirms once stored (cluster).
+    fn appending(&mut self, update: &SharedUpdate) {
+        if self.shared {
+            self.confirming.push_back(sections_of(update.raw()));
+        }
+    }
+
+    /// The log holds these client ranges: the confirmed state vector grows where they join on
+    /// (a range past a hole confirms nothing: the hole may be an edit no log row holds).
+    fn confirm(&mut self, sections: &[Section]) {
+        for s in sections {
+            let client = yrs::block::ClientID::new(s.client);
+            let have = u64::from(self.confirmed.get(&client));
+            if s.start <= have && s.end > have {
+                self.confirmed
+                    .set_max(client, u32::try_from(s.end).unwrap_or(u32::MAX));
+            }
+        }
+    }
+
     /// Tells the other nodes about entries the room's own members set (cluster only).
     fn publish_awareness(&self, entries: Arc<[AwarenessOut]>, fx: &mut Effects) {
         if self.shared && !entries.is_empty() {
@@ -793,6 +845,7 @@ impl RoomCore {
                 let rows = stored.updates.len() as u64;
                 let mut repaired = 0;
                 for update in stored.updates {
+                    self.confirm(&sections_of(&update));
                     let before = fx.len();
                     self.remote(update, fx);
                     repaired += fx
@@ -955,7 +1008,9 @@ impl RoomCore {
         let bytes = diff.len();
         // No author to acknowledge: peer id 0 is never a member's.
         self.acks.appended(0, None, now, bytes);
-        fx.push_back(Effect::Append(SharedUpdate::new(diff)));
+        let update = SharedUpdate::new(diff);
+        self.appending(&update);
+        fx.push_back(Effect::Append(update));
     }
 
     /// Sends an error, closes the member with `code` and forgets it.

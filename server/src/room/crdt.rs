@@ -406,7 +406,10 @@ enum RemoteError {
 
 /// The yrs client ids whose blocks an update (already checked) carries.
 pub(super) fn clients_of(update: &[u8]) -> Vec<u64> {
-    crate::guard::check_dependencies_v1(update, |_| u64::MAX)
-        .map(|sections| sections.iter().map(|s| s.client).collect())
-        .unwrap_or_default()
+    sections_of(update).iter().map(|s| s.client).collect()
+}
+
+/// Where each client's blocks in an update (already checked) begin and end.
+pub(super) fn sections_of(update: &[u8]) -> Vec<crate::guard::Section> {
+    crate::guard::check_dependencies_v1(update, |_| u64::MAX).unwrap_or_default()
 }

@@ -803,6 +803,60 @@ fn what_a_gone_node_relayed_but_never_stored_is_stored_from_here() {
     );
 }
 
+/// A member joining a cluster room is told what the log holds, not what the document holds:
+/// an edit that only another node's relay brought (that node may die before storing it) is
+/// sent again by a client that has it, stored from here, and only then acknowledged.
+#[test]
+fn a_joiner_is_told_the_logs_state_vector_and_sends_again_what_only_a_relay_carried() {
+    let mut t = Table::new();
+    let [a1] = t.edits(11, ["stored "]);
+    let [b1] = t.edits(22, ["relayed "]);
+    let mut t = Table::cluster(Stored {
+        updates: vec![a1.clone()],
+        head: Seq(1),
+    });
+    t.names.insert(b1.clone(), "\"relayed \"".into());
+    t.step(
+        Cmd::FromNode {
+            node: 7,
+            update: b1.clone(),
+        },
+        &["all <- \"relayed \""],
+    );
+    let fx = t.core.handle(join(1, Role::Editor, false), t.now);
+    let [
+        Effect::Send {
+            out: Out::SyncStep1(sv),
+            ..
+        },
+    ] = fx.as_slice()
+    else {
+        panic!("a step 1 expected");
+    };
+    let sv = crate::doc::decode_state_vector(sv).expect("a state vector");
+    let told: Vec<(u64, u32)> = sv.iter().map(|(c, k)| (c.get(), *k)).collect();
+    assert_eq!(told, [(11, 7)], "the log's, without the relayed edit");
+    // The client (which has b1) answers against it: b1 comes back, is stored and acknowledged.
+    t.step(
+        updates(&[(1, 1, &b1)]),
+        &["all but 1 <- \"relayed \"", "append \"relayed \""],
+    );
+    t.step(stored(2), &["1 <- ack 1"]);
+    // Stored: the next joiner is told so.
+    let fx = t.core.handle(join(2, Role::Editor, false), t.now);
+    let [
+        Effect::Send {
+            out: Out::SyncStep1(sv),
+            ..
+        },
+    ] = fx.as_slice()
+    else {
+        panic!("a step 1 expected");
+    };
+    let sv = crate::doc::decode_state_vector(sv).expect("a state vector");
+    assert_eq!(sv.get(&yrs::block::ClientID::new(22)), 8);
+}
+
 /// A room of a single server never talks to other nodes.
 #[test]
 fn a_single_node_room_publishes_nothing_and_never_reads_past_a_cursor() {
