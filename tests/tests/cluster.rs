@@ -9,7 +9,7 @@
 
 use anyhow::{Context, ensure};
 use duet_client::{Selection, Utf16Offset};
-use duet_e2e::clients::{TestClient, start};
+use duet_e2e::clients::{TestClient, converged, start};
 use duet_e2e::cluster::Cluster;
 use duet_e2e::node::NodeClient;
 use duet_e2e::raw::RawClient;
@@ -627,5 +627,338 @@ async fn an_author_whose_edit_only_a_dead_nodes_relay_carried_sends_it_again() -
             y.quit()?;
         }
     }
+    Ok(())
+}
+
+/// The bus loses messages on purpose (every 5th a node publishes, debug failpoint) and Redis
+/// is restarted in the middle of the typing: every room still converges, from the log, within
+/// a few heads checks of the last edit (300 ms apart here; the test allows 10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_converge_through_a_redis_restart_and_dropped_messages() -> anyhow::Result<()> {
+    if !cfg!(debug_assertions) {
+        eprintln!("skipped: the failpoint exists only in debug builds");
+        return Ok(());
+    }
+    let drop_every = [("DUET_FAILPOINT_BUS_DROP_EVERY", "5")];
+    let Some(mut cluster) = Cluster::start("bus_losses", 3, &[], &drop_every).await? else {
+        return Ok(());
+    };
+    let rooms = [unique_room("lossy-a"), unique_room("lossy-b")];
+    let mut clients = Vec::new();
+    for (r, room) in rooms.iter().enumerate() {
+        for i in 0..3 {
+            let c = start(&cluster.url(i), room, &format!("r{r}n{i}"));
+            c.client.wait_synced(T).await?;
+            clients.push((r, c));
+        }
+    }
+    for round in 0..60 {
+        if round == 30 {
+            cluster.redis.restart()?;
+        }
+        for (_, c) in &clients {
+            c.insert_at_char(0, &format!("{}-{round} ", c.name));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stopped = std::time::Instant::now();
+    for (r, _) in rooms.iter().enumerate() {
+        let members: Vec<TestClient> = clients
+            .iter()
+            .filter(|(room, _)| *room == r)
+            .map(|(_, c)| handle(c))
+            .collect();
+        let text = converged(&members, Duration::from_secs(10)).await?;
+        for c in &members {
+            for round in 0..60 {
+                ensure!(text.contains(&format!("{}-{round} ", c.name)));
+            }
+        }
+    }
+    let took = stopped.elapsed();
+    let mut repaired = 0.0;
+    let mut dropped = 0.0;
+    for i in 0..3 {
+        repaired += cluster
+            .metric(i, "duet_cluster_repaired_updates_total")
+            .await?;
+        dropped += cluster
+            .metric(i, "duet_bus_messages_total{what=\"failpoint_dropped\"}")
+            .await?;
+    }
+    ensure!(dropped > 0.0, "the failpoint dropped nothing");
+    ensure!(repaired > 0.0, "the log repaired nothing");
+    eprintln!(
+        "converged {took:?} after the last edit; {dropped} messages dropped, {repaired} updates repaired from the log"
+    );
+    Ok(())
+}
+
+/// PostgreSQL stops for a few seconds: no write is acknowledged meanwhile, writers are told
+/// why and closed with 1013, joins are refused the same way, /healthz says 503 with the
+/// reason; once it is back, everything the clients kept is stored and acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_refuses_writes_with_a_reason_then_recovers() -> anyhow::Result<()> {
+    let Some(cluster) = Cluster::start("pg_outage", 2, &[], &[]).await? else {
+        return Ok(());
+    };
+    let room = unique_room("outage");
+    let ann = start(&cluster.url(0), &room, "ann");
+    let bob = start(&cluster.url(1), &room, "bob");
+    ann.client.wait_synced(T).await?;
+    bob.client.wait_synced(T).await?;
+    ann.insert_at_char(0, "before ");
+    converged(&[handle(&ann), handle(&bob)], T).await?;
+    ensure!(cluster.healthz(0).await?.0 == 200);
+
+    let doc = duet_yjs::doc::doc_with_client(77);
+    let mut raw = duet_e2e::ydoc::join(&cluster.url(0), room.as_str(), &doc, 0).await?;
+    cluster.pg.stop()?;
+    let update = type_word(&doc, "during ");
+    raw.send(&ClientMsg::Update {
+        seq: 1,
+        update: update.clone().into(),
+    })
+    .await?;
+    // Told why, never acknowledged, then closed with 1013.
+    let mut told = None;
+    let ended = loop {
+        match tokio::time::timeout(T, futures_util::StreamExt::next(&mut raw.ws)).await {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(b)))) => {
+                match duet_protocol::decode_server(&b)? {
+                    ServerMsg::Ack { seq } => {
+                        anyhow::bail!("acknowledged {seq} with postgresql down")
+                    }
+                    ServerMsg::Error { code, message } => told = Some((code, message)),
+                    _ => {}
+                }
+            }
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame)))) => break frame,
+            Ok(Some(Ok(_))) => {}
+            other => anyhow::bail!("the session ended without a close frame: {other:?}"),
+        }
+    };
+    let (code, message) = told.context("no error message before the close")?;
+    ensure!(
+        code == duet_protocol::ErrorCode::STORAGE_UNAVAILABLE,
+        "{code:?}"
+    );
+    ensure!(message.contains("could not store"), "{message}");
+    let frame = ended.context("a close frame with a code")?;
+    ensure!(
+        u16::from(frame.code) == 1013,
+        "closed with {:?}",
+        frame.code
+    );
+    ensure!(
+        frame.reason.contains("storage unavailable"),
+        "{}",
+        frame.reason
+    );
+    // /healthz drains the node.
+    eventually("/healthz to say 503 with the reason", T, || {
+        futures_now(cluster.healthz(1))
+            .filter(|(status, body)| *status == 503 && body.contains("postgresql unreachable"))
+    })
+    .await?;
+    // A join meanwhile is refused the same way (the room cannot load).
+    let other_room = unique_room("outage-new");
+    let mut c = RawClient::connect(&cluster.url(1), other_room.as_str()).await?;
+    let ended = c.until_end(T).await?;
+    ensure!(
+        matches!(&ended, duet_e2e::raw::Ended::Closed { code, reason } if code.0 == 1013 && reason.contains("storage unavailable")),
+        "{ended:?}"
+    );
+    // A duet client typing meanwhile keeps its edits.
+    ann.insert_at_char(0, "kept ");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    cluster.pg.start_again()?;
+    eventually("/healthz to say 200 again", T, || {
+        futures_now(cluster.healthz(0)).filter(|(status, _)| *status == 200)
+    })
+    .await?;
+    let text = converged(&[handle(&ann), handle(&bob)], T).await?;
+    ensure!(text.contains("kept ") && text.contains("before "), "{text}");
+    // The raw writer rejoins and its edit (never acknowledged) is stored now.
+    let _raw = duet_e2e::ydoc::join(&cluster.url(0), room.as_str(), &doc, 2).await?;
+    let seen = observe(&cluster.url(1), room.as_str()).await?;
+    ensure!(seen.contains("during "), "{seen}");
+    Ok(())
+}
+
+/// Two nodes whose members write the same rooms in step reach the compaction threshold at
+/// the same moment, time and again: the store's compare-and-swap lets one snapshot through per
+/// room and covers and refuses the other node's. Triggers in the test's database widen the
+/// race (each snapshot write takes 100 ms more, inside its transaction) and record every
+/// snapshot written: per room, each one covers strictly more than the one before (no covers
+/// written twice, none going back), their number is what the nodes say they stored, and every
+/// room reads the same from its snapshot and log as was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_compacting_one_room_at_once_only_one_does() -> anyhow::Result<()> {
+    let Some(cluster) =
+        Cluster::start("compact_race", 2, &["--compact-after-rows", "10"], &[]).await?
+    else {
+        return Ok(());
+    };
+    const ROOMS: usize = 6;
+    const BURSTS: u64 = 8;
+    cluster
+        .sql()
+        .await?
+        .batch_execute(
+            "CREATE TABLE snapshot_writes (n bigserial, room bigint, covers bigint);
+             CREATE FUNCTION record_snapshot() RETURNS trigger AS $$
+             BEGIN INSERT INTO snapshot_writes (room, covers) VALUES (NEW.room, NEW.covers);
+             RETURN NEW; END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER record_snapshot AFTER INSERT OR UPDATE ON duet_snapshots
+             FOR EACH ROW EXECUTE FUNCTION record_snapshot();
+             CREATE FUNCTION slow_snapshot() RETURNS trigger AS $$
+             BEGIN PERFORM pg_sleep(0.1); RETURN NEW; END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER slow_snapshot BEFORE INSERT OR UPDATE ON duet_snapshots
+             FOR EACH ROW EXECUTE FUNCTION slow_snapshot();",
+        )
+        .await?;
+    let rooms: Vec<_> = (0..ROOMS).map(|_| unique_room("compact")).collect();
+    // Per room, one writer on each node, in step: ten updates each, then both wait for their
+    // acknowledgements, so both nodes pass the threshold within a commit window of each other.
+    let mut tasks = Vec::new();
+    for room in &rooms {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        for i in 0..2 {
+            let url = cluster.url(i);
+            let room = room.clone();
+            let barrier = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                let doc = duet_yjs::doc::doc_with_client(500 + i as u64);
+                let mut c = duet_e2e::ydoc::join(&url, room.as_str(), &doc, 0).await?;
+                for burst in 0..BURSTS {
+                    barrier.wait().await;
+                    for k in burst * 10 + 1..=burst * 10 + 10 {
+                        let update = type_word(&doc, &format!("n{i}-{k} "));
+                        c.send(&ClientMsg::Update {
+                            seq: k,
+                            update: update.into(),
+                        })
+                        .await?;
+                    }
+                    wait_ack(&mut c, burst * 10 + 10).await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+    }
+    for task in tasks {
+        task.await??;
+    }
+    // Compactions under way finish (each takes 100 ms in the database here).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sql = cluster.sql().await?;
+    let writes = sql
+        .query("SELECT room, covers FROM snapshot_writes ORDER BY n", &[])
+        .await?;
+    let mut by_room: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for row in &writes {
+        by_room.entry(row.get(0)).or_default().push(row.get(1));
+    }
+    for (room, covers) in &by_room {
+        ensure!(
+            covers.windows(2).all(|w| w[0] < w[1]),
+            "room {room}: snapshots written with covers {covers:?}"
+        );
+    }
+    let mut won = 0.0;
+    let mut refused = 0.0;
+    for i in 0..2 {
+        won += cluster.metric(i, "duet_store_compactions_total").await?;
+        refused += cluster.metric(i, "duet_compactions_refused_total").await?;
+    }
+    ensure!(
+        won == writes.len() as f64,
+        "the nodes stored {won} snapshots, the database saw {}",
+        writes.len()
+    );
+    ensure!(by_room.len() == ROOMS, "every room compacted");
+    ensure!(
+        refused >= 1.0,
+        "no compaction met another at the same time ({won} stored): the race was not run"
+    );
+    eprintln!("compactions stored {won}, refused {refused}; covers {by_room:?}");
+    // Every room reads whole: every word, rows dense past the snapshot.
+    for room in &rooms {
+        let (seqs, head) = cluster.log_of(room.as_str()).await?;
+        ensure!(head == 2 * 10 * BURSTS as i64, "head {head}");
+        if let (Some(first), Some(last)) = (seqs.first(), seqs.last()) {
+            ensure!(
+                *last == head && seqs.len() as i64 == last - first + 1,
+                "{seqs:?}"
+            );
+        }
+        let seen = observe(&cluster.url(1), room.as_str()).await?;
+        for i in 0..2 {
+            for k in 1..=10 * BURSTS {
+                ensure!(seen.contains(&format!("n{i}-{k} ")), "n{i}-{k} missing");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A single node's data directory moves into a cluster's PostgreSQL (`duet-server migrate`),
+/// and `rooms list` works against the cluster's database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_nodes_rooms_move_into_postgresql() -> anyhow::Result<()> {
+    let Some(cluster) = Cluster::start("migrate", 0, &[], &[]).await? else {
+        return Ok(());
+    };
+    let mut cluster = cluster;
+    let dir = std::env::temp_dir().join(format!("duet-migrate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.display().to_string();
+    let mut single = duet_e2e::server::ServerProcess::start(&["--data-dir", &data])?;
+    for (room, text) in [("notes", "single node notes"), ("W/files/1", "a file")] {
+        let doc = duet_yjs::doc::new_doc();
+        let mut c = duet_e2e::ydoc::join(&single.url(), room, &doc, 0).await?;
+        c.send(&ClientMsg::Update {
+            seq: 1,
+            update: type_word(&doc, text).into(),
+        })
+        .await?;
+        wait_ack(&mut c, 1).await?;
+    }
+    // Refused while the single node runs.
+    let bin = duet_e2e::server::workspace_bin("duet-server")?;
+    let migrate = |args: &[&str]| {
+        std::process::Command::new(&bin)
+            .args(["migrate", "--data-dir", &data, "--postgres", &cluster.db])
+            .args(args)
+            .output()
+    };
+    let out = migrate(&[])?;
+    ensure!(!out.status.success(), "migrated beside a running server");
+    ensure!(String::from_utf8_lossy(&out.stderr).contains("stop it first"));
+    single.terminate(T)?;
+    let out = migrate(&[])?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(String::from_utf8_lossy(&out.stderr).contains("copied 2 of 2 rooms"));
+    // Again: the rooms exist, so it stops, unless told to leave them.
+    ensure!(!migrate(&[])?.status.success());
+    ensure!(migrate(&["--skip-existing"])?.status.success());
+    let out = std::process::Command::new(&bin)
+        .args(["rooms", "list", "--postgres", &cluster.db])
+        .output()?;
+    let listed = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        listed.contains("notes") && listed.contains("W/files/1"),
+        "{listed}"
+    );
+    let node = cluster.add_node()?;
+    ensure!(observe(&cluster.url(node), "notes").await? == "single node notes");
+    ensure!(observe(&cluster.url(node), "W/files/1").await? == "a file");
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

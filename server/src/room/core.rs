@@ -412,6 +412,15 @@ impl RoomCore {
     fn loaded(&mut self, result: Result<Stored, StoreError>) {
         let stored = match result {
             Ok(stored) => stored,
+            Err(e @ StoreError::Unavailable(_)) => {
+                // Each join tries again (clients back off): a warning each, not an error.
+                tracing::warn!(room = %self.name, error = %e, "loading room failed; its joiners are told to retry");
+                self.broken = Some(Broken {
+                    unavailable: true,
+                    reason: e.to_string(),
+                });
+                return;
+            }
             Err(e) => {
                 tracing::error!(room = %self.name, error = %e, "loading room failed");
                 self.broken = Some(Broken {
