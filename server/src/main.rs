@@ -16,11 +16,8 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use duet_server::admin::{self, Format};
-use duet_server::cluster::pg::PgOptions;
-use duet_server::cluster::redis::RedisOptions;
 use duet_server::compaction::CompactionPolicy;
 use duet_server::data_dir::LockError;
-use duet_server::node::NodeOptions;
 use duet_server::sqlite::SqliteOptions;
 use duet_server::storage::StoreChoice;
 use duet_server::{Server, ServerConfig};
@@ -83,7 +80,7 @@ struct Args {
     digest_ms: u64,
     /// Bus messages waiting for this node; past it, the node drops them and its rooms read
     /// their logs instead.
-    #[arg(long, hide = true, default_value_t = RedisOptions::default().events_queue)]
+    #[arg(long, hide = true, default_value_t = 16 * 1024)]
     bus_queue: usize,
     /// Compact a room once its log holds this many updates (small values exercise compaction
     /// in tests).
@@ -239,9 +236,25 @@ fn main() -> anyhow::Result<()> {
         .init();
     duet_server::contain::install_panic_hook();
     let mut args = Args::parse();
+    #[cfg(not(feature = "cluster"))]
+    if args.postgres.is_some() || args.redis.is_some() {
+        anyhow::bail!(
+            "this duet-server was built without the cargo feature `cluster`: no PostgreSQL or Redis"
+        );
+    }
     match args.command.take() {
         Some(Command::Rooms { command }) => return rooms(&store_choice(&args), command),
-        Some(Command::Migrate { skip_existing }) => return migrate(&args, skip_existing),
+        Some(Command::Migrate { skip_existing }) => {
+            #[cfg(feature = "cluster")]
+            return cluster_cli::migrate(&args, skip_existing);
+            #[cfg(not(feature = "cluster"))]
+            {
+                let _ = skip_existing;
+                anyhow::bail!(
+                    "this duet-server was built without the cargo feature `cluster`: it cannot migrate into PostgreSQL"
+                );
+            }
+        }
         Some(Command::Token {
             room,
             role,
@@ -308,9 +321,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // The lock is held until the server exits: one server per data directory, and admin
     // writes refuse meanwhile.
     let opened = store_choice(&args).connect().await?;
+    #[cfg(feature = "cluster")]
     let server = match opened.postgres.clone() {
         Some(pg) => {
-            let node = node_options(&args)?;
+            let node = cluster_cli::node_options(&args)?;
             tracing::info!(node = %node.node, redis = node.redis.is_some(), "starting a cluster node");
             Server::bind_node(config, pg, node)
                 .await
@@ -320,6 +334,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?,
     };
+    #[cfg(not(feature = "cluster"))]
+    let server = Server::bind_with_store(config, opened.store)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = server.local_addr()?;
     let (ws, http) = if args.tls_cert.is_some() {
         ("wss", "https")
@@ -338,12 +356,13 @@ fn store_choice(args: &Args) -> StoreChoice {
     if args.memory {
         return StoreChoice::Memory;
     }
+    #[cfg(feature = "cluster")]
     if let Some(url) = &args.postgres {
         return StoreChoice::Postgres {
             url: url.clone(),
-            options: PgOptions {
+            options: duet_server::cluster::pg::PgOptions {
                 commit_window: Duration::from_millis(args.commit_window_ms),
-                ..PgOptions::default()
+                ..Default::default()
             },
         };
     }
@@ -361,105 +380,119 @@ fn sqlite_choice(args: &Args) -> StoreChoice {
     }
 }
 
-/// How this process runs as a node of a cluster.
-fn node_options(args: &Args) -> anyhow::Result<NodeOptions> {
-    let id = match &args.node_id {
-        Some(id) => id.clone(),
-        None => default_node_id(args.listen.port()),
-    };
-    let node = duet_protocol::bus::NodeId::new(&id)
-        .with_context(|| format!("invalid node id {id:?} (set --node-id)"))?;
-    let mut options = NodeOptions::new(node);
-    options.heartbeat_every = Duration::from_millis(args.heartbeat_ms.max(10));
-    options.stale_after = Duration::from_millis(args.stale_after_ms.max(args.heartbeat_ms * 2));
-    options.heads_every = Duration::from_millis(args.heads_check_ms.max(10));
-    options.digest_every = Duration::from_millis(args.digest_ms.max(100));
-    options.redis = args.redis.clone().map(|url| {
-        (
-            url,
-            RedisOptions {
-                events_queue: args.bus_queue.max(1),
-                ..RedisOptions::default()
-            },
-        )
-    });
-    Ok(options)
-}
+/// What only a server built with the cargo feature `cluster` can do: run as a node, migrate
+/// a data directory into PostgreSQL.
+#[cfg(feature = "cluster")]
+mod cluster_cli {
+    use super::{Args, Format, LockError, StoreChoice, admin, sqlite_choice};
+    use anyhow::Context;
+    use duet_server::cluster::pg::PgOptions;
+    use duet_server::cluster::redis::RedisOptions;
+    use duet_server::node::NodeOptions;
+    use std::time::Duration;
 
-/// The host's name and the port: stable across restarts of a node on its machine.
-fn default_node_id(port: u16) -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .unwrap_or_default();
-    let host: String = host
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
+    /// How this process runs as a node of a cluster.
+    pub fn node_options(args: &Args) -> anyhow::Result<NodeOptions> {
+        let id = match &args.node_id {
+            Some(id) => id.clone(),
+            None => default_node_id(args.listen.port()),
+        };
+        let node = duet_protocol::bus::NodeId::new(&id)
+            .with_context(|| format!("invalid node id {id:?} (set --node-id)"))?;
+        let mut options = NodeOptions::new(node);
+        options.heartbeat_every = Duration::from_millis(args.heartbeat_ms.max(10));
+        options.stale_after = Duration::from_millis(args.stale_after_ms.max(args.heartbeat_ms * 2));
+        options.heads_every = Duration::from_millis(args.heads_check_ms.max(10));
+        options.digest_every = Duration::from_millis(args.digest_ms.max(100));
+        options.redis = args.redis.clone().map(|url| {
+            (
+                url,
+                RedisOptions {
+                    events_queue: args.bus_queue.max(1),
+                    ..RedisOptions::default()
+                },
+            )
+        });
+        Ok(options)
+    }
+
+    /// The host's name and the port: stable across restarts of a node on its machine.
+    fn default_node_id(port: u16) -> String {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .unwrap_or_default();
+        let host: String = host
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(48)
+            .collect();
+        let host = if host.is_empty() { "node".into() } else { host };
+        format!("{host}-{port}")
+    }
+
+    /// Copies every room of the SQLite data directory into PostgreSQL.
+    pub fn migrate(args: &Args, skip_existing: bool) -> anyhow::Result<()> {
+        let Some(url) = &args.postgres else {
+            anyhow::bail!(
+                "migrate needs --postgres URL (or DUET_POSTGRES): the database to copy into"
+            );
+        };
+        let from = sqlite_choice(args);
+        let to = StoreChoice::Postgres {
+            url: url.clone(),
+            options: PgOptions::default(),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(async {
+            // The single node must not serve (and store) while its rooms are copied.
+            let _lock = from.lock_for_writes().map_err(|e| match e {
+                LockError::InUse(dir) => anyhow::anyhow!(
+                    "refusing to migrate: a duet-server is running on {}; stop it first",
+                    dir.display()
+                ),
+                e => e.into(),
+            })?;
+            let source = from.admin().await?;
+            let target = to.admin().await?;
+            let rooms = source.list().await?;
+            let (mut copied, mut skipped) = (0, 0);
+            for info in &rooms {
+                let room = duet_protocol::RoomName::new(&info.name)
+                    .with_context(|| format!("stored room name {:?} is not valid", info.name))?;
+                // The whole document merged into one update, checked on the way in.
+                let state = admin::export(source.as_ref(), &room, Format::Yjs).await?;
+                match admin::import(target.as_ref(), &room, &state, Format::Yjs).await {
+                    Ok(()) => copied += 1,
+                    Err(duet_server::store::AdminError::RoomExists(_)) if skip_existing => {
+                        eprintln!("room {room} already exists in postgresql: left as it is");
+                        skipped += 1;
+                    }
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e).context(format!(
+                            "copying room {room} (copied {copied} before it; --skip-existing leaves existing rooms alone)"
+                        )));
+                    }
+                }
             }
+            eprintln!(
+                "copied {copied} of {} rooms from {} into postgresql ({skipped} already there)",
+                rooms.len(),
+                args.data_dir.display()
+            );
+            anyhow::Ok(())
         })
-        .take(48)
-        .collect();
-    let host = if host.is_empty() { "node".into() } else { host };
-    format!("{host}-{port}")
-}
-
-/// Copies every room of the SQLite data directory into PostgreSQL.
-fn migrate(args: &Args, skip_existing: bool) -> anyhow::Result<()> {
-    let Some(url) = &args.postgres else {
-        anyhow::bail!("migrate needs --postgres URL (or DUET_POSTGRES): the database to copy into");
-    };
-    let from = sqlite_choice(args);
-    let to = StoreChoice::Postgres {
-        url: url.clone(),
-        options: PgOptions::default(),
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async {
-        // The single node must not serve (and store) while its rooms are copied.
-        let _lock = from.lock_for_writes().map_err(|e| match e {
-            LockError::InUse(dir) => anyhow::anyhow!(
-                "refusing to migrate: a duet-server is running on {}; stop it first",
-                dir.display()
-            ),
-            e => e.into(),
-        })?;
-        let source = from.admin().await?;
-        let target = to.admin().await?;
-        let rooms = source.list().await?;
-        let (mut copied, mut skipped) = (0, 0);
-        for info in &rooms {
-            let room = duet_protocol::RoomName::new(&info.name)
-                .with_context(|| format!("stored room name {:?} is not valid", info.name))?;
-            // The whole document merged into one update, checked on the way in.
-            let state = admin::export(source.as_ref(), &room, Format::Yjs).await?;
-            match admin::import(target.as_ref(), &room, &state, Format::Yjs).await {
-                Ok(()) => copied += 1,
-                Err(duet_server::store::AdminError::RoomExists(_)) if skip_existing => {
-                    eprintln!("room {room} already exists in postgresql: left as it is");
-                    skipped += 1;
-                }
-                Err(e) => {
-                    return Err(anyhow::Error::new(e).context(format!(
-                        "copying room {room} (copied {copied} before it; --skip-existing leaves existing rooms alone)"
-                    )));
-                }
-            }
-        }
-        eprintln!(
-            "copied {copied} of {} rooms from {} into postgresql ({skipped} already there)",
-            rooms.len(),
-            args.data_dir.display()
-        );
-        anyhow::Ok(())
-    })
+    }
 }
 
 /// Prints a token for `room` with `role`, valid for `ttl`.

@@ -492,10 +492,10 @@ fn remote_entry(entry: BusAwareness) -> Option<RemoteEntry> {
             check_peer_state(&state).ok()?;
             Some(AwarenessState::typed(state))
         }
-        wire::AwarenessState::Json(json) => match check_yjs_state(&json).ok()? {
-            None => None,
-            Some(_) => Some(AwarenessState::json(json.into())),
-        },
+        // JSON `null` removes the entry, as from a client.
+        wire::AwarenessState::Json(json) => check_yjs_state(&json)
+            .ok()?
+            .map(|_| AwarenessState::json(json.as_str().into())),
     };
     Some(RemoteEntry {
         client_id: entry.client_id,

@@ -82,6 +82,7 @@ impl Registry {
     }
 
     /// The loaded room called `name`, if it is loaded (a bus message never loads a room).
+    #[cfg(feature = "cluster")]
     pub fn get(&self, name: &RoomName) -> Option<RoomHandle> {
         self.rooms
             .lock()
@@ -91,6 +92,7 @@ impl Registry {
     }
 
     /// Every loaded room.
+    #[cfg(feature = "cluster")]
     pub fn all(&self) -> Vec<(RoomName, RoomHandle)> {
         self.rooms
             .lock()

@@ -134,11 +134,6 @@ impl RoomHandle {
         }
     }
 
-    /// Marks the room behind: it reads its log past its cursor at its next turn.
-    pub fn mark_behind(&self) {
-        self.behind.store(true, Ordering::Relaxed);
-    }
-
     /// Like [`send`](Self::send), but hands the command back if the room is gone.
     pub async fn send_returning(&self, cmd: RoomCmd) -> Result<(), RoomCmd> {
         self.tx.send(cmd).await.map_err(|e| e.0)
