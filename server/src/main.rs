@@ -61,6 +61,10 @@ struct Args {
         requires = "postgres"
     )]
     redis: Option<String>,
+    /// Put before the name of every channel this cluster uses on Redis, so that several
+    /// clusters can share one Redis.
+    #[arg(long, env = "DUET_BUS_PREFIX", default_value = "duet:")]
+    bus_prefix: String,
     /// This node's name in the cluster, stable across its restarts (letters, digits, `.`, `_`,
     /// `-`). Default: the host name and the port.
     #[arg(long, env = "DUET_NODE_ID")]
@@ -409,6 +413,7 @@ mod cluster_cli {
                 url,
                 RedisOptions {
                     events_queue: args.bus_queue.max(1),
+                    prefix: args.bus_prefix.clone(),
                     ..RedisOptions::default()
                 },
             )

@@ -130,12 +130,14 @@ impl Target {
         self.node_cpu_secs().into_iter().sum()
     }
 
-    /// `GET /metrics`, parsed into `name{labels} -> value`, added up over the nodes (a gauge
-    /// becomes the cluster's total). `None` if a node has none.
+    /// `GET /metrics`, parsed into `name{labels} -> value`, added up over the nodes that
+    /// answer (a gauge becomes the cluster's total). `None` if none has any.
     pub async fn metrics(&self) -> Option<BTreeMap<String, f64>> {
         let mut out = BTreeMap::new();
         for url in self.urls() {
-            let text = http_get(&url, "/metrics").await.ok()?;
+            let Ok(text) = http_get(&url, "/metrics").await else {
+                continue;
+            };
             for line in text.lines().filter(|l| !l.starts_with('#')) {
                 if let Some((k, v)) = line.rsplit_once(' ')
                     && let Ok(v) = v.parse::<f64>()

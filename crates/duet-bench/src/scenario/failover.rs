@@ -4,9 +4,10 @@
 //! restart). duet protocol only (it needs acknowledgements).
 //!
 //! Member i of room r connects to node (r + i) % nodes. A member whose connection breaks
-//! reconnects to the next node that answers, as clients behind a load balancer would (backoff
-//! 50 ms doubling to 500 ms), and resyncs: it answers the node's state vector with everything
-//! the node lacks, its unacknowledged keystrokes included.
+//! reconnects to the next node that answers, as clients behind a load balancer would, with
+//! duet's client's backoff (`--backoff-ms`, default its 250: each wait drawn between 0 and a
+//! ceiling that doubles per failed attempt), and resyncs: it answers the node's state vector
+//! with everything the node lacks, its unacknowledged keystrokes included.
 //!
 //! ```text
 //!   0 ──── typing ──── secs/2: disruption ──── typing ──── secs ── every member holds every
@@ -63,6 +64,9 @@ pub struct FailoverOpts {
     /// Seed of the cursors and letters.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The reconnect backoff's first ceiling, in ms (duet's client: 250).
+    #[arg(long, default_value_t = 250)]
+    pub backoff_ms: u64,
 }
 
 /// What a room's members share.
@@ -105,18 +109,28 @@ impl Rng {
 }
 
 /// Connects to the first node that answers, from `from` on, and syncs `doc` both ways: the
-/// node's state vector is answered with everything it lacks (sent as `seq`). Returns the
-/// socket and the node it is on.
+/// node's state vector is answered with everything it lacks (sent as `seq`). With a
+/// `backoff`, it first waits as duet's client does after losing a live connection (full
+/// jitter below the ceiling), and each failed attempt doubles the ceiling. Returns the socket
+/// and the node it is on.
 async fn connect(
     urls: &[String],
     from: usize,
     doc: &yrs::Doc,
     seq: u64,
     deadline: Instant,
+    backoff: Option<(Duration, &mut Rng)>,
 ) -> anyhow::Result<(Ws, usize)> {
-    let mut backoff = Duration::from_millis(50);
+    let (mut ceiling, mut rng) = match backoff {
+        Some((ceiling, rng)) => (ceiling, Some(rng)),
+        None => (Duration::ZERO, None),
+    };
     let mut at = from;
     loop {
+        if let Some(rng) = rng.as_deref_mut() {
+            let wait = ceiling.mul_f64((rng.next() % 1000) as f64 / 1000.0);
+            tokio::time::sleep(wait).await;
+        }
         if Instant::now() > deadline {
             bail!("no node answered before the deadline");
         }
@@ -125,8 +139,10 @@ async fn connect(
             Ok(Ok(ws)) => return Ok((ws, at % urls.len())),
             _ => {
                 at += 1;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_millis(500));
+                if rng.is_none() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                ceiling = (ceiling * 2).min(Duration::from_secs(30));
             }
         }
     }
@@ -177,6 +193,7 @@ async fn member(
     room: Rc<RoomShared>,
     members: usize,
     cadence: Duration,
+    backoff: Duration,
     times: (Instant, Instant, Instant, Instant),
     mut rng: Rng,
 ) -> MemberOut {
@@ -191,7 +208,7 @@ async fn member(
     // (seq, own clock once it is stored)
     let mut unacked: VecDeque<(u64, u32)> = VecDeque::new();
     let clock = |doc: &yrs::Doc| doc.transact().state_vector().get(&yrs::block::ClientID::new(client_id));
-    let (mut ws, mut node) = match connect(&urls, home, &doc, seq, deadline).await {
+    let (mut ws, mut node) = match connect(&urls, home, &doc, seq, deadline, None).await {
         Ok(c) => c,
         Err(e) => {
             out.error = Some(e.to_string());
@@ -297,7 +314,17 @@ async fn member(
             let pending = clock(&doc);
             unacked.clear();
             unacked.push_back((seq, pending));
-            match connect(&urls, node + 1, &doc, seq, deadline).await {
+            let mut jitter = Rng(rng.next());
+            match connect(
+                &urls,
+                node + 1,
+                &doc,
+                seq,
+                deadline,
+                Some((backoff, &mut jitter)),
+            )
+            .await
+            {
                 Ok((w, n)) => {
                     ws = w;
                     node = n;
@@ -336,6 +363,7 @@ pub async fn run(ctx: &Ctx, o: &FailoverOpts) -> anyhow::Result<Report> {
             (None, None) => "none".into(),
         }
     );
+    let m0 = ctx.target.metrics().await;
     let t0 = Instant::now() + Duration::from_millis(500);
     let t_disrupt = t0 + Duration::from_millis(o.secs * 500);
     let t_end = t0 + Duration::from_secs(o.secs);
@@ -374,6 +402,7 @@ pub async fn run(ctx: &Ctx, o: &FailoverOpts) -> anyhow::Result<Report> {
                         shared.clone(),
                         k,
                         cadence,
+                        Duration::from_millis(o.backoff_ms),
                         (t0, t_disrupt, t_end, deadline),
                         member_rng,
                     ));
@@ -387,6 +416,8 @@ pub async fn run(ctx: &Ctx, o: &FailoverOpts) -> anyhow::Result<Report> {
         })
         .await?;
     let _ = disruption.await;
+    // The nodes still up (a killed node's figures are gone with it).
+    let m1 = ctx.target.metrics().await;
 
     // What a fresh joiner of each room holds must cover every acknowledged keystroke.
     let mut lost = 0u64;
@@ -399,7 +430,15 @@ pub async fn run(ctx: &Ctx, o: &FailoverOpts) -> anyhow::Result<Report> {
         let doc = doc_with_client(999_999);
         let name = format!("{}-failover-{r}", ctx.run_id);
         let room_urls: Vec<String> = urls.iter().map(|u| conn::room_url(u, &name)).collect();
-        let (_ws, _) = connect(&room_urls, r, &doc, 1, Instant::now() + Duration::from_secs(30)).await?;
+        let (_ws, _) = connect(
+            &room_urls,
+            r,
+            &doc,
+            1,
+            Instant::now() + Duration::from_secs(30),
+            None,
+        )
+        .await?;
         let sv = doc.transact().state_vector();
         for i in 0..k {
             let client = 20_000 + (r * k + i) as u64;
@@ -488,5 +527,42 @@ pub async fn run(ctx: &Ctx, o: &FailoverOpts) -> anyhow::Result<Report> {
     );
     rep.row("keystroke to remote, p99", Some(remote.p99_us), "µs", String::new());
     rep.row("keystroke to remote, max", Some(remote.max_us), "µs", String::new());
+    if let (Some(a), Some(b)) = (&m0, &m1) {
+        let d = |key: &str| b.get(key).map(|b| b - a.get(key).copied().unwrap_or(0.0));
+        for (metric, key, note) in [
+            (
+                "bus messages lost (gaps seen)",
+                "duet_bus_gaps_total",
+                "losses other nodes' counters showed, surviving nodes",
+            ),
+            (
+                "bus messages dropped by a publisher",
+                "duet_bus_messages_total{what=\"publish_dropped\"}",
+                "Redis down or the send queue full",
+            ),
+            (
+                "updates repaired from the log",
+                "duet_cluster_repaired_updates_total",
+                "updates a read past a cursor brought that the room lacked",
+            ),
+            (
+                "reads past a cursor, reconnect",
+                "duet_cluster_catch_ups_total{why=\"reconnect\"}",
+                "",
+            ),
+            (
+                "reads past a cursor, heads check",
+                "duet_cluster_catch_ups_total{why=\"heads\"}",
+                "",
+            ),
+            (
+                "nodes written off",
+                "duet_cluster_nodes_gone_total",
+                "counted by each surviving node",
+            ),
+        ] {
+            rep.row(metric, d(key), "", note.to_owned());
+        }
+    }
     Ok(rep)
 }
