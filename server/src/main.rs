@@ -82,10 +82,6 @@ struct Args {
     /// Milliseconds between a room's state-vector digests on the bus.
     #[arg(long, hide = true, default_value_t = 30_000)]
     digest_ms: u64,
-    /// Bus messages waiting for this node; past it, the node drops them and its rooms read
-    /// their logs instead.
-    #[arg(long, hide = true, default_value_t = 16 * 1024)]
-    bus_queue: usize,
     /// Compact a room once its log holds this many updates (small values exercise compaction
     /// in tests).
     #[arg(long, hide = true, default_value_t = CompactionPolicy::default().after_rows)]
@@ -412,7 +408,6 @@ mod cluster_cli {
             (
                 url,
                 RedisOptions {
-                    events_queue: args.bus_queue.max(1),
                     prefix: args.bus_prefix.clone(),
                     ..RedisOptions::default()
                 },

@@ -2,8 +2,9 @@
 //! nodes. Two tasks beside the rooms:
 //!
 //! ```text
-//!   Redis ── BusEvent ──> listen ── FromNode, NodeAwareness, Digest, AwarenessQuery ──> room
-//!                           │       Behind(gap | reconnect | lagged)                  inboxes
+//!   Redis ── BusEvent ──> on the bus listener's own task:                             room
+//!                           │  FromNode, NodeAwareness, Digest, AwarenessQuery ──>   inboxes
+//!                           │  Behind(gap | reconnect | lagged)
 //!                           └─ a new epoch of a node ── NodeGone ──> every room   (try_send:
 //!                                                                                  a full inbox
 //!   PostgreSQL <── heartbeat, nodes ── tick ── NodeGone (stale heartbeat) ──> rooms marks the
@@ -11,7 +12,9 @@
 //!                                       └─ /healthz: PostgreSQL and Redis reachable
 //! ```
 //!
-//! Other nodes are known by (id, epoch), numbered here for the rooms' awareness owners
+//! What the bus hears is handed to the rooms on the bus listener's task (no queue and no task
+//! between them: one hop fewer on every cross-node edit). Other nodes are known by (id,
+//! epoch), numbered here for the rooms' awareness owners
 //! (`Owner::Node`). A node is gone when its heartbeat is older than the stale time, or when a
 //! newer epoch of it is heard: every room drops the cursors it owned and stores what it
 //! relayed but never stored (`Cmd::NodeGone`). Nothing here waits on a room: bus traffic is
@@ -20,7 +23,7 @@
 use crate::awareness::{check_client_id, check_peer_state, check_yjs_state};
 use crate::cluster::bus::{Bus, BusEvent, NoBus};
 use crate::cluster::pg::PgStore;
-use crate::cluster::redis::{RedisBus, RedisOptions};
+use crate::cluster::redis::{Deliver, RedisBus, RedisOptions};
 use crate::metrics::ClusterMetrics;
 use crate::out::AwarenessState;
 use crate::registry::Registry;
@@ -30,9 +33,8 @@ use duet_protocol::RoomName;
 use duet_protocol::bus::{self as wire, Body, BusAwareness, Envelope, NodeId};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -170,7 +172,8 @@ struct NodeState {
 pub struct Starting {
     pub(crate) epoch: u64,
     pub(crate) bus: Arc<dyn Bus>,
-    events: Option<mpsc::Receiver<BusEvent>>,
+    /// Where the bus listener finds the node once it runs (before, no room exists to hear).
+    state: Arc<OnceLock<Arc<NodeState>>>,
     redis: Option<Arc<RedisBus>>,
     pub(crate) metrics: Arc<ClusterMetrics>,
     pub(crate) health: Arc<Health>,
@@ -188,18 +191,35 @@ impl Starting {
                     node: options.node.clone(),
                     source,
                 })?;
-        let (bus, events, redis): (Arc<dyn Bus>, _, _) = match &options.redis {
+        let state: Arc<OnceLock<Arc<NodeState>>> = Arc::new(OnceLock::new());
+        let (bus, redis): (Arc<dyn Bus>, _) = match &options.redis {
             Some((url, redis_options)) => {
-                let (bus, events) =
-                    RedisBus::start(url, options.node.clone(), epoch, redis_options.clone())?;
+                let node = state.clone();
+                let deliver = Deliver::Call(Box::new(move |event| {
+                    #[cfg(debug_assertions)]
+                    if matches!(event, BusEvent::Message { .. }) && failpoint::refuse() {
+                        return Err(Box::new(event));
+                    }
+                    if let Some(node) = node.get() {
+                        node.heard(event);
+                    }
+                    Ok(())
+                }));
+                let bus = RedisBus::start_with(
+                    url,
+                    options.node.clone(),
+                    epoch,
+                    redis_options.clone(),
+                    deliver,
+                )?;
                 // Not fatal: the node serves from the log and says so on /healthz.
                 if let Err(e) = bus.wait_connected(redis_options.connect_timeout).await {
                     tracing::warn!(error = %e, "starting without redis for now");
                 }
                 let bus = Arc::new(bus);
-                (bus.clone(), Some(events), Some(bus))
+                (bus.clone(), Some(bus))
             }
-            None => (Arc::new(NoBus), None, None),
+            None => (Arc::new(NoBus), None),
         };
         tracing::info!(node = %options.node, epoch, bus = redis.is_some(), "cluster node registered");
         let health = Arc::new(Health {
@@ -212,7 +232,7 @@ impl Starting {
         Ok(Self {
             epoch,
             bus,
-            events,
+            state,
             redis,
             metrics: Arc::new(ClusterMetrics::default()),
             health,
@@ -246,9 +266,8 @@ impl Starting {
             options: self.options,
             tracker: tracker.clone(),
         });
-        if let Some(events) = self.events {
-            tracker.spawn(listen(state.clone(), events, shutdown.clone()));
-        }
+        // From here the bus listener hands what it hears to the rooms.
+        let _ = self.state.set(state.clone());
         tracker.spawn(tick(state.clone(), shutdown));
         let redis = self.redis;
         Box::pin(async move {
@@ -267,51 +286,34 @@ impl Starting {
     }
 }
 
-/// Hands what the bus brings to the rooms.
-async fn listen(
-    state: Arc<NodeState>,
-    mut events: mpsc::Receiver<BusEvent>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let event = tokio::select! {
-            () = shutdown.cancelled() => return,
-            event = events.recv() => match event {
-                Some(event) => event,
-                None => return,
-            },
-        };
+impl NodeState {
+    /// What the bus heard, on its listener's task: nothing here waits.
+    fn heard(&self, event: BusEvent) {
         match event {
             BusEvent::Message {
                 room,
                 envelope,
                 seen,
-            } => {
-                #[cfg(debug_assertions)]
-                failpoint::slow_listener().await;
-                state.message(room, envelope, seen.missed());
-            }
+            } => self.message(room, envelope, seen.missed()),
             BusEvent::Disconnected => {
                 tracing::warn!("cut off from the bus: rooms work from the log until it is back");
             }
             BusEvent::Reconnected { after } => {
                 tracing::info!(?after, "back on the bus: every room reads its log");
-                for (_, room) in state.registry.all() {
+                for (_, room) in self.registry.all() {
                     room.offer(RoomCmd::Core(Cmd::Behind(CatchUp::Reconnect)));
                 }
             }
             BusEvent::Lagged { rooms } => {
                 for name in rooms {
-                    if let Some(room) = state.registry.get(&name) {
+                    if let Some(room) = self.registry.get(&name) {
                         room.offer(RoomCmd::Core(Cmd::Behind(CatchUp::Lagged)));
                     }
                 }
             }
         }
     }
-}
 
-impl NodeState {
     /// One message of another node for a room this node may hold.
     fn message(&self, room: RoomName, envelope: Envelope, missed: bool) {
         let Envelope {
@@ -505,26 +507,36 @@ fn remote_entry(entry: BusAwareness) -> Option<RemoteEntry> {
     })
 }
 
-/// Debug builds only: `DUET_FAILPOINT_BUS_SLOW_MS=N` makes the node take N ms over each bus
-/// message, so that it falls behind the bus (its queue fills, messages are dropped, its rooms
-/// read their logs instead): the test of a node that cannot keep up.
+/// Debug builds only: `DUET_FAILPOINT_BUS_SLOW_MS=N` makes the node take at most one bus
+/// message per N ms, refusing those that come sooner as a full queue would: it falls behind
+/// the bus (messages dropped and counted, their rooms reported lagged and read from the log),
+/// the test of a node that cannot keep up.
 #[cfg(debug_assertions)]
 mod failpoint {
-    use std::sync::OnceLock;
-    use std::time::Duration;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, Instant};
 
     pub const ENV: &str = "DUET_FAILPOINT_BUS_SLOW_MS";
 
-    pub async fn slow_listener() {
+    /// Whether to refuse this message.
+    pub fn refuse() -> bool {
         static SLOW: OnceLock<Option<Duration>> = OnceLock::new();
-        let slow = SLOW.get_or_init(|| {
+        static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+        let Some(slow) = SLOW.get_or_init(|| {
             let ms: u64 = std::env::var(ENV).ok()?.parse().ok()?;
-            tracing::warn!("failpoint {ENV}: {ms} ms per bus message");
+            tracing::warn!("failpoint {ENV}: one bus message per {ms} ms");
             Some(Duration::from_millis(ms))
-        });
-        if let Some(slow) = slow {
-            tokio::time::sleep(*slow).await;
+        }) else {
+            return false;
+        };
+        // A std Mutex, held for a comparison: never across an `.await`.
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < *slow) {
+            return true;
         }
+        *last = Some(now);
+        false
     }
 }
 

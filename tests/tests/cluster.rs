@@ -258,10 +258,10 @@ fn futures_now<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> Op
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f)).ok()
 }
 
-/// A node that cannot keep up with the bus (debug failpoint: 30 ms per message) drops what its
-/// bounded queue (here 16 messages) cannot hold, rather than buffer it, and its rooms read
-/// their logs instead: its members still get every edit. The heads check and the digests are
-/// off here, so only the lag's own repair can bring them.
+/// A node that cannot keep up with the bus (debug failpoint: it takes one message per 30 ms
+/// and refuses the others, as a full queue would) drops what it cannot take rather than
+/// buffer it, and its rooms read their logs instead: its members still get every edit. The
+/// heads check and the digests are off here, so only the lag's own repair can bring them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_behind_on_the_bus_catches_up_from_the_log() -> anyhow::Result<()> {
     if !cfg!(debug_assertions) {
@@ -271,14 +271,7 @@ async fn a_node_behind_on_the_bus_catches_up_from_the_log() -> anyhow::Result<()
     let Some(mut cluster) = Cluster::start(
         "behind_bus",
         1,
-        &[
-            "--bus-queue",
-            "16",
-            "--heads-check-ms",
-            "600000",
-            "--digest-ms",
-            "600000",
-        ],
+        &["--heads-check-ms", "600000", "--digest-ms", "600000"],
         &[],
     )
     .await?
@@ -311,10 +304,6 @@ async fn a_node_behind_on_the_bus_catches_up_from_the_log() -> anyhow::Result<()
         .metric(slow, "duet_bus_messages_total{what=\"lagged\"}")
         .await?;
     ensure!(lagged > 0.0, "the slow node dropped nothing: {lagged}");
-    ensure!(
-        lagged < N as f64,
-        "the slow node dropped everything: {lagged}"
-    );
     let read = cluster
         .metric(slow, "duet_cluster_catch_ups_total{why=\"lagged\"}")
         .await?;

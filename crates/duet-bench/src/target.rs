@@ -186,7 +186,12 @@ fn tree_cpu(root: u32) -> f64 {
     let mut i = 0;
     while i < tree.len() {
         let parent = tree[i];
-        tree.extend(parents.iter().filter(|(_, p)| *p == parent).map(|(c, _)| *c));
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
         i += 1;
     }
     tree.iter().filter_map(|pid| cpu_of(*pid)).sum()

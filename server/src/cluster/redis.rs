@@ -9,6 +9,11 @@
 //!       Message / Disconnected / Reconnected / Lagged       (PING every `ping_every`)
 //! ```
 //!
+//! What the listener hears goes to a bounded queue ([`RedisBus::start`]) or straight to a
+//! function called on its own task ([`RedisBus::start_with`]: a node saves the hop through a
+//! queue and a task on every message, which is most of what a cross-node edit costs beside
+//! Redis itself; the function must not block, and refuses what it cannot take now).
+//!
 //! Redis pub/sub delivers at most once and keeps nothing: a message published while this node
 //! was not listening is gone. So the listener reports every break (`Disconnected`, then
 //! `Reconnected` once it listens again to every room it heard) and the counters of every
@@ -18,14 +23,12 @@
 
 use crate::cluster::bus::{Bus, BusError, BusEvent, BusMetrics};
 use crate::cluster::gaps::{Gaps, Seen};
+use crate::cluster::resp::{Address, Conn, RespError, Value};
 use crate::store::BoxFuture;
-use ::redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use ::redis::{AsyncConnectionConfig, Client, RedisError};
 use duet_protocol::RoomName;
 use duet_protocol::bus::{Body, Channel, Envelope, NodeId};
 use duet_protocol::codec::{decode_bus, encode_bus};
-use futures_util::StreamExt;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -106,6 +109,31 @@ struct Numbering {
     last: HashMap<(Channel, RoomName), u64>,
 }
 
+/// Where the listener hands what it hears.
+pub enum Deliver {
+    /// A bounded queue the node reads.
+    Queue(mpsc::Sender<BusEvent>),
+    /// A function called on the listener's task. It must not block; `Err(event)` refuses an
+    /// event it cannot take now, as a full queue would (a refused message is counted as
+    /// lagged and its room reported in a later `Lagged`).
+    Call(Box<dyn FnMut(BusEvent) -> Result<(), Box<BusEvent>> + Send + Sync>),
+}
+
+impl Deliver {
+    fn offer(&mut self, event: BusEvent) -> Result<(), Box<BusEvent>> {
+        match self {
+            Deliver::Queue(tx) => tx.try_send(event).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(event)
+                | mpsc::error::TrySendError::Closed(event) => Box::new(event),
+            }),
+            Deliver::Call(call) => call(event),
+        }
+    }
+}
+
+/// Who waits for a subscription's confirmation, if anyone.
+type Waiter = Option<oneshot::Sender<Result<(), BusError>>>;
+
 enum Control {
     Subscribe {
         room: RoomName,
@@ -127,20 +155,32 @@ impl RedisBus {
         epoch: u64,
         options: RedisOptions,
     ) -> Result<(Self, mpsc::Receiver<BusEvent>), BusError> {
+        let (events_tx, events_rx) = mpsc::channel(options.events_queue.max(1));
+        let bus = Self::start_with(url, origin, epoch, options, Deliver::Queue(events_tx))?;
+        Ok((bus, events_rx))
+    }
+
+    /// Like [`RedisBus::start`], handing what it hears to `deliver`.
+    pub fn start_with(
+        url: &str,
+        origin: NodeId,
+        epoch: u64,
+        options: RedisOptions,
+        deliver: Deliver,
+    ) -> Result<Self, BusError> {
         // The address is not repeated in the error: it may hold a password.
-        let client = Client::open(url).map_err(|e| BusError::BadAddress(e.to_string()))?;
+        let address = Address::parse(url).map_err(|e| BusError::BadAddress(e.to_string()))?;
         let metrics = Arc::new(BusMetrics::default());
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         let (publish_tx, publish_rx) = mpsc::channel(options.publish_queue.max(1));
         let (control_tx, control_rx) = mpsc::unbounded_channel();
-        let (events_tx, events_rx) = mpsc::channel(options.events_queue.max(1));
         let (listening_tx, listening) = watch::channel(false);
         let (publishing_tx, publishing) = watch::channel(false);
         let backoff = Backoff::new(&options, epoch);
         tasks.spawn(
             Publisher {
-                client: client.clone(),
+                address: address.clone(),
                 options: options.clone(),
                 metrics: metrics.clone(),
                 connected: publishing_tx,
@@ -150,40 +190,39 @@ impl RedisBus {
         );
         tasks.spawn(
             Listener {
-                client,
+                address,
                 options: options.clone(),
                 origin: origin.clone(),
                 epoch,
                 metrics: metrics.clone(),
                 connected: listening_tx,
-                events: events_tx,
+                events: deliver,
                 rooms: HashSet::new(),
                 gaps: Gaps::default(),
                 lagged: HashSet::new(),
                 backoff,
+                confirming: VecDeque::new(),
+                pinged: None,
             }
             .run(control_rx, cancel.clone()),
         );
         tasks.close();
-        Ok((
-            Self {
-                origin,
-                epoch,
-                prefix: options.prefix.clone(),
-                numbering: Mutex::new(Numbering::default()),
-                publish: publish_tx,
-                control: control_tx,
-                listening,
-                publishing,
-                metrics,
-                response_timeout: options.response_timeout,
-                #[cfg(debug_assertions)]
-                drop_every: options.drop_every,
-                cancel,
-                tasks,
-            },
-            events_rx,
-        ))
+        Ok(Self {
+            origin,
+            epoch,
+            prefix: options.prefix.clone(),
+            numbering: Mutex::new(Numbering::default()),
+            publish: publish_tx,
+            control: control_tx,
+            listening,
+            publishing,
+            metrics,
+            response_timeout: options.response_timeout,
+            #[cfg(debug_assertions)]
+            drop_every: options.drop_every,
+            cancel,
+            tasks,
+        })
     }
 
     /// Waits until both connections are up, or fails after `limit`.
@@ -332,9 +371,9 @@ impl Backoff {
     }
 }
 
-/// The task that publishes: one multiplexed connection, queued messages sent in pipelines.
+/// The task that publishes: one connection of its own, queued messages sent in pipelines.
 struct Publisher {
-    client: Client,
+    address: Address,
     options: RedisOptions,
     metrics: Arc<BusMetrics>,
     connected: watch::Sender<bool>,
@@ -350,15 +389,12 @@ impl Publisher {
         mut queue: mpsc::Receiver<(String, Vec<u8>)>,
         cancel: CancellationToken,
     ) {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.options.connect_timeout))
-            .set_response_timeout(Some(self.options.response_timeout));
         let mut failures = 0;
         let mut batch = Vec::with_capacity(PIPELINE);
         loop {
             let connected = tokio::select! {
                 _ = cancel.cancelled() => return,
-                c = self.client.get_multiplexed_async_connection_with_config(&config) => c,
+                c = Conn::open(&self.address, self.options.connect_timeout, self.options.max_message_bytes) => c,
             };
             let mut conn = match connected {
                 Ok(conn) => conn,
@@ -386,55 +422,64 @@ impl Publisher {
                     // Every sender is gone: the bus was dropped.
                     return;
                 }
-                if let Err(e) = self.send(&mut conn, &batch).await {
-                    self.metrics.publish_dropped.inc_by(batch.len() as u64);
-                    batch.clear();
-                    if broken(&e) {
-                        tracing::warn!(error = %e, "lost the redis connection that publishes; reconnecting");
-                        break;
-                    }
-                    tracing::debug!(error = %e, "publishing to redis failed");
-                    continue;
-                }
+                let sent = self.send(&mut conn, &batch).await;
                 batch.clear();
+                if let Err(e) = sent {
+                    // Whether Redis took any of the batch is unknown: its receivers see gaps
+                    // where it did not.
+                    self.metrics.publish_dropped.inc_by(got as u64);
+                    tracing::warn!(error = %e, "lost the redis connection that publishes; reconnecting");
+                    break;
+                }
             }
             self.connected.send_replace(false);
         }
     }
 
-    async fn send(
-        &self,
-        conn: &mut MultiplexedConnection,
-        batch: &[(String, Vec<u8>)],
-    ) -> Result<(), RedisError> {
-        let mut pipe = ::redis::pipe();
+    /// Sends a batch in one write and reads its replies; a refused PUBLISH is counted as
+    /// dropped, any other failure leaves the connection unusable.
+    async fn send(&self, conn: &mut Conn, batch: &[(String, Vec<u8>)]) -> Result<(), RespError> {
         for (channel, bytes) in batch {
-            pipe.cmd("PUBLISH").arg(channel).arg(bytes).ignore();
+            conn.queue(&[b"PUBLISH", channel.as_bytes(), bytes]);
         }
-        pipe.query_async::<()>(conn).await
+        conn.flush().await?;
+        for _ in batch {
+            match conn.next_within(self.options.response_timeout).await? {
+                Value::Int(_) => {}
+                Value::Error(e) => {
+                    self.metrics.publish_dropped.inc();
+                    tracing::debug!(error = %e, "redis refused a publish");
+                }
+                other => {
+                    return Err(RespError::Protocol(format!(
+                        "unexpected reply to PUBLISH: {other:?}"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
-}
-
-/// Whether an error means the connection is gone (rather than one command refused).
-fn broken(e: &RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error()
 }
 
 /// The task that listens: one pub/sub connection subscribed to every room the node holds.
 struct Listener {
-    client: Client,
+    address: Address,
     options: RedisOptions,
     origin: NodeId,
     epoch: u64,
     metrics: Arc<BusMetrics>,
     connected: watch::Sender<bool>,
-    events: mpsc::Sender<BusEvent>,
+    events: Deliver,
     /// The rooms the node asked to hear, whether or not the connection is up.
     rooms: HashSet<RoomName>,
     gaps: Gaps<(Channel, RoomName)>,
     /// Rooms whose messages were dropped because the node fell behind, not yet reported.
     lagged: HashSet<RoomName>,
     backoff: Backoff,
+    /// Subscriptions sent and not yet confirmed: channels still to confirm, and who waits.
+    confirming: VecDeque<(usize, Waiter)>,
+    /// When the PING still unanswered was sent.
+    pinged: Option<Instant>,
 }
 
 /// How often rooms whose messages were dropped are reported while the node is behind.
@@ -463,8 +508,8 @@ impl Listener {
                 _ = cancel.cancelled() => return,
                 c = self.connect() => c,
             };
-            let (sink, stream) = match connected {
-                Ok(pair) => pair,
+            let conn = match connected {
+                Ok(conn) => conn,
                 Err(e) => {
                     failures += 1;
                     tracing::debug!(error = %e, failures, "cannot reach redis to listen");
@@ -491,8 +536,17 @@ impl Listener {
                 tracing::info!(?after, rooms = self.rooms.len(), "listening to redis again");
                 self.emit(BusEvent::Reconnected { after });
             }
-            let ended = self.listen(sink, stream, &mut control, &cancel).await;
+            let ended = self.listen(conn, &mut control, &cancel).await;
             self.connected.send_replace(false);
+            // Subscriptions that were waiting are answered: the room works from the log.
+            for (_, done) in self.confirming.drain(..) {
+                if let Some(done) = done {
+                    let _ = done.send(Err(BusError::Unavailable(
+                        "the connection to redis broke".into(),
+                    )));
+                }
+            }
+            self.pinged = None;
             match ended {
                 Ended::Cancelled => return,
                 Ended::Broken(why) => {
@@ -505,29 +559,59 @@ impl Listener {
     }
 
     /// Opens a pub/sub connection and subscribes to every room's channels.
-    async fn connect(&mut self) -> Result<(PubSubSink, PubSubStream), String> {
+    async fn connect(&mut self) -> Result<Conn, String> {
+        // Nothing of an attempt that failed half way waits on this one.
+        self.confirming.clear();
+        self.pinged = None;
         let limit = self.options.connect_timeout;
-        let pubsub = tokio::time::timeout(limit, self.client.get_async_pubsub())
+        let mut conn = Conn::open(&self.address, limit, self.options.max_message_bytes)
             .await
-            .map_err(|_| format!("no connection within {limit:?}"))?
             .map_err(|e| e.to_string())?;
-        let (mut sink, stream) = pubsub.split();
         let channels: Vec<String> = self
             .rooms
             .iter()
             .flat_map(|room| self.channel_names(room))
             .collect();
         for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
-            self.bounded(sink.subscribe(chunk)).await?;
+            self.subscribe(&mut conn, chunk, None)
+                .await
+                .map_err(|e| e.to_string())?;
         }
-        Ok((sink, stream))
+        // Messages of the channels confirmed first may come before the last confirmation.
+        let limit = self.options.response_timeout;
+        tokio::time::timeout(limit, async {
+            while !self.confirming.is_empty() {
+                match conn.buffered()? {
+                    Some(value) => self.value(value)?,
+                    None => conn.fill().await?,
+                }
+            }
+            Ok::<_, RespError>(())
+        })
+        .await
+        .map_err(|_| format!("redis did not confirm the subscriptions within {limit:?}"))?
+        .map_err(|e| e.to_string())?;
+        Ok(conn)
+    }
+
+    /// Sends a SUBSCRIBE for `channels`; `done` hears once Redis confirmed all of them.
+    async fn subscribe(
+        &mut self,
+        conn: &mut Conn,
+        channels: &[String],
+        done: Waiter,
+    ) -> Result<(), RespError> {
+        let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
+        args.extend(channels.iter().map(|c| c.as_bytes()));
+        conn.queue(&args);
+        self.confirming.push_back((channels.len(), done));
+        conn.flush().await
     }
 
     /// Listens until the connection breaks or the bus stops.
     async fn listen(
         &mut self,
-        mut sink: PubSubSink,
-        mut stream: PubSubStream,
+        mut conn: Conn,
         control: &mut mpsc::UnboundedReceiver<Control>,
         cancel: &CancellationToken,
     ) -> Ended {
@@ -539,43 +623,102 @@ impl Listener {
         let mut report = tokio::time::interval(LAG_REPORT_EVERY);
         report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Everything already read first: `fill` waits for the socket.
+            loop {
+                match conn.buffered() {
+                    Ok(Some(value)) => {
+                        if let Err(e) = self.value(value) {
+                            return Ended::Broken(e.to_string());
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Ended::Broken(e.to_string()),
+                }
+            }
             tokio::select! {
                 _ = report.tick(), if !self.lagged.is_empty() => self.report_lagged(),
                 _ = cancel.cancelled() => return Ended::Cancelled,
-                msg = stream.next() => match msg {
-                    Some(msg) => self.heard(msg.get_channel_name(), msg.get_payload_bytes()),
-                    None => return Ended::Broken("the connection closed".into()),
-                },
+                read = conn.fill() => {
+                    if let Err(e) = read {
+                        return Ended::Broken(e.to_string());
+                    }
+                }
                 c = control.recv() => match c {
                     Some(Control::Subscribe { room, done }) => {
                         let channels = self.channel_names(&room);
                         self.rooms.insert(room);
-                        match self.bounded(sink.subscribe(&channels)).await {
-                            Ok(()) => {
-                                let _ = done.send(Ok(()));
-                            }
-                            Err(e) => {
-                                let _ = done.send(Err(BusError::Unavailable(e.clone())));
-                                return Ended::Broken(e);
-                            }
+                        if let Err(e) = self.subscribe(&mut conn, &channels, Some(done)).await {
+                            return Ended::Broken(e.to_string());
                         }
                     }
                     Some(Control::Unsubscribe { room }) => {
                         self.forget(&room);
                         let channels = self.channel_names(&room);
-                        if let Err(e) = self.bounded(sink.unsubscribe(&channels)).await {
-                            return Ended::Broken(e);
+                        conn.queue(&[b"UNSUBSCRIBE", channels[0].as_bytes(), channels[1].as_bytes()]);
+                        if let Err(e) = conn.flush().await {
+                            return Ended::Broken(e.to_string());
                         }
                     }
                     None => return Ended::Cancelled,
                 },
                 _ = ping.tick() => {
-                    if let Err(e) = self.bounded(sink.ping::<::redis::Value>()).await {
-                        return Ended::Broken(format!("no answer to a ping: {e}"));
+                    // A Redis gone without closing the connection is noticed here.
+                    let limit = self.options.response_timeout;
+                    if self.pinged.is_some_and(|at| at.elapsed() > limit) {
+                        return Ended::Broken(format!("no answer to a ping within {limit:?}"));
+                    }
+                    if self.pinged.is_none() {
+                        conn.queue(&[b"PING"]);
+                        if let Err(e) = conn.flush().await {
+                            return Ended::Broken(e.to_string());
+                        }
+                        self.pinged = Some(Instant::now());
                     }
                 }
             }
         }
+    }
+
+    /// One value the listening connection read: a message, a confirmation, a pong.
+    fn value(&mut self, value: Value) -> Result<(), RespError> {
+        let items = match value {
+            Value::Array(Some(items)) => items,
+            Value::Error(e) => return Err(RespError::Refused(e)),
+            other => {
+                return Err(RespError::Protocol(format!(
+                    "unexpected reply on the listening connection: {other:?}"
+                )));
+            }
+        };
+        match (
+            items.first().and_then(Value::text),
+            items.get(1),
+            items.get(2),
+        ) {
+            (Some("message"), Some(channel), Some(Value::Bulk(Some(payload)))) => {
+                match channel.text() {
+                    Some(channel) => self.heard(channel, payload),
+                    None => self.metrics.malformed.inc(),
+                }
+            }
+            (Some("subscribe"), _, _) => {
+                if let Some((left, _)) = self.confirming.front_mut() {
+                    *left = left.saturating_sub(1);
+                    if *left == 0
+                        && let Some((_, Some(done))) = self.confirming.pop_front()
+                    {
+                        let _ = done.send(Ok(()));
+                    }
+                }
+                while self.confirming.front().is_some_and(|(left, _)| *left == 0) {
+                    self.confirming.pop_front();
+                }
+            }
+            (Some("pong"), _, _) => self.pinged = None,
+            (Some("unsubscribe"), _, _) => {}
+            _ => self.metrics.malformed.inc(),
+        }
+        Ok(())
     }
 
     fn control_while_down(&mut self, control: Control) {
@@ -602,18 +745,6 @@ impl Listener {
             Channel::Updates.name(&self.options.prefix, room),
             Channel::Awareness.name(&self.options.prefix, room),
         ]
-    }
-
-    /// Runs a Redis command within the response timeout.
-    async fn bounded<T>(
-        &self,
-        command: impl std::future::Future<Output = Result<T, RedisError>>,
-    ) -> Result<T, String> {
-        let limit = self.options.response_timeout;
-        match tokio::time::timeout(limit, command).await {
-            Ok(result) => result.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("redis did not answer within {limit:?}")),
-        }
     }
 
     /// One message from the bus.
@@ -681,7 +812,7 @@ impl Listener {
             return;
         }
         let rooms: Vec<RoomName> = self.lagged.iter().cloned().collect();
-        if self.events.try_send(BusEvent::Lagged { rooms }).is_ok() {
+        if self.events.offer(BusEvent::Lagged { rooms }).is_ok() {
             self.lagged.clear();
         }
     }
@@ -689,8 +820,8 @@ impl Listener {
     /// Hands the node a message, or drops it and remembers its room if the node is behind.
     fn emit_message(&mut self, event: BusEvent) {
         self.report_lagged();
-        if let Err(mpsc::error::TrySendError::Full(BusEvent::Message { room, .. })) =
-            self.events.try_send(event)
+        if let Err(refused) = self.events.offer(event)
+            && let BusEvent::Message { room, .. } = *refused
         {
             self.metrics.lagged.inc();
             self.lagged.insert(room);
@@ -700,7 +831,7 @@ impl Listener {
     /// Hands the node a connection event. Dropped if the node is that far behind: after a
     /// `Disconnected` it will hear `Reconnected` (or lagged rooms) before anything else.
     fn emit(&mut self, event: BusEvent) {
-        if self.events.try_send(event).is_err() {
+        if self.events.offer(event).is_err() {
             tracing::warn!("the node is behind the bus; a connection event was dropped");
             self.lagged.extend(self.rooms.iter().cloned());
         }

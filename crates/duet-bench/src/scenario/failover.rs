@@ -176,7 +176,8 @@ async fn sync(url: &str, doc: &yrs::Doc, seq: u64) -> anyhow::Result<Ws> {
                 ws.send(Message::binary(p.step2(seq, &diff))).await?;
             }
             Incoming::SyncStep2(update) => {
-                doc.transact_mut().apply_update(Update::decode_v1(update)?)?;
+                doc.transact_mut()
+                    .apply_update(Update::decode_v1(update)?)?;
                 return Ok(ws);
             }
             Incoming::Error(e) => bail!("{e}"),
@@ -207,7 +208,11 @@ async fn member(
     let mut seq = 1u64;
     // (seq, own clock once it is stored)
     let mut unacked: VecDeque<(u64, u32)> = VecDeque::new();
-    let clock = |doc: &yrs::Doc| doc.transact().state_vector().get(&yrs::block::ClientID::new(client_id));
+    let clock = |doc: &yrs::Doc| {
+        doc.transact()
+            .state_vector()
+            .get(&yrs::block::ClientID::new(client_id))
+    };
     let (mut ws, mut node) = match connect(&urls, home, &doc, seq, deadline, None).await {
         Ok(c) => c,
         Err(e) => {
@@ -464,7 +469,11 @@ pub async fn run(ctx: &Ctx, o: &FailoverOpts) -> anyhow::Result<Report> {
         done += usize::from(m.done);
     }
     for m in results.iter().filter(|m| m.error.is_some()).take(5) {
-        progress!("member {}: {}", m.client_id, m.error.as_deref().unwrap_or(""));
+        progress!(
+            "member {}: {}",
+            m.client_id,
+            m.error.as_deref().unwrap_or("")
+        );
     }
     let cut_off = results.iter().filter(|m| !m.reconnects.is_empty()).count();
     let remote = summarize(&mut remote);
@@ -525,8 +534,18 @@ pub async fn run(ctx: &Ctx, o: &FailoverOpts) -> anyhow::Result<Report> {
         "µs",
         format!("{} samples", remote.count),
     );
-    rep.row("keystroke to remote, p99", Some(remote.p99_us), "µs", String::new());
-    rep.row("keystroke to remote, max", Some(remote.max_us), "µs", String::new());
+    rep.row(
+        "keystroke to remote, p99",
+        Some(remote.p99_us),
+        "µs",
+        String::new(),
+    );
+    rep.row(
+        "keystroke to remote, max",
+        Some(remote.max_us),
+        "µs",
+        String::new(),
+    );
     if let (Some(a), Some(b)) = (&m0, &m1) {
         let d = |key: &str| b.get(key).map(|b| b - a.get(key).copied().unwrap_or(0.0));
         for (metric, key, note) in [

@@ -80,7 +80,7 @@ impl Spread {
         match self {
             Spread::Same => r % n,
             Spread::Cross => (r + i) % n,
-            Spread::Mixed if r % 2 == 0 => (r / 2) % n,
+            Spread::Mixed if r.is_multiple_of(2) => (r / 2) % n,
             Spread::Mixed => (r + i) % n,
         }
     }
@@ -499,7 +499,9 @@ pub async fn run(ctx: &Ctx, o: &TeamOpts) -> anyhow::Result<Report> {
     if engines.is_some() {
         rep.row(
             "engines CPU per keystroke",
-            engines.filter(|_| typed > 0).map(|c| c * 1e6 / typed as f64),
+            engines
+                .filter(|_| typed > 0)
+                .map(|c| c * 1e6 / typed as f64),
             "µs",
             format!(
                 "PostgreSQL and Redis (--engine-pid, children included): {:.1} s",
