@@ -2,8 +2,10 @@
 //! publishes and one that listens, each reconnecting with backoff when Redis goes away.
 //!
 //! ```text
-//!   publish(room, body) ── counter, prev ──> [bounded queue] ──> publisher task ── PUBLISH ──┐
-//!       (never waits: a full queue or a Redis that is down drops and counts)     (pipelined) │
+//!   publish(room, body) ── counter, prev ──> written to the socket at once (try_write) ───┐
+//!       (never waits: what the socket does not take waits in a bounded buffer for    PUBLISH │
+//!        the publisher task, which also reads the replies; a Redis that is down drops      │
+//!        and counts)                                                                       │
 //!                                                                                          Redis
 //!   events <── [bounded] <── listener task: decode, drop own, judge counters <── SUBSCRIBE ─┘
 //!       Message / Disconnected / Reconnected / Lagged       (PING every `ping_every`)
@@ -23,7 +25,7 @@
 
 use crate::cluster::bus::{Bus, BusError, BusEvent, BusMetrics};
 use crate::cluster::gaps::{Gaps, Seen};
-use crate::cluster::resp::{Address, Conn, RespError, Value};
+use crate::cluster::resp::{Address, Conn, Reader, RespError, Value};
 use crate::store::BoxFuture;
 use duet_protocol::RoomName;
 use duet_protocol::bus::{Body, Channel, Envelope, NodeId};
@@ -31,6 +33,7 @@ use duet_protocol::codec::{decode_bus, encode_bus};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -51,9 +54,9 @@ pub struct RedisOptions {
     /// (each wait drawn between half and all of it, so nodes do not reconnect in step).
     pub backoff_min: Duration,
     pub backoff_max: Duration,
-    /// Messages waiting to be published; past it, new ones are dropped (and their receivers
-    /// see the gap).
-    pub publish_queue: usize,
+    /// Bytes of messages waiting to be written to Redis (the socket did not take them at
+    /// once); past it, new ones are dropped (and their receivers see the gap).
+    pub publish_buffer: usize,
     /// Events waiting for the node; past it, messages are dropped and their rooms reported
     /// as lagged.
     pub events_queue: usize,
@@ -74,7 +77,7 @@ impl Default for RedisOptions {
             ping_every: Duration::from_secs(2),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
-            publish_queue: 16 * 1024,
+            publish_buffer: 8 * 1024 * 1024,
             events_queue: 16 * 1024,
             max_message_bytes: duet_protocol::DEFAULT_MAX_MESSAGE_BYTES + 4096,
             #[cfg(debug_assertions)]
@@ -89,7 +92,7 @@ pub struct RedisBus {
     epoch: u64,
     prefix: String,
     numbering: Mutex<Numbering>,
-    publish: mpsc::Sender<(String, Vec<u8>)>,
+    outgoing: Arc<Outgoing>,
     control: mpsc::UnboundedSender<Control>,
     /// Whether the listener and the publisher are connected.
     listening: watch::Receiver<bool>,
@@ -100,6 +103,56 @@ pub struct RedisBus {
     drop_every: Option<u64>,
     cancel: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// What is published goes straight to the publishing connection's socket from the publishing
+/// task (a room's): no queue and no task between a room and Redis while the socket takes it.
+/// The publisher task reads the replies and writes whatever a full socket left behind.
+struct Outgoing {
+    // A std Mutex: held to append to a buffer and make one non-blocking write, never across
+    // an `.await`.
+    state: Mutex<OutState>,
+    /// Wakes the publisher task when something is left in the buffer.
+    wake: tokio::sync::Notify,
+    limit: usize,
+}
+
+#[derive(Default)]
+struct OutState {
+    /// The publishing connection's writing half, while it is up.
+    writer: Option<Arc<OwnedWriteHalf>>,
+    /// Encoded commands the socket has not taken yet.
+    buf: Vec<u8>,
+    /// Messages (wholly or partly) in `buf`, counted as dropped if the connection breaks.
+    in_buf: u64,
+    /// Commands written whose replies have not come back.
+    awaiting: u64,
+}
+
+impl Outgoing {
+    fn state(&self) -> std::sync::MutexGuard<'_, OutState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes what the buffer holds as far as the socket takes it now. `Err` when the
+    /// connection is broken.
+    fn write_now(state: &mut OutState) -> std::io::Result<()> {
+        let Some(writer) = state.writer.clone() else {
+            return Ok(());
+        };
+        while !state.buf.is_empty() {
+            match writer.try_write(&state.buf) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    state.buf.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        state.in_buf = 0;
+        Ok(())
+    }
 }
 
 /// This node's counters: one per epoch across all rooms, and the last one per channel.
@@ -173,7 +226,11 @@ impl RedisBus {
         let metrics = Arc::new(BusMetrics::default());
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let (publish_tx, publish_rx) = mpsc::channel(options.publish_queue.max(1));
+        let outgoing = Arc::new(Outgoing {
+            state: Mutex::new(OutState::default()),
+            wake: tokio::sync::Notify::new(),
+            limit: options.publish_buffer.max(64 * 1024),
+        });
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (listening_tx, listening) = watch::channel(false);
         let (publishing_tx, publishing) = watch::channel(false);
@@ -186,7 +243,7 @@ impl RedisBus {
                 connected: publishing_tx,
                 backoff: backoff.clone(),
             }
-            .run(publish_rx, cancel.clone()),
+            .run(outgoing.clone(), cancel.clone()),
         );
         tasks.spawn(
             Listener {
@@ -212,7 +269,7 @@ impl RedisBus {
             epoch,
             prefix: options.prefix.clone(),
             numbering: Mutex::new(Numbering::default()),
-            publish: publish_tx,
+            outgoing,
             control: control_tx,
             listening,
             publishing,
@@ -286,12 +343,37 @@ impl Bus for RedisBus {
             prev,
             body,
         });
-        match self
-            .publish
-            .try_send((channel.name(&self.prefix, room), bytes))
-        {
-            Ok(()) => self.metrics.published.inc(),
-            Err(_) => self.metrics.publish_dropped.inc(),
+        let mut command = Vec::with_capacity(bytes.len() + 128);
+        crate::cluster::resp::encode(
+            &mut command,
+            &[
+                b"PUBLISH",
+                channel.name(&self.prefix, room).as_bytes(),
+                &bytes,
+            ],
+        );
+        let left = {
+            let mut out = self.outgoing.state();
+            if out.writer.is_none() || out.buf.len() + command.len() > self.outgoing.limit {
+                drop(out);
+                self.metrics.publish_dropped.inc();
+                return;
+            }
+            let was_empty = out.buf.is_empty();
+            out.buf.extend_from_slice(&command);
+            out.in_buf += 1;
+            out.awaiting += 1;
+            // Behind what the socket already refused, it waits its turn with the publisher
+            // task; otherwise the socket takes it now. A broken socket is the publisher's to
+            // find (its read fails) and reconnect.
+            if was_empty {
+                let _ = Outgoing::write_now(&mut out);
+            }
+            !out.buf.is_empty()
+        };
+        self.metrics.published.inc();
+        if left {
+            self.outgoing.wake.notify_one();
         }
     }
 
@@ -371,7 +453,9 @@ impl Backoff {
     }
 }
 
-/// The task that publishes: one connection of its own, queued messages sent in pipelines.
+/// The task that keeps the publishing connection: connects (again), reads the replies, writes
+/// what the socket did not take when it was published, and finds a Redis that stopped
+/// answering.
 struct Publisher {
     address: Address,
     options: RedisOptions,
@@ -380,23 +464,15 @@ struct Publisher {
     backoff: Backoff,
 }
 
-/// Most messages sent in one pipeline.
-const PIPELINE: usize = 256;
-
 impl Publisher {
-    async fn run(
-        mut self,
-        mut queue: mpsc::Receiver<(String, Vec<u8>)>,
-        cancel: CancellationToken,
-    ) {
+    async fn run(mut self, outgoing: Arc<Outgoing>, cancel: CancellationToken) {
         let mut failures = 0;
-        let mut batch = Vec::with_capacity(PIPELINE);
         loop {
             let connected = tokio::select! {
                 _ = cancel.cancelled() => return,
                 c = Conn::open(&self.address, self.options.connect_timeout, self.options.max_message_bytes) => c,
             };
-            let mut conn = match connected {
+            let conn = match connected {
                 Ok(conn) => conn,
                 Err(e) => {
                     failures += 1;
@@ -412,52 +488,104 @@ impl Publisher {
                 tracing::info!(failures, "publishing to redis again");
             }
             failures = 0;
+            let (reader, writer) = conn.into_parts();
+            let writer = Arc::new(writer);
+            {
+                let mut out = outgoing.state();
+                out.writer = Some(writer.clone());
+                out.buf.clear();
+                out.in_buf = 0;
+                out.awaiting = 0;
+            }
             self.connected.send_replace(true);
-            loop {
-                let got = tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    n = queue.recv_many(&mut batch, PIPELINE) => n,
-                };
-                if got == 0 {
-                    // Every sender is gone: the bus was dropped.
-                    return;
-                }
-                let sent = self.send(&mut conn, &batch).await;
-                batch.clear();
-                if let Err(e) = sent {
-                    // Whether Redis took any of the batch is unknown: its receivers see gaps
-                    // where it did not.
-                    self.metrics.publish_dropped.inc_by(got as u64);
+            let ended = self.serve(reader, &writer, &outgoing, &cancel).await;
+            let lost = {
+                let mut out = outgoing.state();
+                out.writer = None;
+                out.buf.clear();
+                out.awaiting = 0;
+                std::mem::take(&mut out.in_buf)
+            };
+            // Whether Redis took them is unknown: their receivers see gaps where it did not.
+            self.metrics.publish_dropped.inc_by(lost);
+            self.connected.send_replace(false);
+            match ended {
+                None => return,
+                Some(e) => {
                     tracing::warn!(error = %e, "lost the redis connection that publishes; reconnecting");
-                    break;
                 }
             }
-            self.connected.send_replace(false);
         }
     }
 
-    /// Sends a batch in one write and reads its replies; a refused PUBLISH is counted as
-    /// dropped, any other failure leaves the connection unusable.
-    async fn send(&self, conn: &mut Conn, batch: &[(String, Vec<u8>)]) -> Result<(), RespError> {
-        for (channel, bytes) in batch {
-            conn.queue(&[b"PUBLISH", channel.as_bytes(), bytes]);
-        }
-        conn.flush().await?;
-        for _ in batch {
-            match conn.next_within(self.options.response_timeout).await? {
-                Value::Int(_) => {}
-                Value::Error(e) => {
-                    self.metrics.publish_dropped.inc();
-                    tracing::debug!(error = %e, "redis refused a publish");
+    /// Until the connection breaks (`Some(why)`) or the bus stops (`None`).
+    async fn serve(
+        &self,
+        mut reader: Reader,
+        writer: &OwnedWriteHalf,
+        outgoing: &Outgoing,
+        cancel: &CancellationToken,
+    ) -> Option<RespError> {
+        let limit = self.options.response_timeout;
+        let mut check = tokio::time::interval(limit / 2);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut progress = Instant::now();
+        loop {
+            loop {
+                match reader.buffered() {
+                    Ok(Some(Value::Int(_))) => {}
+                    Ok(Some(Value::Error(e))) => {
+                        self.metrics.publish_dropped.inc();
+                        tracing::debug!(error = %e, "redis refused a publish");
+                    }
+                    Ok(Some(other)) => {
+                        return Some(RespError::Protocol(format!(
+                            "unexpected reply to PUBLISH: {other:?}"
+                        )));
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Some(e),
                 }
-                other => {
-                    return Err(RespError::Protocol(format!(
-                        "unexpected reply to PUBLISH: {other:?}"
-                    )));
+                progress = Instant::now();
+                let mut out = outgoing.state();
+                out.awaiting = out.awaiting.saturating_sub(1);
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return None,
+                read = reader.fill() => {
+                    if let Err(e) = read {
+                        return Some(e);
+                    }
+                }
+                () = outgoing.wake.notified() => {
+                    // What the socket did not take at once, as it makes room.
+                    let flushed = tokio::time::timeout(limit, async {
+                        loop {
+                            writer.writable().await?;
+                            let mut out = outgoing.state();
+                            Outgoing::write_now(&mut out)?;
+                            if out.buf.is_empty() {
+                                return Ok::<_, std::io::Error>(());
+                            }
+                        }
+                    })
+                    .await;
+                    match flushed {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Some(e.into()),
+                        Err(_) => return Some(RespError::Timeout(limit)),
+                    }
+                }
+                _ = check.tick() => {
+                    // A Redis gone without closing the connection stops answering.
+                    if outgoing.state().awaiting == 0 {
+                        progress = Instant::now();
+                    } else if progress.elapsed() > limit {
+                        return Some(RespError::Timeout(limit));
+                    }
                 }
             }
         }
-        Ok(())
     }
 }
 

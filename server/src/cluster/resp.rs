@@ -17,6 +17,7 @@ use bytes::{Buf, BytesMut};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// Most items in an array reply (pushes are 3, `SUBSCRIBE` confirmations 3).
 const MAX_ARRAY: usize = 16;
@@ -254,11 +255,17 @@ pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
-/// One connection to Redis, owned by one task.
+/// One connection to Redis, owned by one task (or split: [`Conn::into_parts`]).
 pub struct Conn {
-    stream: TcpStream,
-    read: BytesMut,
+    reader: Reader,
+    writer: OwnedWriteHalf,
     write: Vec<u8>,
+}
+
+/// The reading half of a connection: replies and pushes, parsed from its buffer.
+pub struct Reader {
+    half: OwnedReadHalf,
+    read: BytesMut,
     max_bulk: usize,
 }
 
@@ -276,11 +283,15 @@ impl Conn {
         .await
         .map_err(|_| RespError::Timeout(timeout))??;
         stream.set_nodelay(true)?;
+        let (half, writer) = stream.into_split();
         let mut conn = Self {
-            stream,
-            read: BytesMut::with_capacity(16 * 1024),
+            reader: Reader {
+                half,
+                read: BytesMut::with_capacity(16 * 1024),
+                max_bulk,
+            },
+            writer,
             write: Vec::with_capacity(16 * 1024),
-            max_bulk,
         };
         if let Some(password) = &address.password {
             match &address.user {
@@ -313,12 +324,32 @@ impl Conn {
 
     pub async fn flush(&mut self) -> Result<(), RespError> {
         if !self.write.is_empty() {
-            self.stream.write_all(&self.write).await?;
+            self.writer.write_all(&self.write).await?;
             self.write.clear();
         }
         Ok(())
     }
 
+    /// The reading half and the writing half, for a task that reads replies while others
+    /// write (the writing half's `try_write` needs no `&mut`).
+    pub fn into_parts(self) -> (Reader, OwnedWriteHalf) {
+        (self.reader, self.writer)
+    }
+
+    pub fn buffered(&mut self) -> Result<Option<Value>, RespError> {
+        self.reader.buffered()
+    }
+
+    pub async fn fill(&mut self) -> Result<(), RespError> {
+        self.reader.fill().await
+    }
+
+    pub async fn next_within(&mut self, timeout: Duration) -> Result<Value, RespError> {
+        self.reader.next_within(timeout).await
+    }
+}
+
+impl Reader {
     /// The next value already in the buffer, if one is whole there.
     pub fn buffered(&mut self) -> Result<Option<Value>, RespError> {
         match parse(&self.read, self.max_bulk)? {
@@ -336,7 +367,7 @@ impl Conn {
         if self.read.capacity() - self.read.len() < 4096 {
             self.read.reserve(16 * 1024);
         }
-        match self.stream.read_buf(&mut self.read).await? {
+        match self.half.read_buf(&mut self.read).await? {
             0 => Err(RespError::Closed),
             _ => Ok(()),
         }
