@@ -951,3 +951,64 @@ async fn a_single_nodes_rooms_move_into_postgresql() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// A node killed and started again at once (same node id) is written off by its new epoch,
+/// not by its heartbeat going stale (60 s here): the cursors of its old run's members leave
+/// the other nodes within a heartbeat of the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_is_written_off_by_its_new_epoch() -> anyhow::Result<()> {
+    let Some(mut cluster) =
+        Cluster::start("new_epoch", 2, &["--stale-after-ms", "60000"], &[]).await?
+    else {
+        return Ok(());
+    };
+    let room = unique_room("epoch");
+    let observer = start(&cluster.url(1), &room, "obs");
+    observer.client.wait_synced(T).await?;
+    let doc = duet_yjs::doc::doc_with_client(61);
+    let mut ghost = duet_e2e::ydoc::join(&cluster.url(0), room.as_str(), &doc, 0).await?;
+    ghost
+        .send(&ClientMsg::Awareness {
+            client_id: 61,
+            state: Some(duet_protocol::PeerState {
+                name: "ghost".into(),
+                color: "#30bced".into(),
+                cursor: None,
+                location: None,
+            }),
+        })
+        .await?;
+    eventually("the observer to see the ghost", T, || {
+        observer
+            .client
+            .peers()
+            .iter()
+            .any(|p| p.name == "ghost")
+            .then_some(())
+    })
+    .await?;
+    // kill -9 (before the ghost's socket closes: the dead node tells no one it left), and
+    // the same node again at once: its heartbeat never goes stale.
+    cluster.nodes[0].kill();
+    drop(ghost);
+    cluster.nodes[0].restart()?;
+    cluster.rebalance();
+    eventually(
+        "the old run's cursor to vanish",
+        Duration::from_secs(10),
+        || {
+            observer
+                .client
+                .peers()
+                .iter()
+                .all(|p| p.name != "ghost")
+                .then_some(())
+        },
+    )
+    .await?;
+    ensure!(
+        cluster.metric(1, "duet_cluster_nodes_gone_total").await? >= 1.0,
+        "written off"
+    );
+    Ok(())
+}
