@@ -145,14 +145,21 @@ pub enum Body {
     Update(Payload),
     /// Changed awareness entries of the origin's members.
     Awareness(#[serde(with = "wire_vec")] Vec<BusAwareness>),
+    /// The origin's state vector of the room (yrs v1), sent now and then: a receiver that
+    /// lacks some of it reads the log (the backstop of anti-entropy). On the updates channel,
+    /// so its counters also reveal an update lost just before a quiet spell.
+    Digest(Payload),
+    /// The origin has just loaded the room: nodes holding it answer with their members'
+    /// awareness, so a joiner there sees every cursor at once.
+    AwarenessQuery,
 }
 
 impl Body {
     /// The channel this body travels on.
     pub fn channel(&self) -> Channel {
         match self {
-            Body::Update(_) => Channel::Updates,
-            Body::Awareness(_) => Channel::Awareness,
+            Body::Update(_) | Body::Digest(_) => Channel::Updates,
+            Body::Awareness(_) | Body::AwarenessQuery => Channel::Awareness,
         }
     }
 }
@@ -233,6 +240,8 @@ mod tests {
     fn envelopes_round_trip() {
         let bodies = [
             Body::Update(Payload(vec![1, 2, 3])),
+            Body::Digest(Payload(vec![1, 7, 3])),
+            Body::AwarenessQuery,
             Body::Awareness(vec![
                 BusAwareness {
                     client_id: 9,

@@ -42,6 +42,7 @@ pub async fn room_relay(updates: &[Vec<u8>]) -> RelayRun {
         1,
         RoomName::new("bench").expect("valid room name"),
         store,
+        None,
         config,
         CancellationToken::new(),
         &tracker,

@@ -200,13 +200,21 @@ pub enum Route {
     Upgrade(Upgrade),
 }
 
-/// Decides what a request head asks for.
-pub fn route(head: &RequestHead, metrics: impl FnOnce() -> String) -> Route {
+/// Decides what a request head asks for. `health` says whether the server should get clients
+/// (`/healthz`: 200, or 503 with the reason, so a load balancer drains it).
+pub fn route(
+    head: &RequestHead,
+    metrics: impl FnOnce() -> String,
+    health: impl FnOnce() -> Result<(), String>,
+) -> Route {
     let is_upgrade = head.header_has_token("connection", "upgrade")
         && head.header_has_token("upgrade", "websocket");
     if !is_upgrade {
         return Route::Respond(match (head.method.as_str(), head.path.as_str()) {
-            ("GET", "/healthz") => Response::text(200, "ok"),
+            ("GET", "/healthz") => match health() {
+                Ok(()) => Response::text(200, "ok"),
+                Err(why) => Response::text(503, format!("unhealthy: {why}")),
+            },
             ("GET", "/metrics") => {
                 let mut r = Response::text(200, metrics());
                 r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -309,6 +317,10 @@ mod tests {
         )
     }
 
+    fn ok() -> Result<(), String> {
+        Ok(())
+    }
+
     fn status(route: Route) -> (u16, String) {
         match route {
             Route::Respond(r) => (r.status, r.body),
@@ -319,17 +331,25 @@ mod tests {
     #[tokio::test]
     async fn routes_requests() {
         let h = head("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        assert_eq!(status(route(&h, String::new)).0, 200);
+        assert_eq!(status(route(&h, String::new, ok)).0, 200);
+        let down = || Err("postgresql unreachable: connection refused".to_owned());
+        assert_eq!(
+            status(route(&h, String::new, down)),
+            (
+                503,
+                "unhealthy: postgresql unreachable: connection refused\n".into()
+            )
+        );
         let h = head(&upgrade_request("/team/notes.md?x=1", "duet.v2")).await;
         assert_eq!(
-            status(route(&h, String::new)),
+            status(route(&h, String::new, ok)),
             (101, "team/notes.md".into())
         );
         let h = head(&upgrade_request("/a/../b", "duet.v2")).await;
-        assert_eq!(status(route(&h, String::new)).0, 400);
+        assert_eq!(status(route(&h, String::new, ok)).0, 400);
         // A v1 client (before workspaces' locations) is told what this server speaks.
         let h = head(&upgrade_request("/a", "duet.v1")).await;
-        let (code, body) = status(route(&h, String::new));
+        let (code, body) = status(route(&h, String::new, ok));
         assert_eq!(code, 400);
         assert!(
             body.contains("duet.v1") && body.contains("duet.v2"),
@@ -340,7 +360,7 @@ mod tests {
     #[tokio::test]
     async fn accept_key_matches_rfc_example() {
         let h = head(&upgrade_request("/a", "duet.v2")).await;
-        let Route::Upgrade(u) = route(&h, String::new) else {
+        let Route::Upgrade(u) = route(&h, String::new, ok) else {
             panic!("expected an upgrade")
         };
         assert_eq!(u.accept_key, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
@@ -350,6 +370,6 @@ mod tests {
     async fn missing_key_is_400() {
         let raw = "GET /a HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n";
         let h = head(raw).await;
-        assert_eq!(status(route(&h, String::new)).0, 400);
+        assert_eq!(status(route(&h, String::new, ok)).0, 400);
     }
 }

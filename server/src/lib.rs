@@ -32,6 +32,8 @@ pub mod http;
 pub mod limits;
 pub mod memory;
 pub mod metrics;
+#[cfg(feature = "cluster")]
+pub mod node;
 pub mod out;
 pub mod outbox;
 mod registry;
@@ -45,8 +47,8 @@ use crate::limits::{Admission, LimitConfig};
 use crate::memory::MemoryStore;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
-use crate::room::RoomConfig;
-use crate::store::Store;
+use crate::room::{ClusterLink, RoomConfig};
+use crate::store::{BoxFuture, Store};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -126,8 +128,13 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) admission: Admission,
+    /// What `/healthz` says beyond "up" (a cluster node: PostgreSQL and Redis reachable).
+    pub(crate) health: Option<Health>,
     next_peer: AtomicU64,
 }
+
+/// `Err(reason)` when the server should get no clients (`/healthz` answers 503 with it).
+pub(crate) type Health = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl Shared {
     pub(crate) fn next_peer_id(&self) -> u64 {
@@ -140,6 +147,8 @@ pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
     tracker: TaskTracker,
+    /// Run after every room has stopped (a cluster node's goodbye).
+    farewell: Option<BoxFuture<'static, ()>>,
 }
 
 impl Server {
@@ -154,17 +163,63 @@ impl Server {
         store: Arc<dyn Store>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
+        let metrics = Metrics::with_store(store.metrics());
+        Ok(Self::assemble(listener, config, store, None, metrics, None))
+    }
+
+    /// Binds the listener as one node of a cluster (ADR 011): rooms stored in PostgreSQL,
+    /// shared with the other nodes over the bus `node` names. The node registers itself (a new
+    /// epoch) before this returns; its tasks start with the server.
+    #[cfg(feature = "cluster")]
+    pub async fn bind_node(
+        config: ServerConfig,
+        pg: Arc<cluster::pg::PgStore>,
+        node: node::NodeOptions,
+    ) -> Result<Self, BindError> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let digest_every = node.digest_every;
+        let starting = node::Starting::new(pg.clone(), node).await?;
+        let mut metrics = Metrics::with_store(pg.metrics());
+        metrics.cluster = Some(starting.metrics.clone());
+        if let Some(bus) = starting.bus_metrics() {
+            metrics.sections.push(bus);
+        }
+        let link = ClusterLink {
+            bus: starting.bus.clone(),
+            digest_every,
+        };
+        let health = starting.health.clone();
+        let health: Health = Arc::new(move || health.check());
+        let mut server = Self::assemble(listener, config, pg, Some(link), metrics, Some(health));
+        let farewell = starting.run(
+            server.shared.registry.clone(),
+            &server.tracker,
+            server.shared.shutdown.clone(),
+        );
+        server.farewell = Some(farewell);
+        Ok(server)
+    }
+
+    fn assemble(
+        listener: TcpListener,
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+        link: Option<ClusterLink>,
+        metrics: Metrics,
+        health: Option<Health>,
+    ) -> Self {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let metrics = Arc::new(Metrics::with_store(store.metrics()));
+        let metrics = Arc::new(metrics);
         let registry = Registry::new(
             store,
+            link,
             config.room.clone(),
             shutdown.clone(),
             tracker.clone(),
             metrics.clone(),
         );
-        Ok(Self {
+        Self {
             listener,
             shared: Arc::new(Shared {
                 admission: Admission::new(config.limits.clone()),
@@ -172,10 +227,12 @@ impl Server {
                 registry,
                 metrics,
                 shutdown,
+                health,
                 next_peer: AtomicU64::new(1),
             }),
             tracker,
-        })
+            farewell: None,
+        }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -189,6 +246,7 @@ impl Server {
             listener,
             shared,
             tracker,
+            farewell,
         } = self;
         tokio::pin!(signal);
         loop {
@@ -212,6 +270,9 @@ impl Server {
         shared.shutdown.cancel();
         tracker.close();
         tracker.wait().await;
+        if let Some(farewell) = farewell {
+            farewell.await;
+        }
         tracing::info!("shutdown complete");
     }
 
@@ -228,6 +289,16 @@ impl Server {
     pub fn metrics(&self) -> Arc<Metrics> {
         self.shared.metrics.clone()
     }
+}
+
+/// Why a cluster node could not start.
+#[cfg(feature = "cluster")]
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error(transparent)]
+    Node(#[from] node::NodeError),
 }
 
 /// A server running on a tokio runtime.
@@ -276,7 +347,8 @@ async fn handshake<'a, S: AsyncRead + AsyncWrite + Unpin>(
         tracing::debug!(%peer, path = %head.path, status, %message, "refused request");
         http::Response::text(status, message)
     };
-    let upgrade = match http::route(&head, || shared.metrics.render()) {
+    let health = || shared.health.as_ref().map_or(Ok(()), |check| check());
+    let upgrade = match http::route(&head, || shared.metrics.render(), health) {
         http::Route::Respond(response) => {
             let _ = response.write(stream).await;
             return None;

@@ -1,12 +1,17 @@
 //! `duet-server`: the duet sync server.
 //!
 //! Run: `duet-server [--listen 127.0.0.1:7070] [--data-dir ./duet-data]`, then point `duet`
-//! (or any Yjs y-websocket client, once supported) at `ws://HOST:PORT/ROOM`.
+//! (or any Yjs y-websocket client) at `ws://HOST:PORT/ROOM`.
+//!
+//! A node of a cluster (docs/deploy.md): `duet-server --postgres URL --redis URL [--node-id ID]`
+//! (or `DUET_POSTGRES`, `DUET_REDIS`, `DUET_NODE_ID`); any number of them behind a plain load
+//! balancer serve the same rooms.
 //!
 //! Admin: `duet-server rooms list | export ROOM [--format text|yjs] [FILE] | import ROOM FILE
-//! [--format yjs|text] | delete ROOM`, on the same backend (`--data-dir`). `list` and `export`
-//! are safe while a server runs; `import` and `delete` refuse while a server holds the data
-//! directory.
+//! [--format yjs|text] | delete ROOM`, on the same backend (`--data-dir`, or `--postgres`).
+//! `list` and `export` are safe while a server runs; on SQLite `import` and `delete` refuse
+//! while a server holds the data directory. `duet-server migrate --data-dir DIR --postgres URL`
+//! copies every room of a single node's SQLite data directory into PostgreSQL.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -39,8 +44,44 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:7070", env = "DUET_LISTEN")]
     listen: SocketAddr,
     /// Keep rooms in memory only: nothing survives a restart, the data directory is unused.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "postgres")]
     memory: bool,
+    /// Store rooms in this PostgreSQL database (`postgres://USER:PASSWORD@HOST:PORT/DB`) and
+    /// run as a node of a cluster: every node given the same database (and --redis) serves the
+    /// same rooms. The data directory is unused.
+    #[arg(long, env = "DUET_POSTGRES", hide_env_values = true, global = true)]
+    postgres: Option<String>,
+    /// The Redis that carries live edits and cursors between the nodes
+    /// (`redis://[:PASSWORD@]HOST:PORT`). Without it, nodes see each other's edits only through
+    /// the database, every --heads-check-ms.
+    #[arg(
+        long,
+        env = "DUET_REDIS",
+        hide_env_values = true,
+        requires = "postgres"
+    )]
+    redis: Option<String>,
+    /// Put before the name of every channel this cluster uses on Redis, so that several
+    /// clusters can share one Redis.
+    #[arg(long, env = "DUET_BUS_PREFIX", default_value = "duet:")]
+    bus_prefix: String,
+    /// This node's name in the cluster, stable across its restarts (letters, digits, `.`, `_`,
+    /// `-`). Default: the host name and the port.
+    #[arg(long, env = "DUET_NODE_ID")]
+    node_id: Option<String>,
+    /// Milliseconds between a node's heartbeats (a row in PostgreSQL).
+    #[arg(long, hide = true, default_value_t = 2000)]
+    heartbeat_ms: u64,
+    /// Milliseconds after which a node whose heartbeat has not been refreshed is gone (its
+    /// cursors removed everywhere).
+    #[arg(long, hide = true, default_value_t = 6000)]
+    stale_after_ms: u64,
+    /// Milliseconds between checks of the loaded rooms' heads in the log (one query).
+    #[arg(long, hide = true, default_value_t = 2000)]
+    heads_check_ms: u64,
+    /// Milliseconds between a room's state-vector digests on the bus.
+    #[arg(long, hide = true, default_value_t = 30_000)]
+    digest_ms: u64,
     /// Compact a room once its log holds this many updates (small values exercise compaction
     /// in tests).
     #[arg(long, hide = true, default_value_t = CompactionPolicy::default().after_rows)]
@@ -126,10 +167,17 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Inspect and manage the stored rooms of the data directory.
+    /// Inspect and manage the stored rooms of the data directory (or of --postgres).
     Rooms {
         #[command(subcommand)]
         command: RoomsCommand,
+    },
+    /// Copies every room of a single node's data directory (--data-dir, SQLite) into the
+    /// PostgreSQL database of a cluster (--postgres). The single node must be stopped.
+    Migrate {
+        /// Leave rooms that already exist in PostgreSQL as they are (default: stop at the first).
+        #[arg(long)]
+        skip_existing: bool,
     },
 }
 
@@ -188,8 +236,25 @@ fn main() -> anyhow::Result<()> {
         .init();
     duet_server::contain::install_panic_hook();
     let mut args = Args::parse();
+    #[cfg(not(feature = "cluster"))]
+    if args.postgres.is_some() || args.redis.is_some() {
+        anyhow::bail!(
+            "this duet-server was built without the cargo feature `cluster`: no PostgreSQL or Redis"
+        );
+    }
     match args.command.take() {
         Some(Command::Rooms { command }) => return rooms(&store_choice(&args), command),
+        Some(Command::Migrate { skip_existing }) => {
+            #[cfg(feature = "cluster")]
+            return cluster_cli::migrate(&args, skip_existing);
+            #[cfg(not(feature = "cluster"))]
+            {
+                let _ = skip_existing;
+                anyhow::bail!(
+                    "this duet-server was built without the cargo feature `cluster`: it cannot migrate into PostgreSQL"
+                );
+            }
+        }
         Some(Command::Token {
             room,
             role,
@@ -255,9 +320,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     // The lock is held until the server exits: one server per data directory, and admin
     // writes refuse meanwhile.
-    let opened = store_choice(&args).open()?;
-    let store = opened.store;
-    let server = Server::bind_with_store(config, store)
+    let opened = store_choice(&args).connect().await?;
+    #[cfg(feature = "cluster")]
+    let server = match opened.postgres.clone() {
+        Some(pg) => {
+            let node = cluster_cli::node_options(&args)?;
+            tracing::info!(node = %node.node, redis = node.redis.is_some(), "starting a cluster node");
+            Server::bind_node(config, pg, node)
+                .await
+                .with_context(|| format!("cannot start the node on {}", args.listen))?
+        }
+        None => Server::bind_with_store(config, opened.store)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?,
+    };
+    #[cfg(not(feature = "cluster"))]
+    let server = Server::bind_with_store(config, opened.store)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = server.local_addr()?;
@@ -278,6 +356,20 @@ fn store_choice(args: &Args) -> StoreChoice {
     if args.memory {
         return StoreChoice::Memory;
     }
+    #[cfg(feature = "cluster")]
+    if let Some(url) = &args.postgres {
+        return StoreChoice::Postgres {
+            url: url.clone(),
+            options: duet_server::cluster::pg::PgOptions {
+                commit_window: Duration::from_millis(args.commit_window_ms),
+                ..Default::default()
+            },
+        };
+    }
+    sqlite_choice(args)
+}
+
+fn sqlite_choice(args: &Args) -> StoreChoice {
     StoreChoice::Sqlite {
         dir: args.data_dir.clone(),
         options: SqliteOptions {
@@ -285,6 +377,121 @@ fn store_choice(args: &Args) -> StoreChoice {
             commit_window: Duration::from_millis(args.commit_window_ms),
             ..SqliteOptions::default()
         },
+    }
+}
+
+/// What only a server built with the cargo feature `cluster` can do: run as a node, migrate
+/// a data directory into PostgreSQL.
+#[cfg(feature = "cluster")]
+mod cluster_cli {
+    use super::{Args, Format, LockError, StoreChoice, admin, sqlite_choice};
+    use anyhow::Context;
+    use duet_server::cluster::pg::PgOptions;
+    use duet_server::cluster::redis::RedisOptions;
+    use duet_server::node::NodeOptions;
+    use std::time::Duration;
+
+    /// How this process runs as a node of a cluster.
+    pub fn node_options(args: &Args) -> anyhow::Result<NodeOptions> {
+        let id = match &args.node_id {
+            Some(id) => id.clone(),
+            None => default_node_id(args.listen.port()),
+        };
+        let node = duet_protocol::bus::NodeId::new(&id)
+            .with_context(|| format!("invalid node id {id:?} (set --node-id)"))?;
+        let mut options = NodeOptions::new(node);
+        options.heartbeat_every = Duration::from_millis(args.heartbeat_ms.max(10));
+        options.stale_after = Duration::from_millis(args.stale_after_ms.max(args.heartbeat_ms * 2));
+        options.heads_every = Duration::from_millis(args.heads_check_ms.max(10));
+        options.digest_every = Duration::from_millis(args.digest_ms.max(100));
+        options.redis = args.redis.clone().map(|url| {
+            (
+                url,
+                RedisOptions {
+                    prefix: args.bus_prefix.clone(),
+                    ..RedisOptions::default()
+                },
+            )
+        });
+        Ok(options)
+    }
+
+    /// The host's name and the port: stable across restarts of a node on its machine.
+    fn default_node_id(port: u16) -> String {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .unwrap_or_default();
+        let host: String = host
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(48)
+            .collect();
+        let host = if host.is_empty() { "node".into() } else { host };
+        format!("{host}-{port}")
+    }
+
+    /// Copies every room of the SQLite data directory into PostgreSQL.
+    pub fn migrate(args: &Args, skip_existing: bool) -> anyhow::Result<()> {
+        let Some(url) = &args.postgres else {
+            anyhow::bail!(
+                "migrate needs --postgres URL (or DUET_POSTGRES): the database to copy into"
+            );
+        };
+        let from = sqlite_choice(args);
+        let to = StoreChoice::Postgres {
+            url: url.clone(),
+            options: PgOptions::default(),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(async {
+            // The single node must not serve (and store) while its rooms are copied.
+            let _lock = from.lock_for_writes().map_err(|e| match e {
+                LockError::InUse(dir) => anyhow::anyhow!(
+                    "refusing to migrate: a duet-server is running on {}; stop it first",
+                    dir.display()
+                ),
+                e => e.into(),
+            })?;
+            let source = from.admin().await?;
+            let target = to.admin().await?;
+            let rooms = source.list().await?;
+            let (mut copied, mut skipped) = (0, 0);
+            for info in &rooms {
+                let room = duet_protocol::RoomName::new(&info.name)
+                    .with_context(|| format!("stored room name {:?} is not valid", info.name))?;
+                // The whole document merged into one update, checked on the way in.
+                let state = admin::export(source.as_ref(), &room, Format::Yjs).await?;
+                match admin::import(target.as_ref(), &room, &state, Format::Yjs).await {
+                    Ok(()) => copied += 1,
+                    Err(duet_server::store::AdminError::RoomExists(_)) if skip_existing => {
+                        eprintln!("room {room} already exists in postgresql: left as it is");
+                        skipped += 1;
+                    }
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e).context(format!(
+                            "copying room {room} (copied {copied} before it; --skip-existing leaves existing rooms alone)"
+                        )));
+                    }
+                }
+            }
+            eprintln!(
+                "copied {copied} of {} rooms from {} into postgresql ({skipped} already there)",
+                rooms.len(),
+                args.data_dir.display()
+            );
+            anyhow::Ok(())
+        })
     }
 }
 
@@ -339,7 +546,7 @@ async fn rooms_on(choice: &StoreChoice, command: RoomsCommand) -> anyhow::Result
             e => e.into(),
         })
     };
-    let rooms = choice.admin()?;
+    let rooms = choice.admin().await?;
     match command {
         RoomsCommand::List => {
             let mut out = std::io::stdout().lock();

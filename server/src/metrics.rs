@@ -140,6 +140,8 @@ pub struct StoreMetrics {
     pub updates_per_commit: CountHistogram,
     /// From BEGIN to the end of COMMIT (fsync included).
     pub commit_duration: Histogram,
+    /// Reads of a room (loads and catch-ups), where the store times them.
+    pub read_duration: Histogram,
     /// Snapshots stored (compactions the compare-and-swap let through).
     pub compactions: Counter,
     /// Failed commits (every update of the batch refused).
@@ -167,6 +169,13 @@ impl StoreMetrics {
             "duet_store_commit_seconds",
             "Time to write and commit one transaction, fsync included.",
         );
+        if self.read_duration.count() > 0 {
+            self.read_duration.render(
+                out,
+                "duet_store_read_seconds",
+                "Time to read a room's log (a load, or the rows past a cursor).",
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP duet_store_compactions_total Snapshots stored in place of a prefix of a room log.\n# TYPE duet_store_compactions_total counter\nduet_store_compactions_total {}",
@@ -183,6 +192,152 @@ impl StoreMetrics {
         ] {
             let _ = writeln!(out, "duet_store_errors_total{{op=\"{op}\"}} {}", c.get());
         }
+    }
+}
+
+/// A part of `/metrics` kept elsewhere (the bus's figures), rendered after the rest.
+pub trait Section: Send + Sync {
+    fn render(&self, out: &mut String);
+}
+
+/// Why rooms read their log past their cursor, as [`ClusterMetrics::catch_up`] counts them
+/// (`room::CatchUp::name`).
+const CATCH_UP_REASONS: [&str; 6] = ["gap", "reconnect", "lagged", "heads", "digest", "own_ahead"];
+
+/// What a node of a cluster counts beside the bus's own figures.
+#[derive(Default)]
+pub struct ClusterMetrics {
+    catch_ups: [Counter; CATCH_UP_REASONS.len()],
+    /// Reads of the log past a room's cursor that failed.
+    pub catch_up_errors: Counter,
+    /// Rows (or snapshots) those reads returned.
+    pub catch_up_rows: Counter,
+    /// Updates a read brought that the room did not hold: what the bus had lost.
+    pub repaired: Counter,
+    /// Other nodes' updates applied from the bus.
+    pub remote_updates: Counter,
+    /// Digests published, and digests heard that held something the room lacked.
+    pub digests_sent: Counter,
+    pub digests_behind: Counter,
+    /// Other nodes with a fresh heartbeat, and other nodes heard on the bus in the last 10 s.
+    pub nodes_alive: Gauge,
+    pub peers_heard: Gauge,
+    /// Nodes written off (heartbeat stale or a new epoch): their cursors removed.
+    pub nodes_gone: Counter,
+    /// Updates a gone node relayed but never stored, stored by this node.
+    pub settled: Counter,
+    /// Heartbeats that could not be written.
+    pub heartbeat_errors: Counter,
+    /// Bus messages that could not reach their room's inbox (full): the room reads its log.
+    pub inbox_full: Counter,
+    /// Time the heads check takes (one query for all the node's rooms).
+    pub heads_check: Histogram,
+}
+
+impl ClusterMetrics {
+    /// One read of a room's log past its cursor, for `reason` (a `room::CatchUp` name).
+    pub fn catch_up(&self, reason: &str) {
+        if let Some(i) = CATCH_UP_REASONS.iter().position(|r| *r == reason) {
+            self.catch_ups[i].inc();
+        }
+    }
+
+    pub fn catch_ups(&self, reason: &str) -> u64 {
+        CATCH_UP_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .map_or(0, |i| self.catch_ups[i].get())
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP duet_cluster_catch_ups_total Reads of a room's log past its cursor, by why.\n# TYPE duet_cluster_catch_ups_total counter"
+        );
+        for (why, c) in CATCH_UP_REASONS.iter().zip(&self.catch_ups) {
+            let _ = writeln!(
+                out,
+                "duet_cluster_catch_ups_total{{why=\"{why}\"}} {}",
+                c.get()
+            );
+        }
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        for (name, help, c) in [
+            (
+                "duet_cluster_catch_up_errors_total",
+                "Reads of a room's log past its cursor that failed.",
+                &self.catch_up_errors,
+            ),
+            (
+                "duet_cluster_catch_up_rows_total",
+                "Rows those reads returned.",
+                &self.catch_up_rows,
+            ),
+            (
+                "duet_cluster_repaired_updates_total",
+                "Updates read from the log that the room did not hold (lost on the bus).",
+                &self.repaired,
+            ),
+            (
+                "duet_cluster_remote_updates_total",
+                "Other nodes' updates heard on the bus.",
+                &self.remote_updates,
+            ),
+            (
+                "duet_cluster_digests_sent_total",
+                "State-vector digests published.",
+                &self.digests_sent,
+            ),
+            (
+                "duet_cluster_digests_behind_total",
+                "Digests heard that held something the room lacked.",
+                &self.digests_behind,
+            ),
+            (
+                "duet_cluster_nodes_gone_total",
+                "Other nodes written off (stale heartbeat or new epoch).",
+                &self.nodes_gone,
+            ),
+            (
+                "duet_cluster_settled_updates_total",
+                "Updates a gone node relayed but never stored, stored by this node.",
+                &self.settled,
+            ),
+            (
+                "duet_cluster_heartbeat_errors_total",
+                "Heartbeats that could not be written.",
+                &self.heartbeat_errors,
+            ),
+            (
+                "duet_cluster_inbox_full_total",
+                "Bus messages dropped because their room's inbox was full (the room reads its log).",
+                &self.inbox_full,
+            ),
+        ] {
+            metric(name, "counter", help, c.get().to_string());
+        }
+        metric(
+            "duet_cluster_nodes_alive",
+            "gauge",
+            "Other nodes with a fresh heartbeat.",
+            self.nodes_alive.get().to_string(),
+        );
+        metric(
+            "duet_cluster_peers_heard",
+            "gauge",
+            "Other nodes heard on the bus in the last 10 s.",
+            self.peers_heard.get().to_string(),
+        );
+        self.heads_check.render(
+            out,
+            "duet_cluster_heads_check_seconds",
+            "Time the periodic check of the loaded rooms' heads takes (one query).",
+        );
     }
 }
 
@@ -215,8 +370,15 @@ pub struct Metrics {
     pub rooms_refusing_writes: Gauge,
     /// Times a room began refusing writes.
     pub write_refusals: Counter,
+    /// Compactions the store's compare-and-swap refused (a snapshot covering as much was
+    /// already there: on a cluster, another node's).
+    pub compactions_refused: Counter,
     /// The durable store's figures, if the store keeps any.
     pub store: Option<Arc<StoreMetrics>>,
+    /// A cluster node's figures.
+    pub cluster: Option<Arc<ClusterMetrics>>,
+    /// Parts kept elsewhere (the bus), rendered last.
+    pub sections: Vec<Arc<dyn Section>>,
     closes: [Counter; CLOSE_CODES.len()],
     closes_other: Counter,
 }
@@ -324,6 +486,12 @@ impl Metrics {
             "Times a room began refusing writes because the store failed.",
             self.write_refusals.get().to_string(),
         );
+        metric(
+            "duet_compactions_refused_total",
+            "counter",
+            "Compactions the store refused: a snapshot covering as much was already stored (another node's).",
+            self.compactions_refused.get().to_string(),
+        );
         self.relay_latency.render(
             &mut out,
             "duet_update_relay_seconds",
@@ -336,6 +504,12 @@ impl Metrics {
         );
         if let Some(store) = &self.store {
             store.render(&mut out);
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.render(&mut out);
+        }
+        for section in &self.sections {
+            section.render(&mut out);
         }
         let _ = writeln!(
             out,

@@ -1,8 +1,9 @@
 //! The registry of loaded rooms: creates a room on first join and forgets it when its task
-//! unloads it.
+//! unloads it. On a cluster node it also hands each room the bus, and lets the node's tasks
+//! reach the rooms it holds (bus messages, the heads check).
 
 use crate::metrics::Metrics;
-use crate::room::{self, RoomConfig, RoomHandle};
+use crate::room::{self, ClusterLink, RoomConfig, RoomHandle};
 use crate::store::Store;
 use duet_protocol::RoomName;
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ pub struct Registry {
     rooms: Mutex<HashMap<RoomName, RoomHandle>>,
     next_id: AtomicU64,
     store: Arc<dyn Store>,
+    link: Option<ClusterLink>,
     config: RoomConfig,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -25,6 +27,7 @@ pub struct Registry {
 impl Registry {
     pub fn new(
         store: Arc<dyn Store>,
+        link: Option<ClusterLink>,
         config: RoomConfig,
         shutdown: CancellationToken,
         tracker: TaskTracker,
@@ -34,6 +37,7 @@ impl Registry {
             rooms: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             store,
+            link,
             config,
             shutdown,
             tracker,
@@ -54,6 +58,7 @@ impl Registry {
             id,
             name.clone(),
             self.store.clone(),
+            self.link.clone(),
             self.config.clone(),
             self.shutdown.clone(),
             &self.tracker,
@@ -74,6 +79,27 @@ impl Registry {
         if rooms.get(name).is_some_and(|h| h.id == id) {
             rooms.remove(name);
         }
+    }
+
+    /// The loaded room called `name`, if it is loaded (a bus message never loads a room).
+    #[cfg(feature = "cluster")]
+    pub fn get(&self, name: &RoomName) -> Option<RoomHandle> {
+        self.rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Every loaded room.
+    #[cfg(feature = "cluster")]
+    pub fn all(&self) -> Vec<(RoomName, RoomHandle)> {
+        self.rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(name, handle)| (name.clone(), handle.clone()))
+            .collect()
     }
 
     /// Whether room `name` is in memory now.

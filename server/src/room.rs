@@ -31,14 +31,18 @@ mod acks;
 mod awareness;
 mod core;
 mod crdt;
+mod cursor;
 mod members;
 mod task;
 
-pub use self::awareness::{AWARENESS_TTL, Owner};
-pub use self::core::{Cmd, Compaction, Effect, Effects, Incoming, RoomCore};
+pub use self::awareness::{AWARENESS_TTL, Owner, REMOTE_PEER, RemoteEntry};
+pub use self::core::{Cmd, Compaction, Effect, Effects, Incoming, Publish, RoomCore};
 pub use self::crdt::MAX_ORPHAN_BYTES;
+pub use self::cursor::{CatchUp, MAX_OWN_AHEAD};
 pub(crate) use self::task::spawn;
-pub use self::task::{Joining, MAX_PENDING_APPENDS, RoomCmd, RoomConfig, RoomGone, RoomHandle};
+pub use self::task::{
+    ClusterLink, Joining, MAX_PENDING_APPENDS, RoomCmd, RoomConfig, RoomGone, RoomHandle,
+};
 
 #[cfg(test)]
 mod tests;

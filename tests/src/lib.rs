@@ -1,10 +1,11 @@
 //! Shared helpers for duet's end-to-end tests: real `duet-server` processes on loopback, a TCP
 //! proxy that can cut connections, a round-robin load balancer, private PostgreSQL and Redis
-//! servers, a raw protocol client for poking the server directly, the editing-trace loader,
-//! and polling waits with deadlines (never fixed sleeps).
+//! servers and clusters of nodes on them, a raw protocol client for poking the server
+//! directly, the editing-trace loader, and polling waits with deadlines (never fixed sleeps).
 
 pub mod balancer;
 pub mod clients;
+pub mod cluster;
 pub mod frames;
 pub mod node;
 pub mod proxy;

@@ -52,8 +52,9 @@ impl ServerProcess {
         Self::start_on_with_env("127.0.0.1:0", extra_args, env)
     }
 
-    /// Starts a server listening on `listen`. Without `--data-dir` in `extra_args` it keeps
-    /// rooms in memory (`--memory`), so tests never share a data directory.
+    /// Starts a server listening on `listen`. Without `--data-dir` (or `--postgres`) in
+    /// `extra_args` it keeps rooms in memory (`--memory`), so tests never share a data
+    /// directory.
     pub fn start_on(listen: &str, extra_args: &[&str]) -> anyhow::Result<Self> {
         Self::start_on_with_env(listen, extra_args, &[])
     }
@@ -70,7 +71,10 @@ impl ServerProcess {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let mut args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
-        if !args.iter().any(|a| a == "--data-dir" || a == "--memory") {
+        if !args
+            .iter()
+            .any(|a| a == "--data-dir" || a == "--memory" || a == "--postgres")
+        {
             args.push("--memory".into());
         }
         let mut child = Command::new(&bin)

@@ -39,6 +39,17 @@ struct Args {
     /// PID of the server behind --url, for CPU and RSS from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Another node of the same cluster as --url (repeatable; `team` and `failover` spread
+    /// rooms' members over the nodes, see their --spread).
+    #[arg(long = "also-url")]
+    also_urls: Vec<String>,
+    /// The PID of each --also-url node, in the same order (server CPU is summed over nodes).
+    #[arg(long = "also-pid")]
+    also_pids: Vec<u32>,
+    /// A process of an engine the cluster uses (PostgreSQL's postmaster, redis-server;
+    /// repeatable): its CPU, children included, is reported apart.
+    #[arg(long = "engine-pid")]
+    engine_pids: Vec<u32>,
     /// Start this duet-server binary on 127.0.0.1:0 instead of --url (stopped at the end).
     #[arg(long)]
     spawn_server: Option<PathBuf>,
@@ -76,6 +87,9 @@ enum Scenario {
     /// R rooms of K people typing one character every C ms each: server CPU per keystroke,
     /// keystroke-to-remote latency, store commits per keystroke, convergence per room.
     Team(scenario::team::TeamOpts),
+    /// People typing in rooms spread over a cluster's nodes while a node is killed or the bus
+    /// disrupted half way: reconnect times, time to converge, acknowledged keystrokes lost.
+    Failover(scenario::failover::FailoverOpts),
     /// Only the in-process floor.
     Floor,
     /// Runs a bare relay (no document, no checks, no storage) that speaks just enough of the
@@ -138,7 +152,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
             t
         }
-        (None, Some(url)) => Target::remote(url, args.server_pid),
+        (None, Some(url)) => {
+            let mut t = Target::remote(url, args.server_pid);
+            t.others = args
+                .also_urls
+                .iter()
+                .enumerate()
+                .map(|(i, url)| {
+                    (
+                        url.trim_end_matches('/').to_owned(),
+                        args.also_pids.get(i).copied(),
+                    )
+                })
+                .collect();
+            t.engines = args.engine_pids.clone();
+            t
+        }
         (None, None) if matches!(args.scenario, Scenario::Floor) => Target::remote("ws://-", None),
         _ => bail!("give either --url ws://HOST:PORT [--server-pid PID] or --spawn-server PATH"),
     };
@@ -172,6 +201,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Scenario::Join(o) => scenario::join::run(&ctx, o).await?,
         Scenario::Slow(o) => scenario::slow::run(&ctx, o).await?,
         Scenario::Team(o) => scenario::team::run(&ctx, o).await?,
+        Scenario::Failover(o) => scenario::failover::run(&ctx, o).await?,
         Scenario::Summarize { .. } | Scenario::BareRelay { .. } => return Ok(()),
         Scenario::Floor => {
             let t = trace::Trace::load(&trace::resolve_trace("sveltecomponent")?)?;

@@ -1,5 +1,8 @@
 //! The server under test: its URL, its process (for CPU and RSS from /proc), its `/metrics`,
-//! and optionally a `duet-server` the bench starts itself on port 0.
+//! and optionally a `duet-server` the bench starts itself on port 0. A cluster is several
+//! nodes (more URLs and processes, their CPU summed and their metrics added up) and the
+//! engines they use (PostgreSQL, Redis: processes whose CPU, children included, is counted
+//! apart).
 
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
@@ -19,6 +22,10 @@ pub struct Target {
     pub url: String,
     pub pid: Option<u32>,
     child: Option<Child>,
+    /// More nodes of the same cluster: URL and process.
+    pub others: Vec<(String, Option<u32>)>,
+    /// Processes of the engines a cluster uses (PostgreSQL's postmaster, redis-server).
+    pub engines: Vec<u32>,
 }
 
 impl Drop for Target {
@@ -36,7 +43,33 @@ impl Target {
             url: url.trim_end_matches('/').to_owned(),
             pid,
             child: None,
+            others: Vec::new(),
+            engines: Vec::new(),
         }
+    }
+
+    /// Every node's URL, the first node's first.
+    pub fn urls(&self) -> Vec<String> {
+        std::iter::once(self.url.clone())
+            .chain(self.others.iter().map(|(url, _)| url.clone()))
+            .collect()
+    }
+
+    /// Each node's CPU seconds so far (`None` where its process is not known).
+    pub fn node_cpu_secs(&self) -> Vec<Option<f64>> {
+        std::iter::once(self.pid)
+            .chain(self.others.iter().map(|(_, pid)| *pid))
+            .map(|pid| cpu_of(pid?))
+            .collect()
+    }
+
+    /// The engines' CPU seconds so far, each process and its children (PostgreSQL's backends
+    /// are children of its postmaster); `None` without engines.
+    pub fn engine_cpu_secs(&self) -> Option<f64> {
+        if self.engines.is_empty() {
+            return None;
+        }
+        Some(self.engines.iter().map(|pid| tree_cpu(*pid)).sum())
     }
 
     /// Starts `path --listen 127.0.0.1:0 ARGS...` and reads the address from its first line
@@ -81,6 +114,8 @@ impl Target {
             url,
             pid: Some(pid),
             child: Some(child),
+            others: Vec::new(),
+            engines: Vec::new(),
         })
     }
 
@@ -89,30 +124,77 @@ impl Target {
         rss_of(&format!("/proc/{}/status", self.pid?))
     }
 
-    /// User + system CPU seconds so far, all threads.
+    /// User + system CPU seconds so far, all threads, of every node (`None` unless every
+    /// node's process is known).
     pub fn cpu_secs(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid?)).ok()?;
-        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let utime: f64 = f.get(11)?.parse().ok()?;
-        let stime: f64 = f.get(12)?.parse().ok()?;
-        Some((utime + stime) / CLK_TCK)
+        self.node_cpu_secs().into_iter().sum()
     }
 
-    /// `GET /metrics`, parsed into `name{labels} -> value`. `None` if the server has none.
+    /// `GET /metrics`, parsed into `name{labels} -> value`, added up over the nodes that
+    /// answer (a gauge becomes the cluster's total). `None` if none has any.
     pub async fn metrics(&self) -> Option<BTreeMap<String, f64>> {
-        let text = http_get(&self.url, "/metrics").await.ok()?;
         let mut out = BTreeMap::new();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            if let Some((k, v)) = line.rsplit_once(' ')
-                && let Ok(v) = v.parse()
-            {
-                out.insert(k.to_owned(), v);
+        for url in self.urls() {
+            let Ok(text) = http_get(&url, "/metrics").await else {
+                continue;
+            };
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                if let Some((k, v)) = line.rsplit_once(' ')
+                    && let Ok(v) = v.parse::<f64>()
+                {
+                    *out.entry(k.to_owned()).or_insert(0.0) += v;
+                }
             }
         }
         (!out.is_empty()).then_some(out)
     }
+}
+
+/// User + system CPU seconds of one process so far, all threads.
+fn cpu_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / CLK_TCK)
+}
+
+/// CPU seconds of a process and its living descendants (found through /proc's parent ids).
+/// Children that exited since are not counted: take it over a run in which they live.
+fn tree_cpu(root: u32) -> f64 {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let ppid = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 2..].split_whitespace().nth(1))
+                .and_then(|p| p.parse().ok());
+            if let Some(ppid) = ppid {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        i += 1;
+    }
+    tree.iter().filter_map(|pid| cpu_of(*pid)).sum()
 }
 
 /// The machine's CPU time from /proc/stat, in clock ticks: all of it, and the part the host of

@@ -113,6 +113,12 @@ pub struct BusMetrics {
     pub reconnects: Counter,
 }
 
+impl crate::metrics::Section for BusMetrics {
+    fn render(&self, out: &mut String) {
+        BusMetrics::render(self, out);
+    }
+}
+
 impl BusMetrics {
     /// Appends the bus's figures in Prometheus text format.
     pub fn render(&self, out: &mut String) {

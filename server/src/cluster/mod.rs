@@ -18,6 +18,8 @@ pub mod gaps;
 pub mod pg;
 #[cfg(feature = "cluster")]
 pub mod redis;
+#[cfg(feature = "cluster")]
+pub mod resp;
 
 pub use crate::store::{Seq, Stored};
 pub use duet_protocol::bus::NodeId;

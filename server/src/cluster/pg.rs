@@ -210,11 +210,13 @@ impl PgStore {
     pub fn read(&self, room: &RoomName, after: Seq) -> BoxFuture<'_, Result<Stored, StoreError>> {
         let room = room.clone();
         Box::pin(async move {
+            let began = Instant::now();
             let result = self
                 .with_client(move |client| Box::pin(read_room(client, room, after)))
                 .await;
-            if result.is_err() {
-                self.metrics.load_errors.inc();
+            match &result {
+                Ok(_) => self.metrics.read_duration.observe(began.elapsed()),
+                Err(_) => self.metrics.load_errors.inc(),
             }
             result
         })

@@ -2,12 +2,19 @@
 //! publishes and one that listens, each reconnecting with backoff when Redis goes away.
 //!
 //! ```text
-//!   publish(room, body) ── counter, prev ──> [bounded queue] ──> publisher task ── PUBLISH ──┐
-//!       (never waits: a full queue or a Redis that is down drops and counts)     (pipelined) │
+//!   publish(room, body) ── counter, prev ──> written to the socket at once (try_write) ───┐
+//!       (never waits: what the socket does not take waits in a bounded buffer for    PUBLISH │
+//!        the publisher task, which also reads the replies; a Redis that is down drops      │
+//!        and counts)                                                                       │
 //!                                                                                          Redis
 //!   events <── [bounded] <── listener task: decode, drop own, judge counters <── SUBSCRIBE ─┘
 //!       Message / Disconnected / Reconnected / Lagged       (PING every `ping_every`)
 //! ```
+//!
+//! What the listener hears goes to a bounded queue ([`RedisBus::start`]) or straight to a
+//! function called on its own task ([`RedisBus::start_with`]: a node saves the hop through a
+//! queue and a task on every message, which is most of what a cross-node edit costs beside
+//! Redis itself; the function must not block, and refuses what it cannot take now).
 //!
 //! Redis pub/sub delivers at most once and keeps nothing: a message published while this node
 //! was not listening is gone. So the listener reports every break (`Disconnected`, then
@@ -18,16 +25,15 @@
 
 use crate::cluster::bus::{Bus, BusError, BusEvent, BusMetrics};
 use crate::cluster::gaps::{Gaps, Seen};
+use crate::cluster::resp::{Address, Conn, Reader, RespError, Value};
 use crate::store::BoxFuture;
-use ::redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use ::redis::{AsyncConnectionConfig, Client, RedisError};
 use duet_protocol::RoomName;
 use duet_protocol::bus::{Body, Channel, Envelope, NodeId};
 use duet_protocol::codec::{decode_bus, encode_bus};
-use futures_util::StreamExt;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -48,9 +54,9 @@ pub struct RedisOptions {
     /// (each wait drawn between half and all of it, so nodes do not reconnect in step).
     pub backoff_min: Duration,
     pub backoff_max: Duration,
-    /// Messages waiting to be published; past it, new ones are dropped (and their receivers
-    /// see the gap).
-    pub publish_queue: usize,
+    /// Bytes of messages waiting to be written to Redis (the socket did not take them at
+    /// once); past it, new ones are dropped (and their receivers see the gap).
+    pub publish_buffer: usize,
     /// Events waiting for the node; past it, messages are dropped and their rooms reported
     /// as lagged.
     pub events_queue: usize,
@@ -71,7 +77,7 @@ impl Default for RedisOptions {
             ping_every: Duration::from_secs(2),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
-            publish_queue: 16 * 1024,
+            publish_buffer: 8 * 1024 * 1024,
             events_queue: 16 * 1024,
             max_message_bytes: duet_protocol::DEFAULT_MAX_MESSAGE_BYTES + 4096,
             #[cfg(debug_assertions)]
@@ -86,7 +92,7 @@ pub struct RedisBus {
     epoch: u64,
     prefix: String,
     numbering: Mutex<Numbering>,
-    publish: mpsc::Sender<(String, Vec<u8>)>,
+    outgoing: Arc<Outgoing>,
     control: mpsc::UnboundedSender<Control>,
     /// Whether the listener and the publisher are connected.
     listening: watch::Receiver<bool>,
@@ -99,12 +105,87 @@ pub struct RedisBus {
     tasks: TaskTracker,
 }
 
+/// What is published goes straight to the publishing connection's socket from the publishing
+/// task (a room's): no queue and no task between a room and Redis while the socket takes it.
+/// The publisher task reads the replies and writes whatever a full socket left behind.
+struct Outgoing {
+    // A std Mutex: held to append to a buffer and make one non-blocking write, never across
+    // an `.await`.
+    state: Mutex<OutState>,
+    /// Wakes the publisher task when something is left in the buffer.
+    wake: tokio::sync::Notify,
+    limit: usize,
+}
+
+#[derive(Default)]
+struct OutState {
+    /// The publishing connection's writing half, while it is up.
+    writer: Option<Arc<OwnedWriteHalf>>,
+    /// Encoded commands the socket has not taken yet.
+    buf: Vec<u8>,
+    /// Messages (wholly or partly) in `buf`, counted as dropped if the connection breaks.
+    in_buf: u64,
+    /// Commands written whose replies have not come back.
+    awaiting: u64,
+}
+
+impl Outgoing {
+    fn state(&self) -> std::sync::MutexGuard<'_, OutState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes what the buffer holds as far as the socket takes it now. `Err` when the
+    /// connection is broken.
+    fn write_now(state: &mut OutState) -> std::io::Result<()> {
+        let Some(writer) = state.writer.clone() else {
+            return Ok(());
+        };
+        while !state.buf.is_empty() {
+            match writer.try_write(&state.buf) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    state.buf.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        state.in_buf = 0;
+        Ok(())
+    }
+}
+
 /// This node's counters: one per epoch across all rooms, and the last one per channel.
 #[derive(Default)]
 struct Numbering {
     counter: u64,
     last: HashMap<(Channel, RoomName), u64>,
 }
+
+/// Where the listener hands what it hears.
+pub enum Deliver {
+    /// A bounded queue the node reads.
+    Queue(mpsc::Sender<BusEvent>),
+    /// A function called on the listener's task. It must not block; `Err(event)` refuses an
+    /// event it cannot take now, as a full queue would (a refused message is counted as
+    /// lagged and its room reported in a later `Lagged`).
+    Call(Box<dyn FnMut(BusEvent) -> Result<(), Box<BusEvent>> + Send + Sync>),
+}
+
+impl Deliver {
+    fn offer(&mut self, event: BusEvent) -> Result<(), Box<BusEvent>> {
+        match self {
+            Deliver::Queue(tx) => tx.try_send(event).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(event)
+                | mpsc::error::TrySendError::Closed(event) => Box::new(event),
+            }),
+            Deliver::Call(call) => call(event),
+        }
+    }
+}
+
+/// Who waits for a subscription's confirmation, if anyone.
+type Waiter = Option<oneshot::Sender<Result<(), BusError>>>;
 
 enum Control {
     Subscribe {
@@ -127,63 +208,78 @@ impl RedisBus {
         epoch: u64,
         options: RedisOptions,
     ) -> Result<(Self, mpsc::Receiver<BusEvent>), BusError> {
+        let (events_tx, events_rx) = mpsc::channel(options.events_queue.max(1));
+        let bus = Self::start_with(url, origin, epoch, options, Deliver::Queue(events_tx))?;
+        Ok((bus, events_rx))
+    }
+
+    /// Like [`RedisBus::start`], handing what it hears to `deliver`.
+    pub fn start_with(
+        url: &str,
+        origin: NodeId,
+        epoch: u64,
+        options: RedisOptions,
+        deliver: Deliver,
+    ) -> Result<Self, BusError> {
         // The address is not repeated in the error: it may hold a password.
-        let client = Client::open(url).map_err(|e| BusError::BadAddress(e.to_string()))?;
+        let address = Address::parse(url).map_err(|e| BusError::BadAddress(e.to_string()))?;
         let metrics = Arc::new(BusMetrics::default());
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let (publish_tx, publish_rx) = mpsc::channel(options.publish_queue.max(1));
+        let outgoing = Arc::new(Outgoing {
+            state: Mutex::new(OutState::default()),
+            wake: tokio::sync::Notify::new(),
+            limit: options.publish_buffer.max(64 * 1024),
+        });
         let (control_tx, control_rx) = mpsc::unbounded_channel();
-        let (events_tx, events_rx) = mpsc::channel(options.events_queue.max(1));
         let (listening_tx, listening) = watch::channel(false);
         let (publishing_tx, publishing) = watch::channel(false);
         let backoff = Backoff::new(&options, epoch);
         tasks.spawn(
             Publisher {
-                client: client.clone(),
+                address: address.clone(),
                 options: options.clone(),
                 metrics: metrics.clone(),
                 connected: publishing_tx,
                 backoff: backoff.clone(),
             }
-            .run(publish_rx, cancel.clone()),
+            .run(outgoing.clone(), cancel.clone()),
         );
         tasks.spawn(
             Listener {
-                client,
+                address,
                 options: options.clone(),
                 origin: origin.clone(),
                 epoch,
                 metrics: metrics.clone(),
                 connected: listening_tx,
-                events: events_tx,
+                events: deliver,
                 rooms: HashSet::new(),
                 gaps: Gaps::default(),
                 lagged: HashSet::new(),
                 backoff,
+                confirming: VecDeque::new(),
+                pinged: None,
             }
             .run(control_rx, cancel.clone()),
         );
         tasks.close();
-        Ok((
-            Self {
-                origin,
-                epoch,
-                prefix: options.prefix.clone(),
-                numbering: Mutex::new(Numbering::default()),
-                publish: publish_tx,
-                control: control_tx,
-                listening,
-                publishing,
-                metrics,
-                response_timeout: options.response_timeout,
-                #[cfg(debug_assertions)]
-                drop_every: options.drop_every,
-                cancel,
-                tasks,
-            },
-            events_rx,
-        ))
+        Ok(Self {
+            origin,
+            epoch,
+            prefix: options.prefix.clone(),
+            numbering: Mutex::new(Numbering::default()),
+            outgoing,
+            control: control_tx,
+            listening,
+            publishing,
+            metrics,
+            response_timeout: options.response_timeout,
+            #[cfg(debug_assertions)]
+            drop_every: options.drop_every,
+            cancel,
+            tasks,
+        })
     }
 
     /// Waits until both connections are up, or fails after `limit`.
@@ -247,12 +343,37 @@ impl Bus for RedisBus {
             prev,
             body,
         });
-        match self
-            .publish
-            .try_send((channel.name(&self.prefix, room), bytes))
-        {
-            Ok(()) => self.metrics.published.inc(),
-            Err(_) => self.metrics.publish_dropped.inc(),
+        let mut command = Vec::with_capacity(bytes.len() + 128);
+        crate::cluster::resp::encode(
+            &mut command,
+            &[
+                b"PUBLISH",
+                channel.name(&self.prefix, room).as_bytes(),
+                &bytes,
+            ],
+        );
+        let left = {
+            let mut out = self.outgoing.state();
+            if out.writer.is_none() || out.buf.len() + command.len() > self.outgoing.limit {
+                drop(out);
+                self.metrics.publish_dropped.inc();
+                return;
+            }
+            let was_empty = out.buf.is_empty();
+            out.buf.extend_from_slice(&command);
+            out.in_buf += 1;
+            out.awaiting += 1;
+            // Behind what the socket already refused, it waits its turn with the publisher
+            // task; otherwise the socket takes it now. A broken socket is the publisher's to
+            // find (its read fails) and reconnect.
+            if was_empty {
+                let _ = Outgoing::write_now(&mut out);
+            }
+            !out.buf.is_empty()
+        };
+        self.metrics.published.inc();
+        if left {
+            self.outgoing.wake.notify_one();
         }
     }
 
@@ -332,35 +453,26 @@ impl Backoff {
     }
 }
 
-/// The task that publishes: one multiplexed connection, queued messages sent in pipelines.
+/// The task that keeps the publishing connection: connects (again), reads the replies, writes
+/// what the socket did not take when it was published, and finds a Redis that stopped
+/// answering.
 struct Publisher {
-    client: Client,
+    address: Address,
     options: RedisOptions,
     metrics: Arc<BusMetrics>,
     connected: watch::Sender<bool>,
     backoff: Backoff,
 }
 
-/// Most messages sent in one pipeline.
-const PIPELINE: usize = 256;
-
 impl Publisher {
-    async fn run(
-        mut self,
-        mut queue: mpsc::Receiver<(String, Vec<u8>)>,
-        cancel: CancellationToken,
-    ) {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.options.connect_timeout))
-            .set_response_timeout(Some(self.options.response_timeout));
+    async fn run(mut self, outgoing: Arc<Outgoing>, cancel: CancellationToken) {
         let mut failures = 0;
-        let mut batch = Vec::with_capacity(PIPELINE);
         loop {
             let connected = tokio::select! {
                 _ = cancel.cancelled() => return,
-                c = self.client.get_multiplexed_async_connection_with_config(&config) => c,
+                c = Conn::open(&self.address, self.options.connect_timeout, self.options.max_message_bytes) => c,
             };
-            let mut conn = match connected {
+            let conn = match connected {
                 Ok(conn) => conn,
                 Err(e) => {
                     failures += 1;
@@ -376,66 +488,130 @@ impl Publisher {
                 tracing::info!(failures, "publishing to redis again");
             }
             failures = 0;
-            self.connected.send_replace(true);
-            loop {
-                let got = tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    n = queue.recv_many(&mut batch, PIPELINE) => n,
-                };
-                if got == 0 {
-                    // Every sender is gone: the bus was dropped.
-                    return;
-                }
-                if let Err(e) = self.send(&mut conn, &batch).await {
-                    self.metrics.publish_dropped.inc_by(batch.len() as u64);
-                    batch.clear();
-                    if broken(&e) {
-                        tracing::warn!(error = %e, "lost the redis connection that publishes; reconnecting");
-                        break;
-                    }
-                    tracing::debug!(error = %e, "publishing to redis failed");
-                    continue;
-                }
-                batch.clear();
+            let (reader, writer) = conn.into_parts();
+            let writer = Arc::new(writer);
+            {
+                let mut out = outgoing.state();
+                out.writer = Some(writer.clone());
+                out.buf.clear();
+                out.in_buf = 0;
+                out.awaiting = 0;
             }
+            self.connected.send_replace(true);
+            let ended = self.serve(reader, &writer, &outgoing, &cancel).await;
+            let lost = {
+                let mut out = outgoing.state();
+                out.writer = None;
+                out.buf.clear();
+                out.awaiting = 0;
+                std::mem::take(&mut out.in_buf)
+            };
+            // Whether Redis took them is unknown: their receivers see gaps where it did not.
+            self.metrics.publish_dropped.inc_by(lost);
             self.connected.send_replace(false);
+            match ended {
+                None => return,
+                Some(e) => {
+                    tracing::warn!(error = %e, "lost the redis connection that publishes; reconnecting");
+                }
+            }
         }
     }
 
-    async fn send(
+    /// Until the connection breaks (`Some(why)`) or the bus stops (`None`).
+    async fn serve(
         &self,
-        conn: &mut MultiplexedConnection,
-        batch: &[(String, Vec<u8>)],
-    ) -> Result<(), RedisError> {
-        let mut pipe = ::redis::pipe();
-        for (channel, bytes) in batch {
-            pipe.cmd("PUBLISH").arg(channel).arg(bytes).ignore();
+        mut reader: Reader,
+        writer: &OwnedWriteHalf,
+        outgoing: &Outgoing,
+        cancel: &CancellationToken,
+    ) -> Option<RespError> {
+        let limit = self.options.response_timeout;
+        let mut check = tokio::time::interval(limit / 2);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut progress = Instant::now();
+        loop {
+            loop {
+                match reader.buffered() {
+                    Ok(Some(Value::Int(_))) => {}
+                    Ok(Some(Value::Error(e))) => {
+                        self.metrics.publish_dropped.inc();
+                        tracing::debug!(error = %e, "redis refused a publish");
+                    }
+                    Ok(Some(other)) => {
+                        return Some(RespError::Protocol(format!(
+                            "unexpected reply to PUBLISH: {other:?}"
+                        )));
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Some(e),
+                }
+                progress = Instant::now();
+                let mut out = outgoing.state();
+                out.awaiting = out.awaiting.saturating_sub(1);
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return None,
+                read = reader.fill() => {
+                    if let Err(e) = read {
+                        return Some(e);
+                    }
+                }
+                () = outgoing.wake.notified() => {
+                    // What the socket did not take at once, as it makes room.
+                    let flushed = tokio::time::timeout(limit, async {
+                        loop {
+                            writer.writable().await?;
+                            let mut out = outgoing.state();
+                            Outgoing::write_now(&mut out)?;
+                            if out.buf.is_empty() {
+                                return Ok::<_, std::io::Error>(());
+                            }
+                        }
+                    })
+                    .await;
+                    match flushed {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Some(e.into()),
+                        Err(_) => return Some(RespError::Timeout(limit)),
+                    }
+                }
+                _ = check.tick() => {
+                    // A Redis gone without closing the connection stops answering.
+                    if outgoing.state().awaiting == 0 {
+                        progress = Instant::now();
+                    } else if progress.elapsed() > limit {
+                        return Some(RespError::Timeout(limit));
+                    }
+                }
+            }
         }
-        pipe.query_async::<()>(conn).await
     }
-}
-
-/// Whether an error means the connection is gone (rather than one command refused).
-fn broken(e: &RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error()
 }
 
 /// The task that listens: one pub/sub connection subscribed to every room the node holds.
 struct Listener {
-    client: Client,
+    address: Address,
     options: RedisOptions,
     origin: NodeId,
     epoch: u64,
     metrics: Arc<BusMetrics>,
     connected: watch::Sender<bool>,
-    events: mpsc::Sender<BusEvent>,
+    events: Deliver,
     /// The rooms the node asked to hear, whether or not the connection is up.
     rooms: HashSet<RoomName>,
     gaps: Gaps<(Channel, RoomName)>,
     /// Rooms whose messages were dropped because the node fell behind, not yet reported.
     lagged: HashSet<RoomName>,
     backoff: Backoff,
+    /// Subscriptions sent and not yet confirmed: channels still to confirm, and who waits.
+    confirming: VecDeque<(usize, Waiter)>,
+    /// When the PING still unanswered was sent.
+    pinged: Option<Instant>,
 }
+
+/// How often rooms whose messages were dropped are reported while the node is behind.
+const LAG_REPORT_EVERY: Duration = Duration::from_millis(100);
 
 /// Channels per SUBSCRIBE command when subscribing again after a reconnect.
 const SUBSCRIBE_CHUNK: usize = 512;
@@ -460,8 +636,8 @@ impl Listener {
                 _ = cancel.cancelled() => return,
                 c = self.connect() => c,
             };
-            let (sink, stream) = match connected {
-                Ok(pair) => pair,
+            let conn = match connected {
+                Ok(conn) => conn,
                 Err(e) => {
                     failures += 1;
                     tracing::debug!(error = %e, failures, "cannot reach redis to listen");
@@ -488,8 +664,17 @@ impl Listener {
                 tracing::info!(?after, rooms = self.rooms.len(), "listening to redis again");
                 self.emit(BusEvent::Reconnected { after });
             }
-            let ended = self.listen(sink, stream, &mut control, &cancel).await;
+            let ended = self.listen(conn, &mut control, &cancel).await;
             self.connected.send_replace(false);
+            // Subscriptions that were waiting are answered: the room works from the log.
+            for (_, done) in self.confirming.drain(..) {
+                if let Some(done) = done {
+                    let _ = done.send(Err(BusError::Unavailable(
+                        "the connection to redis broke".into(),
+                    )));
+                }
+            }
+            self.pinged = None;
             match ended {
                 Ended::Cancelled => return,
                 Ended::Broken(why) => {
@@ -502,72 +687,166 @@ impl Listener {
     }
 
     /// Opens a pub/sub connection and subscribes to every room's channels.
-    async fn connect(&mut self) -> Result<(PubSubSink, PubSubStream), String> {
+    async fn connect(&mut self) -> Result<Conn, String> {
+        // Nothing of an attempt that failed half way waits on this one.
+        self.confirming.clear();
+        self.pinged = None;
         let limit = self.options.connect_timeout;
-        let pubsub = tokio::time::timeout(limit, self.client.get_async_pubsub())
+        let mut conn = Conn::open(&self.address, limit, self.options.max_message_bytes)
             .await
-            .map_err(|_| format!("no connection within {limit:?}"))?
             .map_err(|e| e.to_string())?;
-        let (mut sink, stream) = pubsub.split();
         let channels: Vec<String> = self
             .rooms
             .iter()
             .flat_map(|room| self.channel_names(room))
             .collect();
         for chunk in channels.chunks(SUBSCRIBE_CHUNK) {
-            self.bounded(sink.subscribe(chunk)).await?;
+            self.subscribe(&mut conn, chunk, None)
+                .await
+                .map_err(|e| e.to_string())?;
         }
-        Ok((sink, stream))
+        // Messages of the channels confirmed first may come before the last confirmation.
+        let limit = self.options.response_timeout;
+        tokio::time::timeout(limit, async {
+            while !self.confirming.is_empty() {
+                match conn.buffered()? {
+                    Some(value) => self.value(value)?,
+                    None => conn.fill().await?,
+                }
+            }
+            Ok::<_, RespError>(())
+        })
+        .await
+        .map_err(|_| format!("redis did not confirm the subscriptions within {limit:?}"))?
+        .map_err(|e| e.to_string())?;
+        Ok(conn)
+    }
+
+    /// Sends a SUBSCRIBE for `channels`; `done` hears once Redis confirmed all of them.
+    async fn subscribe(
+        &mut self,
+        conn: &mut Conn,
+        channels: &[String],
+        done: Waiter,
+    ) -> Result<(), RespError> {
+        let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
+        args.extend(channels.iter().map(|c| c.as_bytes()));
+        conn.queue(&args);
+        self.confirming.push_back((channels.len(), done));
+        conn.flush().await
     }
 
     /// Listens until the connection breaks or the bus stops.
     async fn listen(
         &mut self,
-        mut sink: PubSubSink,
-        mut stream: PubSubStream,
+        mut conn: Conn,
         control: &mut mpsc::UnboundedReceiver<Control>,
         cancel: &CancellationToken,
     ) -> Ended {
         let mut ping = tokio::time::interval(self.options.ping_every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.tick().await;
+        // Rooms whose messages were dropped are reported as soon as the node has room for the
+        // report, not only with the next message (which may never come).
+        let mut report = tokio::time::interval(LAG_REPORT_EVERY);
+        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Everything already read first: `fill` waits for the socket.
+            loop {
+                match conn.buffered() {
+                    Ok(Some(value)) => {
+                        if let Err(e) = self.value(value) {
+                            return Ended::Broken(e.to_string());
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Ended::Broken(e.to_string()),
+                }
+            }
             tokio::select! {
+                _ = report.tick(), if !self.lagged.is_empty() => self.report_lagged(),
                 _ = cancel.cancelled() => return Ended::Cancelled,
-                msg = stream.next() => match msg {
-                    Some(msg) => self.heard(msg.get_channel_name(), msg.get_payload_bytes()),
-                    None => return Ended::Broken("the connection closed".into()),
-                },
+                read = conn.fill() => {
+                    if let Err(e) = read {
+                        return Ended::Broken(e.to_string());
+                    }
+                }
                 c = control.recv() => match c {
                     Some(Control::Subscribe { room, done }) => {
                         let channels = self.channel_names(&room);
                         self.rooms.insert(room);
-                        match self.bounded(sink.subscribe(&channels)).await {
-                            Ok(()) => {
-                                let _ = done.send(Ok(()));
-                            }
-                            Err(e) => {
-                                let _ = done.send(Err(BusError::Unavailable(e.clone())));
-                                return Ended::Broken(e);
-                            }
+                        if let Err(e) = self.subscribe(&mut conn, &channels, Some(done)).await {
+                            return Ended::Broken(e.to_string());
                         }
                     }
                     Some(Control::Unsubscribe { room }) => {
                         self.forget(&room);
                         let channels = self.channel_names(&room);
-                        if let Err(e) = self.bounded(sink.unsubscribe(&channels)).await {
-                            return Ended::Broken(e);
+                        conn.queue(&[b"UNSUBSCRIBE", channels[0].as_bytes(), channels[1].as_bytes()]);
+                        if let Err(e) = conn.flush().await {
+                            return Ended::Broken(e.to_string());
                         }
                     }
                     None => return Ended::Cancelled,
                 },
                 _ = ping.tick() => {
-                    if let Err(e) = self.bounded(sink.ping::<::redis::Value>()).await {
-                        return Ended::Broken(format!("no answer to a ping: {e}"));
+                    // A Redis gone without closing the connection is noticed here.
+                    let limit = self.options.response_timeout;
+                    if self.pinged.is_some_and(|at| at.elapsed() > limit) {
+                        return Ended::Broken(format!("no answer to a ping within {limit:?}"));
+                    }
+                    if self.pinged.is_none() {
+                        conn.queue(&[b"PING"]);
+                        if let Err(e) = conn.flush().await {
+                            return Ended::Broken(e.to_string());
+                        }
+                        self.pinged = Some(Instant::now());
                     }
                 }
             }
         }
+    }
+
+    /// One value the listening connection read: a message, a confirmation, a pong.
+    fn value(&mut self, value: Value) -> Result<(), RespError> {
+        let items = match value {
+            Value::Array(Some(items)) => items,
+            Value::Error(e) => return Err(RespError::Refused(e)),
+            other => {
+                return Err(RespError::Protocol(format!(
+                    "unexpected reply on the listening connection: {other:?}"
+                )));
+            }
+        };
+        match (
+            items.first().and_then(Value::text),
+            items.get(1),
+            items.get(2),
+        ) {
+            (Some("message"), Some(channel), Some(Value::Bulk(Some(payload)))) => {
+                match channel.text() {
+                    Some(channel) => self.heard(channel, payload),
+                    None => self.metrics.malformed.inc(),
+                }
+            }
+            (Some("subscribe"), _, _) => {
+                if let Some((left, _)) = self.confirming.front_mut() {
+                    *left = left.saturating_sub(1);
+                    if *left == 0
+                        && let Some((_, Some(done))) = self.confirming.pop_front()
+                    {
+                        let _ = done.send(Ok(()));
+                    }
+                }
+                while self.confirming.front().is_some_and(|(left, _)| *left == 0) {
+                    self.confirming.pop_front();
+                }
+            }
+            (Some("pong"), _, _) => self.pinged = None,
+            (Some("unsubscribe"), _, _) => {}
+            _ => self.metrics.malformed.inc(),
+        }
+        Ok(())
     }
 
     fn control_while_down(&mut self, control: Control) {
@@ -594,18 +873,6 @@ impl Listener {
             Channel::Updates.name(&self.options.prefix, room),
             Channel::Awareness.name(&self.options.prefix, room),
         ]
-    }
-
-    /// Runs a Redis command within the response timeout.
-    async fn bounded<T>(
-        &self,
-        command: impl std::future::Future<Output = Result<T, RedisError>>,
-    ) -> Result<T, String> {
-        let limit = self.options.response_timeout;
-        match tokio::time::timeout(limit, command).await {
-            Ok(result) => result.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("redis did not answer within {limit:?}")),
-        }
     }
 
     /// One message from the bus.
@@ -667,16 +934,22 @@ impl Listener {
         });
     }
 
+    /// Tells the node which rooms' messages it dropped, if it has room for that now.
+    fn report_lagged(&mut self) {
+        if self.lagged.is_empty() {
+            return;
+        }
+        let rooms: Vec<RoomName> = self.lagged.iter().cloned().collect();
+        if self.events.offer(BusEvent::Lagged { rooms }).is_ok() {
+            self.lagged.clear();
+        }
+    }
+
     /// Hands the node a message, or drops it and remembers its room if the node is behind.
     fn emit_message(&mut self, event: BusEvent) {
-        if !self.lagged.is_empty() {
-            let rooms: Vec<RoomName> = self.lagged.iter().cloned().collect();
-            if self.events.try_send(BusEvent::Lagged { rooms }).is_ok() {
-                self.lagged.clear();
-            }
-        }
-        if let Err(mpsc::error::TrySendError::Full(BusEvent::Message { room, .. })) =
-            self.events.try_send(event)
+        self.report_lagged();
+        if let Err(refused) = self.events.offer(event)
+            && let BusEvent::Message { room, .. } = *refused
         {
             self.metrics.lagged.inc();
             self.lagged.insert(room);
@@ -686,7 +959,7 @@ impl Listener {
     /// Hands the node a connection event. Dropped if the node is that far behind: after a
     /// `Disconnected` it will hear `Reconnected` (or lagged rooms) before anything else.
     fn emit(&mut self, event: BusEvent) {
-        if self.events.try_send(event).is_err() {
+        if self.events.offer(event).is_err() {
             tracing::warn!("the node is behind the bus; a connection event was dropped");
             self.lagged.extend(self.rooms.iter().cloned());
         }

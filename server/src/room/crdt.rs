@@ -337,7 +337,7 @@ impl Crdt {
         )
     }
 
-    /// Applies one remote update: `Ok(true)` applied, `Ok(false)` nothing new.
+    /// Applies one remote update: `Ok(true)` applied, `Ok(false)` nothing new (already held).
     fn try_remote(&mut self, bytes: &[u8]) -> Result<bool, RemoteError> {
         let update = decode_update(bytes).map_err(|e| RemoteError::Dropped(e.to_string()))?;
         if update.is_empty() {
@@ -353,16 +353,26 @@ impl Crdt {
         let doc = &self.doc;
         let applied = contained(move || {
             let mut txn = doc.transact_mut();
+            let before = txn.state_vector();
             let result = txn.apply_update(update).map_err(|e| e.to_string());
-            (result, txn.state_vector(), txn.has_missing_updates())
+            let have = txn.state_vector();
+            // New blocks move the state vector; new deletions land in the transaction's
+            // delete set (yrs skips items already deleted).
+            let changed = have != before || !txn.delete_set().is_empty();
+            (result, have, txn.has_missing_updates(), changed)
         });
-        let Ok((result, have, missing)) = applied else {
+        let Ok((result, have, missing, changed)) = applied else {
             self.needs_reload = true;
             return Err(RemoteError::Reload(
                 "yrs panicked applying a remote update".into(),
             ));
         };
         result.map_err(RemoteError::Dropped)?;
+        if !changed && !missing {
+            // Already held (the log repeating what the bus brought, a duplicate): nothing to
+            // relay, and nothing waits on it.
+            return Ok(false);
+        }
         self.full_state = None;
         if !self.within_budget(&lower, &AfterBatch { have, missing }, bytes.len()) {
             return Err(RemoteError::Reload(
@@ -370,6 +380,12 @@ impl Crdt {
             ));
         }
         Ok(true)
+    }
+
+    /// What the document holds past `state_vector` (v1), with its whole delete set.
+    pub fn diff_from(&self, state_vector: &StateVector) -> Option<Vec<u8>> {
+        let doc = &self.doc;
+        contained(|| doc.transact().encode_diff_v1(state_vector)).ok()
     }
 
     /// The whole document, for a snapshot, when it holds nothing waiting for dependencies
@@ -386,4 +402,14 @@ enum RemoteError {
     Gap,
     Dropped(String),
     Reload(String),
+}
+
+/// The yrs client ids whose blocks an update (already checked) carries.
+pub(super) fn clients_of(update: &[u8]) -> Vec<u64> {
+    sections_of(update).iter().map(|s| s.client).collect()
+}
+
+/// Where each client's blocks in an update (already checked) begin and end.
+pub(super) fn sections_of(update: &[u8]) -> Vec<crate::guard::Section> {
+    crate::guard::check_dependencies_v1(update, |_| u64::MAX).unwrap_or_default()
 }

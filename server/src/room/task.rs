@@ -9,19 +9,29 @@
 //! - At most [`MAX_PENDING_APPENDS`] appends are in flight per room; past that the room stops
 //!   reading its inbox, which pushes back on the sockets.
 //! - A reload happens only once every append in flight has been answered.
+//! - In a cluster ([`ClusterLink`]): the room subscribes to its bus channels before it reads
+//!   its log, so nothing published meanwhile falls between the two (what the bus brings that
+//!   the log already had is a no-op); it publishes each update it appends as it hands it to the
+//!   store (relay never waits for either), reads past its cursor one read at a time, and
+//!   unsubscribes once it has stopped. Bus messages that do not fit its inbox are dropped and
+//!   the room reads its log instead ([`RoomHandle::behind`]).
 
-use super::core::{Cmd, Compaction, Effect, Effects, Incoming, RoomCore};
+use super::core::{Cmd, Compaction, Effect, Effects, Incoming, Publish, RoomCore};
+use super::cursor::CatchUp;
 use super::members::Fanout;
-use crate::compaction::{CompactError, Compacted, CompactionPolicy, compact_from_store};
+use crate::cluster::bus::Bus;
+use crate::compaction::{CompactError, Compacted, CompactionPolicy, compact_from_store, merge};
 use crate::metrics::Metrics;
-use crate::out::Kick;
+use crate::out::{AwarenessOut, AwarenessState, Kick};
 use crate::outbox::{OutboxLimits, OutboxRx, OutboxTx, Refused};
-use crate::store::{BoxFuture, Seq, Store, StoreError};
-use duet_protocol::{Role, RoomName, close};
+use crate::store::{BoxFuture, Seq, Store, StoreError, Stored};
+use duet_protocol::bus::{self as wire, Body, BusAwareness};
+use duet_protocol::{Payload, Role, RoomName, close};
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -99,12 +109,29 @@ pub struct RoomGone;
 pub struct RoomHandle {
     pub(crate) id: u64,
     tx: mpsc::Sender<RoomCmd>,
+    /// Set when a bus message for the room found its inbox full and was dropped: the room
+    /// reads its log past its cursor at its next turn.
+    behind: Arc<AtomicBool>,
 }
 
 impl RoomHandle {
     /// Sends a command, waiting while the room's inbox is full (back-pressure on the socket).
     pub async fn send(&self, cmd: RoomCmd) -> Result<(), RoomGone> {
         self.tx.send(cmd).await.map_err(|_| RoomGone)
+    }
+
+    /// Hands the room a command from the bus without waiting: a room that cannot take it now
+    /// is marked behind and reads its log instead (the bus is never buffered without bound).
+    /// `false`: the room is gone.
+    pub fn offer(&self, cmd: RoomCmd) -> bool {
+        match self.tx.try_send(cmd) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.behind.store(true, Ordering::Relaxed);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
     }
 
     /// Like [`send`](Self::send), but hands the command back if the room is gone.
@@ -124,6 +151,14 @@ pub struct RoomConfig {
     pub idle_unload: Duration,
     /// When a room's log is compacted.
     pub compaction: CompactionPolicy,
+}
+
+/// What a room of a cluster node holds beside its store: the bus to the other nodes.
+#[derive(Clone)]
+pub struct ClusterLink {
+    pub bus: Arc<dyn Bus>,
+    /// How often a room with members publishes its state vector (the digest).
+    pub digest_every: Duration,
 }
 
 impl Default for RoomConfig {
@@ -147,6 +182,7 @@ pub(crate) fn spawn(
     id: u64,
     name: RoomName,
     store: Arc<dyn Store>,
+    link: Option<ClusterLink>,
     config: RoomConfig,
     shutdown: CancellationToken,
     tracker: &tokio_util::task::TaskTracker,
@@ -154,8 +190,21 @@ pub(crate) fn spawn(
     on_exit: impl FnOnce() + Send + 'static,
 ) -> RoomHandle {
     let (tx, rx) = mpsc::channel(config.inbox);
-    tracker.spawn(run(name, store, config, rx, shutdown, metrics, on_exit));
-    RoomHandle { id, tx }
+    let behind = Arc::new(AtomicBool::new(false));
+    let inbox = Inbox {
+        rx,
+        behind: behind.clone(),
+    };
+    tracker.spawn(run(
+        name, store, link, config, inbox, shutdown, metrics, on_exit,
+    ));
+    RoomHandle { id, tx, behind }
+}
+
+/// The task's end of its handles.
+struct Inbox {
+    rx: mpsc::Receiver<RoomCmd>,
+    behind: Arc<AtomicBool>,
 }
 
 /// The core and what the task holds around it.
@@ -173,6 +222,12 @@ pub(super) struct Shell {
     retry: VecDeque<Incoming>,
     /// Effects still to carry out (kept between commands for its allocation).
     work: Effects,
+    /// The bus, in a cluster.
+    link: Option<ClusterLink>,
+    /// The read of the log past the cursor under way (the core asks for one at a time).
+    catching_up: FuturesOrdered<BoxFuture<'static, Result<Stored, StoreError>>>,
+    /// Reads of the whole log to settle a gone node's updates.
+    settling: FuturesOrdered<BoxFuture<'static, Cmd>>,
 }
 
 impl Shell {
@@ -186,6 +241,9 @@ impl Shell {
             reload: false,
             retry: VecDeque::new(),
             work: Effects::new(),
+            link: None,
+            catching_up: FuturesOrdered::new(),
+            settling: FuturesOrdered::new(),
         }
     }
 
@@ -224,6 +282,13 @@ impl Shell {
                 }
                 Effect::Kick { peer_id, kick } => self.fanout.kick(peer_id, kick),
                 Effect::Append(update) => {
+                    if let Some(link) = &self.link {
+                        // Published as it goes to the store: relay never waits for either.
+                        link.bus.publish(
+                            self.core.name(),
+                            Body::Update(Payload(update.raw().to_vec())),
+                        );
+                    }
                     let mut appending = self.store.append(self.core.name(), update.raw().to_vec());
                     // A store that stored at once is answered at once, when no earlier append
                     // is still waiting (answers go in order).
@@ -244,8 +309,57 @@ impl Shell {
                         self.retry.push_front(inc);
                     }
                 }
+                Effect::Publish(what) => self.publish(what),
+                Effect::CatchUp { after } => {
+                    let store = self.store.clone();
+                    let room = self.core.name().clone();
+                    self.catching_up
+                        .push_back(Box::pin(async move { store.read(&room, after).await }));
+                }
+                Effect::Settle { clients } => {
+                    let store = self.store.clone();
+                    let room = self.core.name().clone();
+                    self.settling.push_back(Box::pin(async move {
+                        let log = match store.read(&room, Seq(0)).await {
+                            Ok(stored) => {
+                                let name = room.clone();
+                                tokio::task::spawn_blocking(move || merge(&name, &stored.updates))
+                                    .await
+                                    .unwrap_or_else(|e| {
+                                        Err(CompactError::Damaged {
+                                            room: room.to_string(),
+                                            reason: format!("the merge stopped: {e}"),
+                                        })
+                                    })
+                            }
+                            Err(e) => Err(CompactError::Store(e)),
+                        };
+                        Cmd::Settle { log, clients }
+                    }));
+                }
             }
         }
+    }
+
+    /// Tells the other nodes what the core asked to (cluster only).
+    fn publish(&self, what: Publish) {
+        let Some(link) = &self.link else {
+            return;
+        };
+        let body = match what {
+            Publish::Awareness(entries) => Body::Awareness(entries.iter().map(to_bus).collect()),
+            Publish::Digest(state_vector) => {
+                if let Some(cluster) = &self.core_metrics().cluster {
+                    cluster.digests_sent.inc();
+                }
+                Body::Digest(Payload(state_vector))
+            }
+        };
+        link.bus.publish(self.core.name(), body);
+    }
+
+    fn core_metrics(&self) -> &Arc<Metrics> {
+        self.core.metrics()
     }
 
     /// A member's queue refused a message. Full: the member cannot keep up and is closed
@@ -369,32 +483,79 @@ impl Shell {
     }
 }
 
+/// An awareness entry as the bus carries it.
+fn to_bus(entry: &AwarenessOut) -> BusAwareness {
+    BusAwareness {
+        client_id: entry.client_id,
+        clock: entry.clock,
+        role: entry.role,
+        state: match entry.state.as_deref() {
+            None => wire::AwarenessState::Removed,
+            Some(AwarenessState::Typed { state, .. }) => wire::AwarenessState::Duet(state.clone()),
+            Some(AwarenessState::Json { json, .. }) => wire::AwarenessState::Json(json.to_string()),
+        },
+    }
+}
+
+// Every argument is a distinct dependency of the task, as in `spawn`.
+#[allow(clippy::too_many_arguments)]
 async fn run(
     name: RoomName,
     store: Arc<dyn Store>,
+    link: Option<ClusterLink>,
     config: RoomConfig,
-    mut rx: mpsc::Receiver<RoomCmd>,
+    inbox: Inbox,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
     on_exit: impl FnOnce(),
 ) {
+    let Inbox { mut rx, behind } = inbox;
     metrics.rooms_loaded.inc();
-    let mut shell = Shell::new(
-        RoomCore::new(name, config.compaction, metrics.clone()),
-        store,
-    );
+    let mut core = RoomCore::new(name, config.compaction, metrics.clone());
+    if link.is_some() {
+        core = core.in_cluster();
+    }
+    let mut shell = Shell::new(core, store);
+    shell.link = link;
+    if let Some(link) = &shell.link {
+        // Subscribed before the read: whatever another node publishes from here on arrives,
+        // so nothing falls between the log as read and the bus. A bus that is down now is
+        // caught up on when it is back (`Reconnected`), and the heads check runs meanwhile.
+        if let Err(e) = link.bus.subscribe(shell.core.name()).await {
+            tracing::debug!(room = %shell.core.name(), error = %e, "room loads without the bus");
+        }
+    }
     let loaded = shell.store.read(shell.core.name(), Seq(0)).await;
     shell.feed(Cmd::Loaded(loaded));
+    if let Some(link) = &shell.link {
+        link.bus.publish(shell.core.name(), Body::AwarenessQuery);
+    }
     let mut expiry = tokio::time::interval(Duration::from_secs(5));
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // In a cluster, each room publishes its digest at its own phase, so a node's rooms do not
+    // all publish at once.
+    let digest_every = shell.link.as_ref().map_or(Duration::from_secs(3600), |l| {
+        l.digest_every.max(Duration::from_millis(100))
+    });
+    let phase =
+        Duration::from_millis(u64::from(rand_phase()) % digest_every.as_millis().max(1) as u64);
+    let mut digest = tokio::time::interval_at(tokio::time::Instant::now() + phase, digest_every);
+    digest.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let clustered = shell.link.is_some();
     let idle = tokio::time::sleep(config.idle_unload);
     tokio::pin!(idle);
     let mut idle_armed = false;
     // Commands taken from the inbox and not yet handled.
     let mut queue = VecDeque::with_capacity(INBOX_BATCH);
     loop {
-        if shell.core.refuses_writes().is_some() {
+        if shell.core.refuses_writes().is_some() || shell.core.load_unavailable() {
             break;
+        }
+        if clustered && behind.swap(false, Ordering::Relaxed) {
+            if let Some(cluster) = &metrics.cluster {
+                cluster.inbox_full.inc();
+            }
+            shell.feed(Cmd::Behind(CatchUp::Lagged));
         }
         let is_idle = !shell.core.has_members() && shell.pending.is_empty();
         if is_idle && !idle_armed {
@@ -420,7 +581,10 @@ async fn run(
             },
             Some(done) = shell.pending.next(), if !shell.pending.is_empty() => shell.feed(Cmd::Stored(done)),
             Some(done) = shell.compacting.next(), if !shell.compacting.is_empty() => shell.feed(Cmd::Compacted(done)),
+            Some(read) = shell.catching_up.next(), if !shell.catching_up.is_empty() => shell.feed(Cmd::CaughtUp(read)),
+            Some(settle) = shell.settling.next(), if !shell.settling.is_empty() => shell.feed(settle),
             _ = expiry.tick(), if shell.core.has_awareness() => shell.feed(Cmd::Tick),
+            _ = digest.tick(), if clustered && shell.core.has_members() => shell.feed(Cmd::DigestTick),
             () = &mut idle, if idle_armed => {
                 tracing::debug!(room = %shell.core.name(), "unloading idle room");
                 break;
@@ -433,13 +597,18 @@ async fn run(
     // connection asks the registry for a fresh room.
     rx.close();
     on_exit();
+    // A room whose store could not be reached refuses its joiners itself, with 1013 and the
+    // reason, so they retry later rather than at once.
+    let refuse_joins = shell.core.load_unavailable();
     while let Some(cmd) = rx.recv().await {
         match cmd {
-            RoomCmd::Join { reply, .. } => drop(reply),
+            RoomCmd::Join { reply, .. } if !refuse_joins => drop(reply),
             cmd => queue.push_back(cmd),
         }
     }
-    queue.retain(|cmd| !matches!(cmd, RoomCmd::Join { .. }));
+    if !refuse_joins {
+        queue.retain(|cmd| !matches!(cmd, RoomCmd::Join { .. }));
+    }
     shell.turn(&mut queue).await;
     while let Some(done) = shell.pending.next().await {
         shell.feed(Cmd::Stored(done));
@@ -447,9 +616,20 @@ async fn run(
     while let Some(done) = shell.compacting.next().await {
         shell.feed(Cmd::Compacted(done));
     }
+    if let Some(link) = &shell.link {
+        link.bus.unsubscribe(shell.core.name());
+    }
     metrics.rooms_loaded.dec();
     if shell.core.refuses_writes().is_some() {
         metrics.rooms_refusing_writes.dec();
     }
     tracing::debug!(room = %shell.core.name(), "room task finished");
+}
+
+/// A number that differs from room to room and run to run (the digest's phase), without a
+/// random number generator: the low bits of the clock.
+fn rand_phase() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
 }

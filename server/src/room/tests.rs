@@ -7,13 +7,15 @@
 //! matters is how it carries effects out (members' queues that refuse, appends answered at
 //! once).
 
-use super::core::{Cmd, Compaction, Effect, Incoming, RoomCore};
+use super::awareness::{REMOTE_PEER, RemoteEntry};
+use super::core::{Cmd, Compaction, Effect, Incoming, Publish, RoomCore};
+use super::cursor::CatchUp;
 use super::members::Fanout;
 use super::task::{RoomCmd, Shell};
 use crate::compaction::{Compacted, CompactionPolicy};
 use crate::doc::{ROOT_TEXT, apply_update, doc_with_client, new_doc, text_of};
 use crate::memory::MemoryStore;
-use crate::out::{AwarenessSource, Kick, Out};
+use crate::out::{AwarenessOut, AwarenessSource, AwarenessState, Kick, Out};
 use crate::outbox::{self, OutboxRx};
 use crate::store::{Seq, StoreError, Stored};
 use duet_protocol::{PeerState, Role, RoomName};
@@ -45,6 +47,22 @@ impl Table {
             now: Instant::now(),
         };
         t.step(Cmd::Loaded(Ok(Stored::default())), &[]);
+        t
+    }
+
+    /// A room of a cluster node, loaded from `stored`.
+    fn cluster(stored: Stored) -> Self {
+        let mut t = Self {
+            core: RoomCore::new(
+                RoomName::new("t").expect("valid"),
+                CompactionPolicy::default(),
+                Arc::default(),
+            )
+            .in_cluster(),
+            names: HashMap::new(),
+            now: Instant::now(),
+        };
+        t.step(Cmd::Loaded(Ok(stored)), &[]);
         t
     }
 
@@ -97,7 +115,25 @@ impl Table {
                     .trim_end()
                     .to_owned()
             }
+            Effect::Publish(Publish::Awareness(entries)) => {
+                format!("publish {}", self.awareness(entries))
+            }
+            Effect::Publish(Publish::Digest(_)) => "publish digest".into(),
+            Effect::CatchUp { after } => format!("read the log after {after}"),
+            Effect::Settle { clients } => format!("settle {clients:?}"),
         }
+    }
+
+    fn awareness(&self, entries: &[AwarenessOut]) -> String {
+        let mut named: Vec<String> = entries
+            .iter()
+            .map(|e| match &e.state {
+                Some(s) => format!("{}={}", e.client_id, s.as_typed(peer_state_from_json).name),
+                None => format!("{}=gone", e.client_id),
+            })
+            .collect();
+        named.sort();
+        format!("awareness {}", named.join(" "))
     }
 
     fn out(&self, out: &Out) -> String {
@@ -479,14 +515,365 @@ fn compaction_is_offered_from_the_live_document_while_the_room_can_prove_it() {
 #[test]
 fn a_room_that_did_not_load_refuses_everyone() {
     let mut t = Table::new();
+    // Storage out of reach: told to retry later (1013), and the room unloads so that a later
+    // join loads it again.
     t.step(
         Cmd::Loaded(Err(StoreError::Unavailable("disk gone".into()))),
         &[],
     );
     t.step(
         join(1, Role::Editor, false),
-        &["1 <- error 6", "close 1 1011"],
+        &["1 <- error 4", "close 1 1013"],
     );
+    assert!(t.core.load_unavailable());
+    // A damaged document: the room stays, refusing (1011), until it unloads.
+    t.step(
+        Cmd::Loaded(Err(StoreError::Corrupt {
+            room: "t".into(),
+            reason: "bad row".into(),
+        })),
+        &[],
+    );
+    t.step(
+        join(2, Role::Editor, false),
+        &["2 <- error 6", "close 2 1011"],
+    );
+    assert!(!t.core.load_unavailable());
+}
+
+fn remote(client_id: u64, clock: u32, name: Option<&str>) -> RemoteEntry {
+    RemoteEntry {
+        client_id,
+        clock,
+        role: Role::Editor,
+        state: name.map(|n| {
+            AwarenessState::typed(PeerState {
+                name: n.into(),
+                color: "#30bced".into(),
+                cursor: None,
+                location: None,
+            })
+        }),
+    }
+}
+
+/// In a cluster the room tells the other nodes what its members set (and only that), takes
+/// theirs as entries owned by their node, gives a joiner all of them, and drops a node's
+/// entries when the node is gone. A client that comes here from another node takes its entry
+/// over.
+#[test]
+fn cluster_awareness_crosses_nodes_and_leaves_with_them() {
+    let mut t = Table::cluster(Stored::default());
+    t.join(1, Role::Editor);
+    let set = |peer_id, client_id, name: &str| Cmd::Awareness {
+        peer_id,
+        client_id,
+        source: named(name),
+    };
+    t.step(
+        set(1, 100, "ada"),
+        &[
+            "all but 1 <- awareness 100=ada",
+            "publish awareness 100=ada",
+        ],
+    );
+    let from = |node, entries| Cmd::NodeAwareness { node, entries };
+    t.step(
+        from(
+            7,
+            vec![remote(500, 3, Some("zed")), remote(501, 1, Some("yu"))],
+        ),
+        &["all <- awareness 500=zed 501=yu"],
+    );
+    // The same clock again (a node answering a query), or an older one: nothing new.
+    t.step(from(7, vec![remote(500, 3, Some("zed"))]), &[]);
+    t.step(from(7, vec![remote(500, 2, Some("old"))]), &[]);
+    t.step(
+        from(7, vec![remote(500, 4, Some("zed2"))]),
+        &["all <- awareness 500=zed2"],
+    );
+    // Another node cannot change a member's entry here.
+    t.step(from(8, vec![remote(100, 9, Some("eve"))]), &[]);
+    // A joiner sees everyone, duet clients see remote members under their own peer ids.
+    t.step(
+        join(2, Role::Editor, false),
+        &["2 <- step1", "2 <- awareness 100=ada 500=zed2 501=yu"],
+    );
+    let fx = t.core.handle(Cmd::QueryAwareness { peer_id: 2 }, t.now);
+    let Some(Effect::Send {
+        out: Out::Awareness(all),
+        ..
+    }) = fx.first()
+    else {
+        panic!("awareness expected");
+    };
+    let zed = all
+        .iter()
+        .find(|e| e.client_id == 500)
+        .expect("remote entry");
+    assert_eq!(zed.peer_id, REMOTE_PEER | 500);
+    // Another node loading the room asks: only this node's members' entries are told.
+    t.step(Cmd::AwarenessQuery, &["publish awareness 100=ada"]);
+    // Client 501 reconnects here (its node died): its own connection takes the entry over.
+    t.step(
+        set(2, 501, "yu"),
+        &["all but 2 <- awareness 501=yu", "publish awareness 501=yu"],
+    );
+    t.step(Cmd::NodeGone { node: 7 }, &["all <- awareness 500=gone"]);
+    t.step(
+        Cmd::Leave { peer_id: 2 },
+        &["all <- awareness 501=gone", "publish awareness 501=gone"],
+    );
+    // Expiry tells the other nodes only about the members' own entries.
+    t.step(
+        from(9, vec![remote(900, 1, Some("far"))]),
+        &["all <- awareness 900=far"],
+    );
+    t.now += Duration::from_secs(31);
+    t.step(
+        Cmd::Tick,
+        &[
+            "all <- awareness 100=gone 900=gone",
+            "publish awareness 100=gone",
+        ],
+    );
+}
+
+/// The cursor: everything up to it is in the document. The bus brings other nodes' updates
+/// without log positions; a read past the cursor (asked for by a gap, a head past it, ...)
+/// brings them again as no-ops, plus whatever the bus lost, which is relayed now. Own appends
+/// move the cursor only while contiguous.
+#[test]
+fn the_log_repairs_what_the_bus_lost_and_the_cursor_follows() {
+    let mut t = Table::new();
+    let [a1, a2] = t.edits(11, ["one ", "two "]);
+    let [b1, b2, b3] = t.edits(22, ["far ", "away ", "node "]);
+    let mut t = Table::cluster(Stored {
+        updates: vec![a1.clone(), a2.clone()],
+        head: Seq(2),
+    });
+    t.names.extend(
+        [(&b1, "\"far \""), (&b2, "\"away \""), (&b3, "\"node \"")]
+            .map(|(u, n)| (u.clone(), n.to_owned())),
+    );
+    t.join(1, Role::Editor);
+    // b1 arrives by the bus; b2 is lost on it.
+    t.step(
+        Cmd::FromNode {
+            node: 7,
+            update: b1.clone(),
+        },
+        &["all <- \"far \""],
+    );
+    t.step(Cmd::Head(Seq(2)), &[]);
+    t.step(Cmd::Head(Seq(4)), &["read the log after 2"]);
+    // One read at a time: a gap noticed meanwhile makes another follow.
+    t.step(Cmd::Behind(CatchUp::Gap), &[]);
+    t.step(
+        Cmd::CaughtUp(Ok(Stored {
+            updates: vec![b1.clone(), b2.clone()],
+            head: Seq(4),
+        })),
+        &["all <- \"away \"", "read the log after 4"],
+    );
+    t.step(Cmd::CaughtUp(Ok(Stored::default())), &[]);
+    assert_eq!(t.core.cursor(), Seq(4));
+    // A member's update is stored at 6: row 5 is another node's, so the cursor waits.
+    let [c1] = t.edits(33, ["mine "]);
+    t.step(
+        updates(&[(1, 1, &c1)]),
+        &["all but 1 <- \"mine \"", "append \"mine \""],
+    );
+    t.step(stored(6), &["1 <- ack 1"]);
+    assert_eq!(t.core.cursor(), Seq(4));
+    t.step(Cmd::Head(Seq(6)), &["read the log after 4"]);
+    t.step(
+        Cmd::CaughtUp(Ok(Stored {
+            updates: vec![b3.clone(), c1.clone()],
+            head: Seq(6),
+        })),
+        &["all <- \"node \""],
+    );
+    assert_eq!(t.core.cursor(), Seq(6));
+    // A failed read is tried again at the next reason.
+    t.step(Cmd::Behind(CatchUp::Reconnect), &["read the log after 6"]);
+    t.step(
+        Cmd::CaughtUp(Err(StoreError::Unavailable("down".into()))),
+        &[],
+    );
+    t.step(Cmd::Behind(CatchUp::Lagged), &["read the log after 6"]);
+    // A joiner gets the whole text.
+    t.step(Cmd::CaughtUp(Ok(Stored::default())), &[]);
+    t.join(2, Role::Viewer);
+    t.step(
+        Cmd::SyncStep1 {
+            peer_id: 2,
+            state_vector: StateVector::default().encode_v1(),
+        },
+        &["2 <- step2 \"one two far away node mine \""],
+    );
+}
+
+/// Digests: a room with members publishes its state vector; another node's that holds more
+/// sends the room to its log, and a second one in a row to the whole log.
+#[test]
+fn a_digest_holding_more_sends_the_room_to_its_log() {
+    let mut t = Table::cluster(Stored::default());
+    t.step(Cmd::DigestTick, &[]);
+    t.join(1, Role::Editor);
+    t.step(Cmd::DigestTick, &["publish digest"]);
+    let [x] = t.edits(44, ["x"]);
+    let theirs = {
+        let doc = doc_with_client(1);
+        apply_update(&doc, &x, false).expect("applies");
+        doc.transact().state_vector().encode_v1()
+    };
+    let digest = |sv: &[u8]| Cmd::Digest {
+        state_vector: sv.to_vec(),
+    };
+    t.step(digest(&StateVector::default().encode_v1()), &[]);
+    t.step(digest(&theirs), &["read the log after 0"]);
+    t.step(Cmd::CaughtUp(Ok(Stored::default())), &[]);
+    t.step(digest(&theirs), &["read the log after 0"]);
+    t.step(Cmd::CaughtUp(Ok(Stored::default())), &[]);
+    t.step(digest(&[0xff, 0xff]), &[]);
+    // Once it holds as much, nothing more.
+    t.step(
+        Cmd::FromNode {
+            node: 3,
+            update: x.clone(),
+        },
+        &["all <- \"x\""],
+    );
+    t.step(digest(&theirs), &[]);
+}
+
+/// A node that is gone may have relayed updates it never stored (killed between relay and
+/// commit, its author gone too): the room reads the log, and stores from here what of that
+/// node's clients the log lacks, as an update of its own that no one is acknowledged for.
+#[test]
+fn what_a_gone_node_relayed_but_never_stored_is_stored_from_here() {
+    let mut t = Table::cluster(Stored::default());
+    t.join(1, Role::Editor);
+    let [b1, b2] = t.edits(22, ["kept ", "relayed only"]);
+    let [c1] = t.edits(33, ["other node "]);
+    for (node, u) in [(7, &b1), (7, &b2), (8, &c1)] {
+        let name = t.name(u);
+        t.step(
+            Cmd::FromNode {
+                node,
+                update: u.clone(),
+            },
+            &[&format!("all <- {name}")],
+        );
+    }
+    t.step(Cmd::NodeGone { node: 9 }, &[]);
+    t.step(Cmd::NodeGone { node: 7 }, &["settle [22]"]);
+    // The log holds b1 (stored by node 7 before it died) but not b2; c1 is still on its way
+    // to the log from node 8, and is not node 7's to settle.
+    let log = new_doc();
+    apply_update(&log, &b1, false).expect("applies");
+    let fx = t.core.handle(
+        Cmd::Settle {
+            log: Ok(log),
+            clients: vec![22],
+        },
+        t.now,
+    );
+    let [Effect::Append(stored_here)] = fx.as_slice() else {
+        panic!("one append expected");
+    };
+    let check = new_doc();
+    apply_update(&check, &b1, false).expect("applies");
+    apply_update(&check, stored_here.raw(), false).expect("applies");
+    assert_eq!(text_of(&check), "kept relayed only", "b2 and nothing of c1");
+    // Nobody is acknowledged for it.
+    t.step(stored(1), &[]);
+    // Again with a log that has everything: nothing to store.
+    let log = new_doc();
+    for u in [&b1, &b2] {
+        apply_update(&log, u, false).expect("applies");
+    }
+    t.step(
+        Cmd::Settle {
+            log: Ok(log),
+            clients: vec![22],
+        },
+        &[],
+    );
+}
+
+/// A member joining a cluster room is told what the log holds, not what the document holds:
+/// an edit that only another node's relay brought (that node may die before storing it) is
+/// sent again by a client that has it, stored from here, and only then acknowledged.
+#[test]
+fn a_joiner_is_told_the_logs_state_vector_and_sends_again_what_only_a_relay_carried() {
+    let mut t = Table::new();
+    let [a1] = t.edits(11, ["stored "]);
+    let [b1] = t.edits(22, ["relayed "]);
+    let mut t = Table::cluster(Stored {
+        updates: vec![a1.clone()],
+        head: Seq(1),
+    });
+    t.names.insert(b1.clone(), "\"relayed \"".into());
+    t.step(
+        Cmd::FromNode {
+            node: 7,
+            update: b1.clone(),
+        },
+        &["all <- \"relayed \""],
+    );
+    let fx = t.core.handle(join(1, Role::Editor, false), t.now);
+    let [
+        Effect::Send {
+            out: Out::SyncStep1(sv),
+            ..
+        },
+    ] = fx.as_slice()
+    else {
+        panic!("a step 1 expected");
+    };
+    let sv = crate::doc::decode_state_vector(sv).expect("a state vector");
+    let told: Vec<(u64, u32)> = sv.iter().map(|(c, k)| (c.get(), *k)).collect();
+    assert_eq!(told, [(11, 7)], "the log's, without the relayed edit");
+    // The client (which has b1) answers against it: b1 comes back, is stored and acknowledged.
+    t.step(
+        updates(&[(1, 1, &b1)]),
+        &["all but 1 <- \"relayed \"", "append \"relayed \""],
+    );
+    t.step(stored(2), &["1 <- ack 1"]);
+    // Stored: the next joiner is told so.
+    let fx = t.core.handle(join(2, Role::Editor, false), t.now);
+    let [
+        Effect::Send {
+            out: Out::SyncStep1(sv),
+            ..
+        },
+    ] = fx.as_slice()
+    else {
+        panic!("a step 1 expected");
+    };
+    let sv = crate::doc::decode_state_vector(sv).expect("a state vector");
+    assert_eq!(sv.get(&yrs::block::ClientID::new(22)), 8);
+}
+
+/// A room of a single server never talks to other nodes.
+#[test]
+fn a_single_node_room_publishes_nothing_and_never_reads_past_a_cursor() {
+    let mut t = Table::new();
+    t.join(1, Role::Editor);
+    t.step(
+        Cmd::Awareness {
+            peer_id: 1,
+            client_id: 100,
+            source: named("ada"),
+        },
+        &["all but 1 <- awareness 100=ada"],
+    );
+    t.step(Cmd::DigestTick, &[]);
+    t.step(Cmd::Head(Seq(9)), &[]);
+    t.step(Cmd::Behind(CatchUp::Gap), &[]);
+    t.step(Cmd::AwarenessQuery, &[]);
 }
 
 /// The task carries the core's effects out on members' queues: a member whose connection

@@ -1,6 +1,7 @@
 //! The scenarios, and what they share: the server under test, the protocol, the floor, and how
 //! a received update is matched to the writer and trace position that produced it.
 
+pub mod failover;
 pub mod idle;
 pub mod join;
 pub mod relay;

@@ -9,6 +9,11 @@
 //! acknowledgement (stored), and from the server's `/metrics` its commits (each one fsync of
 //! SQLite's WAL) per keystroke and per second.
 //!
+//! Against a cluster (`--also-url`), `--spread` places each room's members on the nodes: all
+//! on one node (rooms round robin over the nodes), each on its own node, or half the rooms
+//! each way (`mixed`), which gives same-node and cross-node latency in one run. Server CPU is
+//! then summed over the nodes, and the engines' (`--engine-pid`) reported apart.
+//!
 //! ```text
 //!   member ──tick every C ms (own phase)──> insert 1 char at its cursor ──> update ──> server
 //!      ▲                                                                                 │
@@ -51,6 +56,34 @@ pub struct TeamOpts {
     /// Seed of the phases, cursors and positions.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Against several nodes: where each room's members connect.
+    #[arg(long, value_enum, default_value_t = Spread::Same)]
+    pub spread: Spread,
+}
+
+/// Where a room's members connect when the server is several nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Spread {
+    /// All of a room's members on one node (rooms round robin over the nodes).
+    Same,
+    /// Each member of a room on another node (member i of room r on node r + i).
+    Cross,
+    /// Even rooms as `same`, odd rooms as `cross`.
+    Mixed,
+}
+
+impl Spread {
+    /// The node of member `i` of room `r` among `n` nodes.
+    pub fn node(self, r: usize, i: usize, n: usize) -> usize {
+        let n = n.max(1);
+        match self {
+            Spread::Same => r % n,
+            Spread::Cross => (r + i) % n,
+            Spread::Mixed if r.is_multiple_of(2) => (r / 2) % n,
+            Spread::Mixed => (r + i) % n,
+        }
+    }
 }
 
 /// splitmix64: a few random numbers per keystroke, reproducible from the seed, no dependency.
@@ -274,11 +307,20 @@ pub async fn run(ctx: &Ctx, o: &TeamOpts) -> anyhow::Result<Report> {
         recv_buffer: None,
     };
     let mut rooms = Vec::new();
+    let nodes = ctx.target.urls();
+    // Per room: whether its members are on more than one node.
+    let mut cross = Vec::new();
     for r in 0..o.rooms {
-        let url = conn::room_url(&ctx.target.url, &format!("{}-team-{r}", ctx.run_id));
+        let name = format!("{}-team-{r}", ctx.run_id);
+        let url = conn::room_url(&nodes[o.spread.node(r, 0, nodes.len())], &name);
+        let mut on: Vec<usize> = (0..k).map(|i| o.spread.node(r, i, nodes.len())).collect();
+        on.sort_unstable();
+        on.dedup();
+        cross.push(on.len() > 1);
         let mut members = Vec::new();
         for i in 0..k {
-            let joined = conn::join(&url, ctx.protocol, opts).await?;
+            let member_url = conn::room_url(&nodes[o.spread.node(r, i, nodes.len())], &name);
+            let joined = conn::join(&member_url, ctx.protocol, opts).await?;
             members.push(Member {
                 ws: joined.ws,
                 name: joined.name,
@@ -294,6 +336,8 @@ pub async fn run(ctx: &Ctx, o: &TeamOpts) -> anyhow::Result<Report> {
 
     let m0 = ctx.target.metrics().await;
     let cpu0 = ctx.target.cpu_secs();
+    let nodes_cpu0 = ctx.target.node_cpu_secs();
+    let engines0 = ctx.target.engine_cpu_secs();
     let t0 = Instant::now() + Duration::from_millis(100);
     let t_end = t0 + Duration::from_secs(o.secs);
     let deadline = t_end + Duration::from_secs(30);
@@ -341,6 +385,8 @@ pub async fn run(ctx: &Ctx, o: &TeamOpts) -> anyhow::Result<Report> {
         .await?;
     let busy = Instant::now().duration_since(t0);
     let cpu1 = ctx.target.cpu_secs();
+    let nodes_cpu1 = ctx.target.node_cpu_secs();
+    let engines1 = ctx.target.engine_cpu_secs();
     let m1 = ctx.target.metrics().await;
     sampler.abort();
     let rss = ctx
@@ -352,6 +398,7 @@ pub async fn run(ctx: &Ctx, o: &TeamOpts) -> anyhow::Result<Report> {
     let mut converged_rooms = 0;
     let mut errors = Vec::new();
     let (mut remote, mut ack) = (Vec::new(), Vec::new());
+    let (mut remote_same, mut remote_cross) = (Vec::new(), Vec::new());
     let (mut typed, mut delivered) = (0u64, 0u64);
     for (r, members) in results.iter_mut().enumerate() {
         let joiner = conn::join(&urls[r], ctx.protocol, opts).await?;
@@ -364,6 +411,11 @@ pub async fn run(ctx: &Ctx, o: &TeamOpts) -> anyhow::Result<Report> {
         for m in members.iter_mut() {
             typed += m.typed;
             delivered += m.received;
+            if cross[r] {
+                remote_cross.extend_from_slice(&m.remote);
+            } else {
+                remote_same.extend_from_slice(&m.remote);
+            }
             remote.append(&mut m.remote);
             ack.append(&mut m.ack);
             if let Some(e) = m.error.take() {
@@ -375,6 +427,9 @@ pub async fn run(ctx: &Ctx, o: &TeamOpts) -> anyhow::Result<Report> {
         progress!("{e}");
     }
     let remote = summarize(&mut remote);
+    let remote_same = summarize(&mut remote_same);
+    let remote_cross = summarize(&mut remote_cross);
+    let acked = ack.len();
     let ack: Summary = summarize(&mut ack);
     let cpu = cpu0.zip(cpu1).map(|(a, b)| b - a);
     let per = |n: u64| cpu.filter(|_| n > 0).map(|c| c * 1e6 / n as f64);
@@ -422,6 +477,38 @@ pub async fn run(ctx: &Ctx, o: &TeamOpts) -> anyhow::Result<Report> {
         "µs",
         String::new(),
     );
+    if nodes.len() > 1 {
+        let each: Vec<String> = nodes_cpu0
+            .iter()
+            .zip(&nodes_cpu1)
+            .map(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) if typed > 0 => {
+                    format!("{:.1}", (b - a) * 1e6 / typed as f64)
+                }
+                _ => "n/a".into(),
+            })
+            .collect();
+        rep.row(
+            "server CPU per keystroke, per node",
+            per(typed).map(|c| c / nodes.len() as f64),
+            "µs",
+            format!("mean of {} nodes; each: {}", nodes.len(), each.join(", ")),
+        );
+    }
+    let engines = engines0.zip(engines1).map(|(a, b)| b - a);
+    if engines.is_some() {
+        rep.row(
+            "engines CPU per keystroke",
+            engines
+                .filter(|_| typed > 0)
+                .map(|c| c * 1e6 / typed as f64),
+            "µs",
+            format!(
+                "PostgreSQL and Redis (--engine-pid, children included): {:.1} s",
+                engines.unwrap_or(0.0)
+            ),
+        );
+    }
     rep.row(
         "server CPU, share of one core",
         cpu.map(|c| 100.0 * c / busy.as_secs_f64()),
@@ -446,6 +533,28 @@ pub async fn run(ctx: &Ctx, o: &TeamOpts) -> anyhow::Result<Report> {
         "µs",
         String::new(),
     );
+    if remote_same.count > 0 && remote_cross.count > 0 {
+        for (what, s) in [("same node", &remote_same), ("cross node", &remote_cross)] {
+            rep.row(
+                &format!("keystroke to remote, {what}, p50"),
+                Some(s.p50_us),
+                "µs",
+                format!("{} samples", s.count),
+            );
+            rep.row(
+                &format!("keystroke to remote, {what}, p99"),
+                Some(s.p99_us),
+                "µs",
+                String::new(),
+            );
+        }
+        rep.row(
+            "cross node / same node, p50",
+            (remote_same.p50_us > 0.0).then(|| remote_cross.p50_us / remote_same.p50_us),
+            "x",
+            "members on different nodes against members on one node, this run".into(),
+        );
+    }
     if ctx.protocol == Protocol::Duet {
         rep.row(
             "keystroke to ack (stored), p50",
@@ -458,6 +567,12 @@ pub async fn run(ctx: &Ctx, o: &TeamOpts) -> anyhow::Result<Report> {
             Some(ack.p99_us),
             "µs",
             String::new(),
+        );
+        rep.row(
+            "keystrokes acknowledged per second",
+            Some(acked as f64 / busy.as_secs_f64()),
+            "/s",
+            format!("{acked} acknowledgements over {:.1} s", busy.as_secs_f64()),
         );
     }
     rep.row(

@@ -61,6 +61,27 @@ impl PgStore {
         .await
     }
 
+    /// Marks `node`'s heartbeat (if it still holds `epoch`) as long stale: a node that stops
+    /// cleanly is written off by the others at their next check instead of after the stale
+    /// time. Its row stays, so every node sees it go.
+    pub async fn retire_node(&self, node: &NodeId, epoch: u64) -> Result<bool, StoreError> {
+        let node = node.as_str().to_owned();
+        let epoch = i64::try_from(epoch)
+            .map_err(|_| StoreError::Unavailable(format!("epoch {epoch} out of range")))?;
+        self.with_client(move |client| {
+            Box::pin(async move {
+                let stmt = client
+                    .prepare_cached(
+                        "UPDATE duet_nodes SET last_seen = now() - interval '1 day'
+                         WHERE node = $1 AND epoch = $2",
+                    )
+                    .await?;
+                Ok(client.execute(&stmt, &[&node, &epoch]).await? == 1)
+            })
+        })
+        .await
+    }
+
     /// Every node's heartbeat, by node id.
     pub async fn nodes(&self) -> Result<Vec<NodeBeat>, StoreError> {
         self.beats(None).await

@@ -87,6 +87,8 @@ impl Writer {
 
     /// Commits one batch and resolves every append in it.
     async fn commit(&mut self, batch: &mut Vec<Job>) {
+        #[cfg(debug_assertions)]
+        hold::before_commit(batch).await;
         let began = Instant::now();
         let mut attempt = 1;
         let result = loop {
@@ -244,4 +246,34 @@ async fn write(
     txn.commit().await?;
     // Heads start at 0 (a CHECK keeps them there or above) and only grow: every seq is > 0.
     Ok(seqs.into_iter().map(|s| Seq(s.unsigned_abs())).collect())
+}
+
+/// Debug builds only: the SQLite writer's failpoint on PostgreSQL. With
+/// `DUET_FAILPOINT_HOLD_COMMIT=1` in the environment, the writer stops before it commits a
+/// batch holding an update whose bytes contain `duet-failpoint:hold`, and never resumes: the
+/// room relays the update (to its members and on the bus), nothing of the batch is stored or
+/// acknowledged, so a test can kill the node between relay and storage.
+#[cfg(debug_assertions)]
+mod hold {
+    use super::Job;
+    use std::sync::OnceLock;
+
+    pub const ENV: &str = "DUET_FAILPOINT_HOLD_COMMIT";
+    pub const MARKER: &[u8] = b"duet-failpoint:hold";
+
+    fn armed() -> bool {
+        static ARMED: OnceLock<bool> = OnceLock::new();
+        *ARMED.get_or_init(|| std::env::var_os(ENV).is_some_and(|v| v == "1"))
+    }
+
+    pub(super) async fn before_commit(batch: &[Job]) {
+        if armed()
+            && batch
+                .iter()
+                .any(|job| job.update.windows(MARKER.len()).any(|w| w == MARKER))
+        {
+            tracing::warn!("failpoint {ENV}: holding this commit forever");
+            std::future::pending::<()>().await;
+        }
+    }
 }
