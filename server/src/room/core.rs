@@ -27,7 +27,7 @@
 use super::acks::{Acks, Settled};
 use super::awareness::{Awareness, Owner, RemoteEntry, Set};
 use super::crdt::{Crdt, RemoteApplied, Verdict, clients_of, sections_of};
-use super::cursor::{CatchUp, Cursor};
+use super::cursor::{CatchUp, Cursor, LOSS_RECHECK};
 use super::members::{Member, Members};
 use crate::compaction::{CompactError, Compacted, CompactionPolicy, Schedule};
 use crate::doc::ApplyError;
@@ -38,7 +38,7 @@ use crate::store::{Seq, StoreError, Stored};
 use duet_protocol::{ErrorCode, Role, RoomName, close};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use yrs::updates::encoder::Encode;
 use yrs::{ReadTxn, StateVector, Transact};
 
@@ -179,9 +179,11 @@ pub enum Effect {
     },
     /// Tell the other nodes of the cluster (only [`RoomCore::in_cluster`] rooms ask).
     Publish(Publish),
-    /// Read the log past `after` (`Seq(0)`: all of it); answer with [`Cmd::CaughtUp`].
+    /// Read the log past `after` (`Seq(0)`: all of it), `delay` from now (zero: at once);
+    /// answer with [`Cmd::CaughtUp`].
     CatchUp {
         after: Seq,
+        delay: Duration,
     },
     /// Read the whole log and merge it in a fresh document; answer with [`Cmd::Settle`]
     /// carrying `clients`.
@@ -841,8 +843,14 @@ impl RoomCore {
         if let Some(cluster) = &self.metrics.cluster {
             cluster.catch_up(why.name());
         }
+        if matches!(why, CatchUp::Gap | CatchUp::Lagged | CatchUp::Reconnect) {
+            self.cursor.lost();
+        }
         if let Some(after) = self.cursor.wants(whole) {
-            fx.push_back(Effect::CatchUp { after });
+            fx.push_back(Effect::CatchUp {
+                after,
+                delay: Duration::ZERO,
+            });
         }
     }
 
@@ -891,7 +899,15 @@ impl RoomCore {
             }
         };
         if let Some(after) = next {
-            fx.push_back(Effect::CatchUp { after });
+            fx.push_back(Effect::CatchUp {
+                after,
+                delay: Duration::ZERO,
+            });
+        } else if let Some(after) = self.cursor.recheck() {
+            fx.push_back(Effect::CatchUp {
+                after,
+                delay: LOSS_RECHECK,
+            });
         }
     }
 

@@ -17,10 +17,17 @@
 
 use crate::store::Seq;
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 /// Own appends kept past the cursor before the room reads the log to close the gap: bounds the
 /// set however busy the other nodes are between two heads checks.
 pub const MAX_OWN_AHEAD: usize = 4096;
+
+/// How long after the reads that a loss on the bus asked for the room reads its log once more.
+/// The bus lost a message the moment its origin published it, before that node stored it (the
+/// commit window, then the commit): a read at once may come too early for it, and without this
+/// second read only the next heads check would bring it.
+pub const LOSS_RECHECK: Duration = Duration::from_millis(500);
 
 /// Why a room reads its log past the cursor (counted per reason in `/metrics`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +76,9 @@ pub(super) struct Cursor {
     reading: bool,
     /// Another read was asked for during it, from this position (`Seq(0)`: the whole room).
     again: Option<Seq>,
+    /// The bus lost something its origin may not have stored yet: one more read is due
+    /// [`LOSS_RECHECK`] after the reads settle.
+    recheck: bool,
 }
 
 impl Cursor {
@@ -78,6 +88,23 @@ impl Cursor {
         self.own_ahead.clear();
         self.reading = false;
         self.again = None;
+        self.recheck = false;
+    }
+
+    /// The bus lost messages (a gap, a lag, a break): besides the read it asks for now, the
+    /// room reads once more later ([`Cursor::recheck`]), when their origin has stored them.
+    pub fn lost(&mut self) {
+        self.recheck = true;
+    }
+
+    /// Once no read is under way or asked for: `Some(after)` if a loss asks for one more read,
+    /// which is then the read under way.
+    pub fn recheck(&mut self) -> Option<Seq> {
+        if self.reading || !std::mem::take(&mut self.recheck) {
+            return None;
+        }
+        self.reading = true;
+        Some(self.at)
     }
 
     pub fn at(&self) -> Seq {
@@ -194,6 +221,22 @@ mod tests {
         assert_eq!(c.failed(), Some(Seq(0)));
         assert_eq!(c.read(Seq(9)), None);
         assert_eq!(c.at(), Seq(9));
+    }
+
+    #[test]
+    fn a_loss_asks_for_one_more_read_once_the_reads_settle() {
+        let mut c = Cursor::default();
+        c.loaded(Seq(3));
+        assert_eq!(c.recheck(), None, "nothing was lost");
+        c.lost();
+        assert_eq!(c.wants(false), Some(Seq(3)));
+        assert_eq!(c.recheck(), None, "not while a read is under way");
+        assert_eq!(c.read(Seq(4)), None);
+        assert_eq!(c.recheck(), Some(Seq(4)));
+        assert!(c.reading(), "the recheck is the read under way");
+        assert_eq!(c.read(Seq(6)), None);
+        assert_eq!(c.recheck(), None, "once per loss");
+        assert_eq!(c.at(), Seq(6));
     }
 
     #[test]

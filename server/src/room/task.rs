@@ -310,11 +310,15 @@ impl Shell {
                     }
                 }
                 Effect::Publish(what) => self.publish(what),
-                Effect::CatchUp { after } => {
+                Effect::CatchUp { after, delay } => {
                     let store = self.store.clone();
                     let room = self.core.name().clone();
-                    self.catching_up
-                        .push_back(Box::pin(async move { store.read(&room, after).await }));
+                    self.catching_up.push_back(Box::pin(async move {
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        store.read(&room, after).await
+                    }));
                 }
                 Effect::Settle { clients } => {
                     let store = self.store.clone();

@@ -252,13 +252,17 @@ async fn write(
 /// `DUET_FAILPOINT_HOLD_COMMIT=1` in the environment, the writer stops before it commits a
 /// batch holding an update whose bytes contain `duet-failpoint:hold`, and never resumes: the
 /// room relays the update (to its members and on the bus), nothing of the batch is stored or
-/// acknowledged, so a test can kill the node between relay and storage.
+/// acknowledged, so a test can kill the node between relay and storage. With
+/// `DUET_FAILPOINT_SLOW_COMMIT_MS=N`, every commit waits N ms first: what the node publishes
+/// reaches the bus well before the log (a slow disk under load).
 #[cfg(debug_assertions)]
 mod hold {
     use super::Job;
     use std::sync::OnceLock;
+    use std::time::Duration;
 
     pub const ENV: &str = "DUET_FAILPOINT_HOLD_COMMIT";
+    pub const SLOW_ENV: &str = "DUET_FAILPOINT_SLOW_COMMIT_MS";
     pub const MARKER: &[u8] = b"duet-failpoint:hold";
 
     fn armed() -> bool {
@@ -266,7 +270,19 @@ mod hold {
         *ARMED.get_or_init(|| std::env::var_os(ENV).is_some_and(|v| v == "1"))
     }
 
+    fn slow() -> Option<Duration> {
+        static SLOW: OnceLock<Option<Duration>> = OnceLock::new();
+        *SLOW.get_or_init(|| {
+            let ms: u64 = std::env::var(SLOW_ENV).ok()?.parse().ok()?;
+            tracing::warn!("failpoint {SLOW_ENV}: every commit waits {ms} ms");
+            Some(Duration::from_millis(ms))
+        })
+    }
+
     pub(super) async fn before_commit(batch: &[Job]) {
+        if let Some(slow) = slow() {
+            tokio::time::sleep(slow).await;
+        }
         if armed()
             && batch
                 .iter()
