@@ -90,6 +90,44 @@ impl Tmux {
         Ok(())
     }
 
+    /// Starts the workspace's `duet args` in session `name` (as [`Tmux::spawn`]) under a
+    /// shell that prints `[duet exited N]` when it exits and then stays, so that the last
+    /// screen (the message duet printed on exit) can be read whole ([`Tmux::wait_exit`]).
+    pub fn spawn_duet(
+        &self,
+        name: &str,
+        size: (u16, u16),
+        dir: &Path,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> anyhow::Result<()> {
+        let duet = crate::server::workspace_bin("duet")?;
+        let duet = duet.to_string_lossy();
+        let mut sh_args = vec![
+            "-c",
+            "\"$0\" \"$@\"; echo \"[duet exited $?]\"; exec sleep 600",
+            &duet,
+        ];
+        sh_args.extend_from_slice(args);
+        self.spawn(name, size, dir, env, Path::new("/bin/sh"), &sh_args)
+    }
+
+    /// Waits for the duet of [`Tmux::spawn_duet`] in `name` to exit; returns its exit status
+    /// and the whole screen as one string (rows joined, so wrapped messages read whole).
+    pub fn wait_exit(&self, name: &str, timeout: Duration) -> anyhow::Result<(i32, String)> {
+        let screen = self.wait_for(name, "duet to exit", timeout, |s| {
+            s.iter().any(|l| l.contains("[duet exited "))
+        })?;
+        let all = screen.join("");
+        let code = all
+            .split("[duet exited ")
+            .nth(1)
+            .and_then(|r| r.split(']').next())
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(-1);
+        Ok((code, all))
+    }
+
     /// Types `text` literally, as if pasted key by key (no key names interpreted).
     pub fn type_text(&self, name: &str, text: &str) -> anyhow::Result<()> {
         self.tmux(&["send-keys", "-t", name, "-l", text])?;

@@ -252,6 +252,19 @@ async fn three_nodes_appending_to_one_room_keep_its_seq_dense_and_store_each_upd
     Ok(())
 }
 
+/// A raw client's awareness: a person named "ghost", no cursor.
+fn ghost_awareness(client_id: u64) -> ClientMsg {
+    ClientMsg::Awareness {
+        client_id,
+        state: Some(duet_protocol::PeerState {
+            name: "ghost".into(),
+            color: "#30bced".into(),
+            cursor: None,
+            location: None,
+        }),
+    }
+}
+
 /// Polls a future once (the helpers' `eventually` takes a closure): the metric now, if the
 /// node answers at once.
 fn futures_now<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> Option<T> {
@@ -455,17 +468,7 @@ async fn a_dead_nodes_cursors_vanish_and_what_it_only_relayed_is_stored_by_a_sur
         })
         .await?;
     wait_ack(&mut author, 1).await?;
-    author
-        .send(&ClientMsg::Awareness {
-            client_id: 31,
-            state: Some(duet_protocol::PeerState {
-                name: "ghost".into(),
-                color: "#30bced".into(),
-                cursor: None,
-                location: None,
-            }),
-        })
-        .await?;
+    author.send(&ghost_awareness(31)).await?;
     author
         .send(&ClientMsg::Update {
             seq: 2,
@@ -844,9 +847,30 @@ async fn two_nodes_compacting_one_room_at_once_only_one_does() -> anyhow::Result
     for task in tasks {
         task.await??;
     }
-    // Compactions under way finish (each takes 100 ms in the database here).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Compactions under way finish (each takes 100 ms in the database here): the nodes'
+    // count of snapshots stored and the database's agree, twice in a row 200 ms apart.
     let sql = cluster.sql().await?;
+    let deadline = std::time::Instant::now() + T;
+    let mut last = None;
+    loop {
+        let rows: i64 = sql
+            .query_one("SELECT count(*) FROM snapshot_writes", &[])
+            .await?
+            .get(0);
+        let mut stored = 0.0;
+        for i in 0..2 {
+            stored += cluster.metric(i, "duet_store_compactions_total").await?;
+        }
+        if rows > 0 && rows as f64 == stored && last == Some(rows) {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "compactions never settled: the nodes stored {stored}, the database saw {rows}"
+        );
+        last = (rows as f64 == stored).then_some(rows);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let writes = sql
         .query("SELECT room, covers FROM snapshot_writes ORDER BY n", &[])
         .await?;
@@ -971,17 +995,7 @@ async fn a_restarted_node_is_written_off_by_its_new_epoch() -> anyhow::Result<()
     observer.client.wait_synced(T).await?;
     let doc = duet_yjs::doc::doc_with_client(61);
     let mut ghost = duet_e2e::ydoc::join(&cluster.url(0), room.as_str(), &doc, 0).await?;
-    ghost
-        .send(&ClientMsg::Awareness {
-            client_id: 61,
-            state: Some(duet_protocol::PeerState {
-                name: "ghost".into(),
-                color: "#30bced".into(),
-                cursor: None,
-                location: None,
-            }),
-        })
-        .await?;
+    ghost.send(&ghost_awareness(61)).await?;
     eventually("the observer to see the ghost", T, || {
         observer
             .client

@@ -22,8 +22,6 @@ fn dead_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Runs `duet args` in session `name` under a shell that prints its exit status and then
-/// stays, so that the last screen (the message duet printed on exit) can be read whole.
 fn spawn_duet(
     tmux: &Tmux,
     name: &str,
@@ -31,38 +29,11 @@ fn spawn_duet(
     home: &str,
     args: &[&str],
 ) -> anyhow::Result<()> {
-    let duet = workspace_bin("duet")?;
-    let duet = duet.to_string_lossy();
-    let mut sh_args = vec![
-        "-c",
-        "\"$0\" \"$@\"; echo \"[duet exited $?]\"; exec sleep 600",
-        &duet,
-    ];
-    sh_args.extend_from_slice(args);
-    tmux.spawn(
-        name,
-        SIZE,
-        dir,
-        &env(home),
-        std::path::Path::new("/bin/sh"),
-        &sh_args,
-    )
+    tmux.spawn_duet(name, SIZE, dir, &env(home), args)
 }
 
-/// Waits for duet in `name` to exit; returns its exit status and the whole screen as one
-/// string (rows joined, so wrapped messages read whole).
 fn wait_exit(tmux: &Tmux, name: &str) -> anyhow::Result<(i32, String)> {
-    let screen = tmux.wait_for(name, "duet to exit", T, |s| {
-        s.iter().any(|l| l.contains("[duet exited "))
-    })?;
-    let all = screen.join("");
-    let code = all
-        .split("[duet exited ")
-        .nth(1)
-        .and_then(|r| r.split(']').next())
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(-1);
-    Ok((code, all))
+    tmux.wait_exit(name, T)
 }
 
 fn env(home: &str) -> [(&str, &str); 3] {

@@ -82,17 +82,8 @@ fn run_to_exit(
     home: &str,
     args: &[&str],
 ) -> anyhow::Result<String> {
-    let duet = workspace_bin("duet")?;
-    let duet = duet.to_string_lossy();
-    let mut sh_args = vec![
-        "-c",
-        "\"$0\" \"$@\"; echo \"[duet exited $?]\"; exec sleep 600",
-        &duet,
-    ];
-    sh_args.extend_from_slice(args);
-    tmux.spawn(name, SIZE, dir, &env(home), Path::new("/bin/sh"), &sh_args)?;
-    let screen = tmux.wait_for(name, "duet to exit", T, |s| shows(s, "[duet exited "))?;
-    Ok(screen.join(""))
+    tmux.spawn_duet(name, SIZE, dir, &env(home), args)?;
+    Ok(tmux.wait_exit(name, T)?.1)
 }
 
 fn quit(tmux: &Tmux, who: &str) -> anyhow::Result<()> {

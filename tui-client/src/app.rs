@@ -219,10 +219,30 @@ impl App {
             .as_deref()
             .and_then(Highlighter::for_path)
             .and_then(|h| Background::start(h, wake.clone()));
+        Self::around(
+            tab,
+            wake,
+            (opts.depth, &opts.notes),
+            opts.join_command,
+            opts.has_token,
+            now,
+        )
+    }
+
+    /// The app around its front tab, with a view on it at the options' depth and their
+    /// notes shown: what a file's session and a workspace's have in common.
+    fn around(
+        tab: Tab,
+        wake: Arc<Notify>,
+        (depth, notes): (Depth, &[String]),
+        join_command: String,
+        has_token: bool,
+        now: Instant,
+    ) -> Self {
         let mut view = View::new(tab.editor.clone(), now);
         view.status = tab.status.clone();
-        view.depth = opts.depth;
-        for note in &opts.notes {
+        view.depth = depth;
+        for note in notes {
             view.notice_for(Level::Info, note.clone(), Duration::from_secs(10));
         }
         Self {
@@ -234,8 +254,8 @@ impl App {
             exit: None,
             suspend: false,
             wake,
-            join_command: opts.join_command,
-            has_token: opts.has_token,
+            join_command,
+            has_token,
             size: Rect::new(0, 0, 80, 24),
             ws: None,
             backstage: None,

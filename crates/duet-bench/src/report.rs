@@ -1,6 +1,7 @@
 //! A scenario's results: rows of named figures, printed as a table or as JSON.
 
 use crate::floor::Floor;
+use crate::stats::Summary;
 use crate::wire::Protocol;
 use serde::Serialize;
 
@@ -45,6 +46,31 @@ impl Report {
             unit,
             note,
         });
+    }
+
+    /// `metric, p50` (noting the sample count) and `metric, p99` in µs, and `metric, max`
+    /// with `max`.
+    pub fn latency(&mut self, metric: &str, s: &Summary, max: bool) {
+        self.row(
+            &format!("{metric}, p50"),
+            Some(s.p50_us),
+            "µs",
+            format!("{} samples", s.count),
+        );
+        self.row(
+            &format!("{metric}, p99"),
+            Some(s.p99_us),
+            "µs",
+            String::new(),
+        );
+        if max {
+            self.row(
+                &format!("{metric}, max"),
+                Some(s.max_us),
+                "µs",
+                String::new(),
+            );
+        }
     }
 
     pub fn print_table(&self) {

@@ -19,12 +19,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use duet_client::{Client, ClientConfig, Document, Event as ClientEvent, Location, Role};
 use duet_workspace::{FileEntry, FileId, FileKind, Workspace, file_room, index};
-use ratatui::layout::Rect;
 use tokio::sync::mpsc;
 
 use super::sharer::SharerDisk;
@@ -33,7 +32,7 @@ use crate::color::{Depth, parse_hex};
 use crate::finder;
 use crate::highlight::{Background, Highlighter};
 use crate::state::{
-    FileRow, FilesView, Level, Panel, PathPurpose, Person, Prompt, Question, Status, View,
+    FileRow, FilesView, Level, Panel, PathPurpose, Person, Prompt, Question, Status,
 };
 
 /// How many rows the file list keeps (the best matches); a screen shows fewer.
@@ -132,13 +131,6 @@ impl App {
             ..Status::default()
         };
         let tab = Tab::new(TabKey::Index, index.clone(), None, None, status.clone());
-        let mut view = View::new(tab.editor.clone(), now);
-        view.status = tab.status.clone();
-        view.depth = opts.depth;
-        for note in &opts.notes {
-            view.notice_for(Level::Info, note.clone(), Duration::from_secs(10));
-        }
-        view.panel = Some(Panel::Files);
         let sharer = opts.share_dir.clone().map(SharerDisk::new);
         let ws = Ws {
             workspace: opts.workspace,
@@ -154,22 +146,17 @@ impl App {
             status,
             sharer,
         };
-        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-        Self {
+        let mut app = Self::around(
             tab,
-            view,
-            last_disk_check: now,
-            started: now,
-            out: Vec::new(),
-            exit: None,
-            suspend: false,
-            wake,
-            join_command: opts.join_command,
-            has_token: opts.token.is_some(),
-            size: Rect::new(0, 0, 80, 24),
-            ws: Some(Box::new(ws)),
-            backstage: None,
-        }
+            std::sync::Arc::new(tokio::sync::Notify::new()),
+            (opts.depth, &opts.notes),
+            opts.join_command,
+            opts.token.is_some(),
+            now,
+        );
+        app.view.panel = Some(Panel::Files);
+        app.ws = Some(Box::new(ws));
+        app
     }
 
     /// Every client of the app (the front tab's, the others', the index's), to close them.

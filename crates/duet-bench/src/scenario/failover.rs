@@ -22,6 +22,7 @@
 //! remote latency over the run, and acknowledged keystrokes lost (a fresh joiner's state
 //! vector must cover every member's highest acknowledged clock; the target is 0).
 
+use super::team::Rng;
 use super::{Ctx, Key, keys_of};
 use crate::conn::{self, ConnOpts, Ws};
 use crate::progress;
@@ -93,19 +94,6 @@ struct MemberOut {
     client_id: u64,
     done: bool,
     error: Option<String>,
-}
-
-/// splitmix64, as in `team`.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 }
 
 /// Connects to the first node that answers, from `from` on, and syncs `doc` both ways: the
@@ -528,24 +516,7 @@ pub async fn run(ctx: &Ctx, o: &FailoverOpts) -> anyhow::Result<Report> {
         "ms",
         String::new(),
     );
-    rep.row(
-        "keystroke to remote, p50",
-        Some(remote.p50_us),
-        "µs",
-        format!("{} samples", remote.count),
-    );
-    rep.row(
-        "keystroke to remote, p99",
-        Some(remote.p99_us),
-        "µs",
-        String::new(),
-    );
-    rep.row(
-        "keystroke to remote, max",
-        Some(remote.max_us),
-        "µs",
-        String::new(),
-    );
+    rep.latency("keystroke to remote", &remote, true);
     if let (Some(a), Some(b)) = (&m0, &m1) {
         let d = |key: &str| b.get(key).map(|b| b - a.get(key).copied().unwrap_or(0.0));
         for (metric, key, note) in [

@@ -87,10 +87,10 @@ impl Spread {
 }
 
 /// splitmix64: a few random numbers per keystroke, reproducible from the seed, no dependency.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -515,38 +515,10 @@ pub async fn run(ctx: &Ctx, o: &TeamOpts) -> anyhow::Result<Report> {
         "%",
         String::new(),
     );
-    rep.row(
-        "keystroke to remote, p50",
-        Some(remote.p50_us),
-        "µs",
-        format!("{} samples", remote.count),
-    );
-    rep.row(
-        "keystroke to remote, p99",
-        Some(remote.p99_us),
-        "µs",
-        String::new(),
-    );
-    rep.row(
-        "keystroke to remote, max",
-        Some(remote.max_us),
-        "µs",
-        String::new(),
-    );
+    rep.latency("keystroke to remote", &remote, true);
     if remote_same.count > 0 && remote_cross.count > 0 {
         for (what, s) in [("same node", &remote_same), ("cross node", &remote_cross)] {
-            rep.row(
-                &format!("keystroke to remote, {what}, p50"),
-                Some(s.p50_us),
-                "µs",
-                format!("{} samples", s.count),
-            );
-            rep.row(
-                &format!("keystroke to remote, {what}, p99"),
-                Some(s.p99_us),
-                "µs",
-                String::new(),
-            );
+            rep.latency(&format!("keystroke to remote, {what}"), s, false);
         }
         rep.row(
             "cross node / same node, p50",
@@ -556,18 +528,7 @@ pub async fn run(ctx: &Ctx, o: &TeamOpts) -> anyhow::Result<Report> {
         );
     }
     if ctx.protocol == Protocol::Duet {
-        rep.row(
-            "keystroke to ack (stored), p50",
-            Some(ack.p50_us),
-            "µs",
-            format!("{} samples", ack.count),
-        );
-        rep.row(
-            "keystroke to ack (stored), p99",
-            Some(ack.p99_us),
-            "µs",
-            String::new(),
-        );
+        rep.latency("keystroke to ack (stored)", &ack, false);
         rep.row(
             "keystrokes acknowledged per second",
             Some(acked as f64 / busy.as_secs_f64()),

@@ -45,19 +45,11 @@ impl PgStore {
     /// node id (another process started with it, or this one was written off and forgotten):
     /// this process must not act as that node any longer.
     pub async fn heartbeat(&self, node: &NodeId, epoch: u64) -> Result<bool, StoreError> {
-        let node = node.as_str().to_owned();
-        let epoch = i64::try_from(epoch)
-            .map_err(|_| StoreError::Unavailable(format!("epoch {epoch} out of range")))?;
-        self.with_client(move |client| {
-            Box::pin(async move {
-                let stmt = client
-                    .prepare_cached(
-                        "UPDATE duet_nodes SET last_seen = now() WHERE node = $1 AND epoch = $2",
-                    )
-                    .await?;
-                Ok(client.execute(&stmt, &[&node, &epoch]).await? == 1)
-            })
-        })
+        self.set_last_seen(
+            node,
+            epoch,
+            "UPDATE duet_nodes SET last_seen = now() WHERE node = $1 AND epoch = $2",
+        )
         .await
     }
 
@@ -65,17 +57,29 @@ impl PgStore {
     /// cleanly is written off by the others at their next check instead of after the stale
     /// time. Its row stays, so every node sees it go.
     pub async fn retire_node(&self, node: &NodeId, epoch: u64) -> Result<bool, StoreError> {
+        self.set_last_seen(
+            node,
+            epoch,
+            "UPDATE duet_nodes SET last_seen = now() - interval '1 day'
+             WHERE node = $1 AND epoch = $2",
+        )
+        .await
+    }
+
+    /// Runs `sql` (an UPDATE of `node`'s row at `epoch`, its parameters `$1` and `$2`):
+    /// whether the row was there to update.
+    async fn set_last_seen(
+        &self,
+        node: &NodeId,
+        epoch: u64,
+        sql: &'static str,
+    ) -> Result<bool, StoreError> {
         let node = node.as_str().to_owned();
         let epoch = i64::try_from(epoch)
             .map_err(|_| StoreError::Unavailable(format!("epoch {epoch} out of range")))?;
         self.with_client(move |client| {
             Box::pin(async move {
-                let stmt = client
-                    .prepare_cached(
-                        "UPDATE duet_nodes SET last_seen = now() - interval '1 day'
-                         WHERE node = $1 AND epoch = $2",
-                    )
-                    .await?;
+                let stmt = client.prepare_cached(sql).await?;
                 Ok(client.execute(&stmt, &[&node, &epoch]).await? == 1)
             })
         })
