@@ -33,6 +33,9 @@ pub struct Cluster {
     pub pg: Postgres,
     pub db: String,
     pub redis: Redis,
+    /// Whether the nodes are given the Redis (`--redis`); without it they hear each other's
+    /// edits only through the log, at each heads check.
+    bus: bool,
     /// Arguments every node gets beyond the engines and its id.
     extra: Vec<String>,
     env: Vec<(String, String)>,
@@ -60,6 +63,7 @@ impl Cluster {
             redis,
             nodes: Vec::new(),
             balancer: Balancer::start(Vec::new()).await?,
+            bus: true,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             env: env
                 .iter()
@@ -72,19 +76,31 @@ impl Cluster {
         Ok(Some(cluster))
     }
 
+    /// Like [`Cluster::start`], but the nodes get no `--redis`: PostgreSQL alone.
+    pub async fn start_without_bus(
+        test: &str,
+        nodes: usize,
+        extra: &[&str],
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(mut cluster) = Self::start(test, 0, extra, &[]).await? else {
+            return Ok(None);
+        };
+        cluster.bus = false;
+        for _ in 0..nodes {
+            cluster.add_node()?;
+        }
+        Ok(Some(cluster))
+    }
+
     /// The arguments of node `i`: the test timings, unless `extra` sets one of them.
     fn args(&self, i: usize) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "--postgres",
-            &self.db,
-            "--redis",
-            &self.redis.url(),
-            "--node-id",
-            &format!("node{i}"),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut args: Vec<String> = ["--postgres", &self.db, "--node-id", &format!("node{i}")]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if self.bus {
+            args.extend(["--redis".to_owned(), self.redis.url()]);
+        }
         for pair in NODE_TIMINGS.chunks(2) {
             if !self.extra.iter().any(|a| a == pair[0]) {
                 args.extend(pair.iter().map(|s| s.to_string()));

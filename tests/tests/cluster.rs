@@ -20,6 +20,48 @@ use std::time::Duration;
 /// Room for convergence on a loaded machine (the bounds these tests check are far below it).
 const T: Duration = Duration::from_secs(20);
 
+/// Nodes on PostgreSQL alone (no `--redis`): a node hears another's edits through the log at
+/// its heads check, edits are acknowledged once stored, and the nodes are healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_without_redis_converge_through_the_log() -> anyhow::Result<()> {
+    let Some(cluster) = Cluster::start_without_bus("no_bus", 2, &[]).await? else {
+        return Ok(());
+    };
+    let room = unique_room("nobus");
+    let ann = start(&cluster.url(0), &room, "ann");
+    let bob = start(&cluster.url(1), &room, "bob");
+    ann.client.wait_synced(T).await?;
+    bob.client.wait_synced(T).await?;
+    ann.insert_at_char(0, "from ann ");
+    bob.insert_at_char(0, "from bob ");
+    eventually("both nodes' members to hold both edits", T, || {
+        let (a, b) = (ann.text(), bob.text());
+        (a == b && a.contains("from ann ") && a.contains("from bob ")).then_some(())
+    })
+    .await?;
+    for c in [&ann, &bob] {
+        eventually("every edit acknowledged", T, || {
+            (c.client.unacked() == 0).then_some(())
+        })
+        .await?;
+    }
+    for i in 0..2 {
+        let heads = cluster
+            .metric(i, "duet_cluster_catch_ups_total{why=\"heads\"}")
+            .await?;
+        ensure!(
+            heads > 0.0,
+            "node{i} never read the log for a head past its cursor"
+        );
+        let (status, body) = cluster.healthz(i).await?;
+        ensure!(
+            status == 200,
+            "node{i} /healthz without Redis: {status} {body}"
+        );
+    }
+    Ok(())
+}
+
 /// A second handle on a client (the helpers take slices of clients).
 fn handle(c: &TestClient) -> TestClient {
     let (_tx, events) = tokio::sync::mpsc::channel(1);
