@@ -9,6 +9,8 @@
 //! - edits in two files made while the server is down merge when it is back;
 //! - a file rewritten on the sharer's disk (a formatter) while the room has unsaved edits
 //!   is merged into the room, and saving keeps both;
+//! - with no server running, `duet share` hosts one in-process (the one-command path) and
+//!   a partner on the machine joins it with the printed command;
 //! - a `team/*` token admits the whole workspace, a viewer token sees it read-only, a
 //!   token for another prefix is refused with a reason; a workspace already shared is not
 //!   shared a second time.
@@ -421,5 +423,87 @@ fn a_team_token_admits_the_workspace_and_a_viewer_sees_it_read_only() -> anyhow:
     quit(&tmux, "ann")?;
     drop(tmux);
     let _ = std::fs::remove_dir_all(&root);
+    Ok(())
+}
+
+/// The one-command path: nothing listens at the default address, so `duet share` hosts the
+/// server in-process (rooms in the sharer's data directory) and prints `duet join proj`; a
+/// partner on the same machine runs exactly that, opens a file, types and saves, and the
+/// sharer's disk has it. Uses the default port 127.0.0.1:7070: where something else holds
+/// it, this test says so and checks nothing.
+#[test]
+fn share_with_no_server_hosts_one_and_the_printed_command_joins_it() -> anyhow::Result<()> {
+    let duet = workspace_bin("duet")?;
+    if std::net::TcpListener::bind("127.0.0.1:7070").is_err() {
+        eprintln!(
+            "SKIPPED share_with_no_server_hosts_one_and_the_printed_command_joins_it: \
+             127.0.0.1:7070 is in use on this machine"
+        );
+        return Ok(());
+    }
+    let root = temp_dir("ws-embedded");
+    let dir = root.join("proj");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("a.txt"), "alpha\n")?;
+    std::fs::write(dir.join("b.txt"), "bee\n")?;
+    let (ann_home, bob_home) = (root.join("ann-home"), root.join("bob-home"));
+    std::fs::create_dir_all(&ann_home)?;
+    std::fs::create_dir_all(&bob_home)?;
+    let (ann_home, bob_home) = (
+        ann_home.to_string_lossy().into_owned(),
+        bob_home.to_string_lossy().into_owned(),
+    );
+
+    let tmux = Tmux::new("ws-embedded")?;
+    tmux.spawn(
+        "ann",
+        SIZE,
+        &dir,
+        &env(&ann_home),
+        &duet,
+        &["share", "--name", "ann"],
+    )?;
+    tmux.wait_for(
+        "ann",
+        "ann live on her own server, listing two files",
+        T,
+        |s| live(s) && shows(s, "2 files") && shows(s, "b.txt"),
+    )?;
+    let help = help_after_list(&tmux, "ann")?;
+    assert!(shows(&help, "duet join proj"), "{}", help.join("\n"));
+    tmux.press("ann", &["Escape"])?;
+    tmux.wait_for("ann", "the help closed", T, |s| !shows(s, "duet help"))?;
+    assert!(
+        std::path::Path::new(&ann_home).join("duet").exists(),
+        "the hosted server keeps its rooms in the sharer's data directory"
+    );
+
+    // The partner runs the printed command as is (his own name aside).
+    let bob_dir = root.join("bob");
+    std::fs::create_dir_all(&bob_dir)?;
+    tmux.spawn(
+        "bob",
+        SIZE,
+        &bob_dir,
+        &env(&bob_home),
+        &duet,
+        &["join", "--name", "bob", "proj"],
+    )?;
+    tmux.wait_for("bob", "bob's file list from ann's server", T, |s| {
+        live(s) && shows(s, "2 files") && shows(s, "a.txt")
+    })?;
+    close_list(&tmux, "bob")?;
+    open(&tmux, "bob", "a.t", "a.txt")?;
+    tmux.wait_for("bob", "a.txt's text from ann's disk", T, |s| {
+        row_with(s, "alpha").is_some()
+    })?;
+    tmux.type_text("bob", "hi ")?;
+    tmux.press("bob", &["C-s"])?;
+    tmux.wait_for("bob", "the news that ann's editor saved it", T, |s| {
+        message(s).contains("ann saved a.txt")
+    })?;
+    assert_eq!(std::fs::read_to_string(dir.join("a.txt"))?, "hi alpha\n");
+    quit(&tmux, "bob")?;
+    quit(&tmux, "ann")?;
     Ok(())
 }
